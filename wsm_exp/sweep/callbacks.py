@@ -1,0 +1,113 @@
+"""Hydra callbacks around a sweep: check every job before any work; gather, report and log after.
+
+Registered in conf/config.yaml under ``hydra.callbacks``. On ``on_multirun_start`` every job's
+merge settings are planned (no training, merging or evaluation) so a bad override fails at once
+with the key and the allowed values. On ``on_multirun_end`` (and ``on_run_end`` for a single job)
+the job files become ``results.parquet`` + ``results.csv``, the report is written, the summary W&B
+run is logged, and the sweep folder's path is printed last. Any failed variant makes the command
+exit non-zero after all of that.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+class SweepCallbacks(Callback):
+    """Pre-flight checks and end-of-sweep aggregation."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        preflight(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finalize(config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finalize(config)
+
+
+def job_overrides(config: DictConfig) -> list[list[str]]:
+    """The override list of every job the basic sweeper will launch (sweep file + command line)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def job_config(config: DictConfig, overrides: list[str]) -> DictConfig:
+    """The base config with one job's value overrides applied (group choices are left as they are)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = copy.deepcopy(config)
+    with open_dict(cfg):
+        for override in OverridesParser.create().parse_overrides(overrides):
+            key = override.key_or_group
+            if key.startswith("hydra") or "/" in key or key == "sweep":
+                continue
+            current = OmegaConf.select(cfg, key, default=None)
+            value = override.value()
+            if isinstance(current, DictConfig) and isinstance(value, str):
+                continue  # a config-group choice such as eval=benchmarks
+            OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+    return cfg
+
+
+def preflight(config: DictConfig) -> None:
+    """Plan every job of the sweep; raise one error listing each job that cannot work."""
+    from wsm_exp.sweep.config import ConfigError
+    from wsm_exp.sweep.job import plan_job, sweep_paths
+    from wsm_exp.sweep.sources import make_source
+
+    problems = []
+    for overrides in job_overrides(config):
+        cfg = job_config(config, overrides)
+        try:
+            plan_job(cfg, make_source(cfg, sweep_paths(cfg)[2]))
+        except ConfigError as err:
+            problems.append(f"  job [{' '.join(overrides)}]: {err}")
+    if problems:
+        raise ConfigError("The sweep was not started; nothing was trained, merged or evaluated.\n"
+                          + "\n".join(problems))
+
+
+def finalize(config: DictConfig) -> None:
+    """Gather results, write the report and the summary run, print the folder; exit 1 on failures."""
+    from wsm_exp.sweep import results, tracking
+    from wsm_exp.sweep.config import LoggerConfig, from_node
+    from wsm_exp.sweep.job import sweep_paths
+
+    sweep, sweep_dir, _ = sweep_paths(config)
+    if not (sweep_dir / "jobs").is_dir():
+        print(f"No results were written; sweep folder: {sweep_dir}")
+        sys.exit(1)
+    frame = results.write_results(sweep_dir)
+    report = None
+    try:
+        from analysis import write_report
+
+        report = write_report([sweep_dir])
+    except Exception as err:  # noqa: BLE001 — the results are safe; say why the report is missing
+        log.exception("report failed: %s", err)
+        print(f"The report could not be written ({type(err).__name__}: {err}); results are in {sweep_dir}.")
+    tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame, report)
+    failed = sorted(frame.loc[frame["status"] == "failed", "variant"].unique())
+    ok = frame.loc[frame["status"] == "ok", "variant"].nunique()
+    print(f"{ok} variant(s) evaluated, {len(failed)} failed.")
+    for name in failed:
+        error = frame.loc[frame["variant"] == name, "error"].iloc[0]
+        print(f"  FAILED {name}: {error}")
+    print(f"Sweep folder: {Path(sweep_dir)}")
+    if failed:
+        sys.exit(1)

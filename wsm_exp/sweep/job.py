@@ -1,0 +1,247 @@
+"""One Hydra job = one merge variant (plus its baselines), walked through the whole flow once.
+
+    plan (no work) -> ensure series -> select window -> merge (or reuse) -> evaluate (or reuse)
+    -> result rows (atomic, per variant) -> W&B run
+
+Every evaluated model is keyed by content and every variant's rows by its name and config
+fingerprint, so a rerun, a resumed sweep or a second sweep sharing variants recomputes nothing.
+A failure inside one variant becomes a ``failed`` row; the sweep goes on.
+
+Example (what ``python -m wsm_exp`` runs for each job):
+    >>> from wsm_exp.sweep.job import run_job   # run_job(cfg) -> list of failed variant names
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from wsm_exp.merging.weights import explicit_weights, merge_weights
+from wsm_exp.sweep import results, tracking
+from wsm_exp.sweep.config import BaselinesConfig, ConfigError, LoggerConfig, MergeConfig, from_node
+from wsm_exp.sweep.sources import EmbeddedSource, UserSource, make_source
+from wsm_exp.sweep.variants import Variant, fidelity_branch, merge_variant, raw_variant, wsd_variant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobPlan:
+    """Everything a job will evaluate, decided from config alone."""
+
+    variant: Variant
+    baselines: list[Variant]
+    branches: list[str]  # series the job needs (trained on demand for the embedded study)
+
+
+def sweep_paths(cfg: DictConfig) -> tuple[str, Path, Path]:
+    """(sweep name, sweep folder, cache folder) from the config."""
+    return str(cfg.sweep_name), Path(cfg.paths.sweep_dir), Path(cfg.paths.cache)
+
+
+def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
+    """Check the variant and decide its baselines without training, merging or evaluating.
+
+    Raises ConfigError naming the key (merge.curve, merge.duration, ...) and what would work.
+    """
+    from wsm_exp.merging.series import SeriesError, planned_series, select_window
+    from wsm_exp.merging.weights import WeightsError
+
+    merge = from_node(MergeConfig, cfg.merge, key="merge")
+    base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
+    steps = source.planned_wsm_steps()
+    try:
+        window = select_window(planned_series(steps, source.tokens_per_step), end=merge.end,
+                               quantity=merge.quantity, interval=merge.interval, duration=merge.duration)
+    except SeriesError as err:
+        raise ConfigError(f"merge.quantity/interval/duration/end: {err}") from None
+    try:
+        if merge.weights is not None:
+            weights = explicit_weights([float(w) for w in merge.weights], window.quantity)
+        else:
+            weights = merge_weights(merge.curve, window.quantity, min_lr=merge.min_lr, alpha=merge.alpha)
+    except WeightsError as err:
+        key = "merge.weights" if merge.weights is not None else "merge.curve/min_lr/alpha"
+        raise ConfigError(f"{key}: {err}") from None
+    seed = int(cfg.seed)
+    window_steps = [c.step for c in window.checkpoints]
+    variant = merge_variant(curve=merge.curve, steps=window_steps, weights=weights,
+                            interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
+                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed)
+    unknown = sorted(set(base.wsd_shapes) - set(source.wsd_shapes))
+    if unknown:
+        raise ConfigError(
+            f"baselines.wsd_shapes: {unknown} not available; allowed: {list(source.wsd_shapes)}. "
+            "For your own series, give each WSD run as series.wsd.<shape>=/path."
+        )
+    last, end = steps[-1], variant.end_step
+    decay, branch_end = source.branch_steps, source.branch_start + source.branch_steps
+    baselines: list[Variant] = []
+    branches = ["wsm", *(f"wsd_{s}" for s in base.wsd_shapes)]
+    if base.raw_last:
+        baselines.append(raw_variant(step=last, seed=seed))
+    if base.matched_tokens and end != last:
+        baselines.append(raw_variant(step=end, seed=seed))
+    for shape in base.wsd_shapes:
+        baselines.append(wsd_variant(shape=shape, step=branch_end, decay_steps=decay, seed=seed,
+                                     min_lr=source.decay_min_lr))
+        if base.matched_tokens and end != branch_end:
+            baselines.append(wsd_variant(shape=shape, step=end, decay_steps=decay, seed=seed,
+                                         min_lr=source.decay_min_lr))
+    if base.fidelity:
+        if isinstance(source, UserSource):
+            raise ConfigError("baselines.fidelity: real-decay fidelity branches need the embedded study; "
+                              "set baselines.fidelity=false for your own series.")
+        branch = fidelity_branch(end, window.duration)
+        branches.append(branch)
+        shape = source.train_cfg.decay_shape
+        baselines.append(wsd_variant(shape=shape, step=end, decay_steps=window.duration, seed=seed,
+                                     branch=branch, min_lr=source.decay_min_lr))
+    return JobPlan(variant=variant, baselines=baselines, branches=branches)
+
+
+def run_job(cfg: DictConfig) -> list[str]:
+    """Run one variant and its baselines; return the names of variants that failed."""
+    sweep, sweep_dir, cache = sweep_paths(cfg)
+    logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
+    train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{cfg.seed}", job_type="train")
+    source = make_source(cfg, cache, logger=train_log.log)
+    plan = plan_job(cfg, source)
+    merge = from_node(MergeConfig, cfg.merge, key="merge")
+    context = _Context(cfg, sweep, sweep_dir, cache, source, logger_cfg, merge)
+    failed: list[str] = []
+    try:
+        branch_paths = source.ensure(plan.branches)
+    except Exception as err:  # noqa: BLE001 — the failure is recorded as a row, the sweep goes on
+        context.record_failure(plan.variant, err)
+        return [plan.variant.name]
+    finally:
+        train_log.finish()
+    for variant in [plan.variant, *plan.baselines]:
+        if not context.evaluate(variant, branch_paths):
+            failed.append(variant.name)
+    return failed
+
+
+class _Context:
+    """What the variants of one job share: paths, the series, the eval suite, the logger."""
+
+    def __init__(self, cfg, sweep, sweep_dir, cache, source, logger_cfg, merge: MergeConfig):
+        from wsm_exp.evaluation import SuiteConfig
+
+        self.sweep, self.sweep_dir, self.cache, self.source = sweep, sweep_dir, cache, source
+        self.logger_cfg, self.merge = logger_cfg, merge
+        self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
+        self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
+        self.source_identity = source.identity()
+        self._series: dict[str, Any] = {}
+
+    def fingerprint(self, variant: Variant) -> str:
+        payload = {"source": self.source_identity, "eval": self.eval_identity, "variant": asdict(variant),
+                   "merge_dtype": self.merge.dtype, "accumulate": self.merge.accumulate}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def evaluate(self, variant: Variant, branch_paths: dict[str, Path]) -> bool:
+        """Evaluate one variant unless finished; write its rows; True when ok."""
+        fingerprint = self.fingerprint(variant)
+        with _variant_lock(self.sweep_dir, variant.name):
+            if results.finished_job(self.sweep_dir, variant.name, fingerprint):
+                log.info("skip %s: finished earlier with the same config", variant.name)
+                return True
+            try:
+                rows = self._rows(variant, branch_paths)
+            except Exception as err:  # noqa: BLE001 — recorded as a failed row
+                self.record_failure(variant, err, fingerprint)
+                return False
+            results.write_job(self.sweep_dir, variant.name, fingerprint, rows)
+            tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
+            return True
+
+    def record_failure(self, variant: Variant, err: BaseException, fingerprint: str = "") -> None:
+        message = f"{type(err).__name__}: {err}"
+        log.error("variant %s failed: %s\n%s", variant.name, message, traceback.format_exc())
+        row = results.make_row(sweep=self.sweep, sweep_dir=str(self.sweep_dir), **self._fields(variant),
+                               status="failed", error=message)
+        results.write_job(self.sweep_dir, variant.name, fingerprint or "failed", [row])
+
+    def _fields(self, variant: Variant) -> dict[str, Any]:
+        return variant.row_fields(tokens_per_step=self.source.tokens_per_step,
+                                  branch_start=self.source.branch_start, branch_steps=self.source.branch_steps)
+
+    def _series_of(self, branch: str, path: Path):
+        from wsm_exp.merging.series import load_series
+
+        if branch not in self._series:
+            self._series[branch] = load_series(path, tokens_per_step=self.source.tokens_per_step)
+        return self._series[branch]
+
+    def _checkpoints(self, variant: Variant, branch_paths: dict[str, Path]):
+        series = self._series_of(variant.branch, branch_paths[variant.branch])
+        by_step = {c.step: c for c in series.checkpoints}
+        missing = [s for s in variant.steps if s not in by_step]
+        if missing:
+            raise FileNotFoundError(
+                f"Series {series.root} has no checkpoint at step(s) {missing} needed by {variant.name}; "
+                f"available: {sorted(by_step)}. Retrain the branch or pick a window inside it."
+            )
+        return [by_step[s] for s in variant.steps]
+
+    def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
+        from wsm_exp.evaluation import evaluate_model
+        from wsm_exp.merging.merger import merge_key, merge_checkpoints
+        from wsm_exp.merging.series import checkpoint_identity, validate_window_checkpoints
+        from wsm_exp.merging.weights import CONVENTION
+
+        checkpoints = self._checkpoints(variant, branch_paths)
+        merge_seconds = 0.0
+        if variant.kind == "wsm" and variant.quantity > 1:
+            validate_window_checkpoints(checkpoints)
+            key = merge_key(checkpoints, list(variant.weights), self.merge.dtype, self.merge.accumulate)
+            model_dir = self.cache / "merges" / key
+            if not (model_dir / "merge.json").is_file():
+                started = time.perf_counter()
+                merge_checkpoints(checkpoints, list(variant.weights), model_dir, dtype=self.merge.dtype,
+                                  accumulate=self.merge.accumulate,
+                                  provenance={"curve": variant.curve, "min_lr": variant.min_lr,
+                                              "convention": CONVENTION, "variant": variant.name})
+                merge_seconds = time.perf_counter() - started
+            model_hash = key
+        else:
+            model_dir, model_hash = checkpoints[0].path, checkpoint_identity(checkpoints[0])
+        heldout = self.source.heldout()
+        scores = evaluate_model(Path(model_dir), self.suite, cache_dir=self.cache / "scores",
+                                extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
+        fields = self._fields(variant)
+        return [
+            results.make_row(
+                sweep=self.sweep, sweep_dir=str(self.sweep_dir), **fields, model_hash=model_hash,
+                task=s.task, category=s.category, metric=s.metric, value=float(s.value),
+                stderr=float(s.stderr), higher_is_better=bool(s.higher_is_better),
+                merge_seconds=merge_seconds, eval_seconds=0.0 if getattr(s, "from_cache", False) else s.seconds,
+                harness_version=s.harness_version, task_hash=s.task_hash,
+            )
+            for s in scores
+        ]
+
+
+@contextlib.contextmanager
+def _variant_lock(sweep_dir: Path, name: str):
+    """Exclusive per-variant lock, so parallel jobs sharing a baseline evaluate it once."""
+    lock_path = Path(sweep_dir) / "jobs" / f".{name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

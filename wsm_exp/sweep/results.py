@@ -1,0 +1,147 @@
+"""The tidy result row: one per variant × task × metric. The one place the schema lives.
+
+Jobs write their rows to ``<sweep_dir>/jobs/<variant>.json`` atomically; the end-of-sweep
+callback gathers every job file into ``results.parquet`` (plus ``results.csv``). A job file also
+stores the fingerprint of the config that produced it, so a rerun with the same config skips the
+variant and a rerun with a changed config (e.g. another eval suite) recomputes it.
+
+Example:
+    >>> row = make_row(variant="raw-E64", kind="raw", task="t", metric="acc", value=0.5)
+    >>> row["schema_version"], row["status"]
+    (1, 'ok')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+COLUMNS: dict[str, str] = {
+    "schema_version": "int64",  # bumped on any incompatible change to this table
+    "sweep": "string",  # sweep name (conf/sweep/<name>.yaml), e.g. "duration"
+    "sweep_dir": "string",  # folder holding results.parquet
+    "variant": "string",  # id of the evaluated model, unique within a sweep (includes the seed)
+    "kind": "string",  # "wsm" merge | "wsd" real-decay checkpoint | "raw" unmerged WSM checkpoint
+    "branch": "string",  # series the model comes from: "wsm", "wsd_1-sqrt", "fidelity_E128_D32", ...
+    "curve": "string",  # merge curve (wsm), decay shape (wsd) or "none" (raw)
+    "min_lr": "float64",  # emulated / real final LR as a fraction of the constant LR
+    "quantity": "int64",  # N: checkpoints merged (1 for raw and wsd)
+    "interval_steps": "int64",  # Δ between merged checkpoints (0 when N = 1)
+    "interval_tokens": "int64",
+    "duration_steps": "int64",  # D = N·Δ (merges) or the decay length (wsd)
+    "duration_tokens": "int64",
+    "end_step": "int64",  # global step of the newest checkpoint used
+    "end_tokens": "int64",  # tokens since the branch point at end_step
+    "branch_steps": "int64",  # branch length: the WSD token budget in steps
+    "steps": "string",  # JSON list of merged global steps, oldest first
+    "weights": "string",  # JSON list of merge weights, oldest first
+    "model_hash": "string",  # content key of the evaluated weights
+    "seed": "int64",  # training seed of the series
+    "task": "string",
+    "category": "string",  # general_knowledge | language | math | code | professional_knowledge | heldout | other
+    "metric": "string",  # acc, acc_norm, bits_per_byte, ...
+    "value": "float64",  # NaN on failed rows
+    "stderr": "float64",  # NaN where the harness gives none
+    "higher_is_better": "boolean",
+    "merge_seconds": "float64",  # 0 for reused merges and unmerged models
+    "eval_seconds": "float64",  # 0 for cached scores
+    "harness_version": "string",  # lm_eval.__version__
+    "task_hash": "string",  # lm-eval's task hash or a hash of the task config
+    "status": "string",  # "ok" | "failed"
+    "error": "string",  # one-paragraph error for failed rows, "" otherwise
+}
+
+_DEFAULTS: dict[str, Any] = {
+    "schema_version": SCHEMA_VERSION, "sweep": "", "sweep_dir": "", "branch": "", "curve": "none",
+    "min_lr": 0.0, "quantity": 1, "interval_steps": 0, "interval_tokens": 0, "duration_steps": 0,
+    "duration_tokens": 0, "end_step": 0, "end_tokens": 0, "branch_steps": 0, "steps": "[]",
+    "weights": "[]", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
+    "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
+    "eval_seconds": 0.0, "harness_version": "", "task_hash": "", "status": "ok", "error": "",
+}
+
+
+def make_row(**fields: Any) -> dict[str, Any]:
+    """One schema-complete row; unknown field names are a programming error.
+
+    >>> make_row(variant="v", kind="wsd", value=1.0)["quantity"]
+    1
+    """
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"Not result columns: {sorted(unknown)}; the schema is wsm_exp.sweep.results.COLUMNS.")
+    return {**_DEFAULTS, **fields}
+
+
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows to a DataFrame with the schema's column order and dtypes."""
+    frame = pd.DataFrame([make_row(**r) for r in rows], columns=list(COLUMNS))
+    return frame.astype(COLUMNS)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` via a temp file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=1, default=float)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def job_file(sweep_dir: Path, variant: str) -> Path:
+    """Where a variant's rows live inside a sweep folder."""
+    return Path(sweep_dir) / "jobs" / f"{variant}.json"
+
+
+def write_job(sweep_dir: Path, variant: str, fingerprint: str, rows: list[dict[str, Any]]) -> Path:
+    """Publish a variant's rows (all or nothing) with the fingerprint of its config."""
+    path = job_file(sweep_dir, variant)
+    write_json_atomic(path, {"fingerprint": fingerprint, "rows": [make_row(**r) for r in rows]})
+    return path
+
+
+def finished_job(sweep_dir: Path, variant: str, fingerprint: str) -> bool:
+    """True when the variant already has ``ok`` rows from the same config (skip it on rerun)."""
+    path = job_file(sweep_dir, variant)
+    if not path.is_file():
+        return False
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    rows = payload.get("rows", [])
+    return payload.get("fingerprint") == fingerprint and bool(rows) and all(r["status"] == "ok" for r in rows)
+
+
+def gather(sweep_dir: Path) -> pd.DataFrame:
+    """All job files of a sweep folder as one tidy table (sorted, one row per variant×task×metric)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted((Path(sweep_dir) / "jobs").glob("*.json")):
+        rows.extend(json.loads(path.read_text())["rows"])
+    frame = to_frame(rows)
+    return frame.sort_values(["kind", "variant", "task", "metric"], ignore_index=True)
+
+
+def write_results(sweep_dir: Path) -> pd.DataFrame:
+    """Gather the job files into ``results.parquet`` and ``results.csv`` (each written atomically)."""
+    frame = gather(sweep_dir)
+    for name, writer in (("results.parquet", frame.to_parquet), ("results.csv", frame.to_csv)):
+        target = Path(sweep_dir) / name
+        tmp = target.with_name(f".{name}.tmp")
+        writer(tmp, index=False)
+        os.replace(tmp, target)
+    return frame

@@ -1,0 +1,164 @@
+"""Where a sweep's checkpoint series come from: the embedded tiny study, or the user's own run.
+
+Both answer the same questions: which WSM steps will exist (for checking a sweep before any
+work), where each branch's series folder is (training it if needed), tokens per step, where the
+branch starts, and which held-out text the loss task reads.
+
+Example:
+    >>> src = UserSource(SeriesConfig(path="/ckpts/run", tokens_per_step=4096, wsd={"1-sqrt": "/ckpts/wsd"}))
+    >>> src.branch_start, sorted(src.wsd_shapes)
+    (0, ['1-sqrt'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from wsm_exp.sweep.config import ConfigError, SeriesConfig
+
+
+@dataclass
+class EmbeddedSource:
+    """The embedded study: trained on demand (once, under a lock) into the shared cache."""
+
+    model_cfg: Any
+    data_cfg: Any
+    train_cfg: Any
+    seed: int
+    cache_root: Path
+    logger: Callable[[dict, int], None] | None = None
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, cache_root: Path, logger=None) -> "EmbeddedSource":
+        from wsm_exp.study import DataConfig, ModelConfig, TrainConfig
+        from wsm_exp.sweep.config import from_node
+
+        return cls(from_node(ModelConfig, cfg.model, key="model"), from_node(DataConfig, cfg.data, key="data"),
+                   from_node(TrainConfig, cfg.train, key="train"), int(cfg.seed), cache_root, logger)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return int(self.train_cfg.tokens_per_step)
+
+    @property
+    def branch_start(self) -> int:
+        return int(self.train_cfg.switch_step)
+
+    @property
+    def branch_steps(self) -> int:
+        return int(self.train_cfg.branch_steps)
+
+    @property
+    def wsd_shapes(self) -> Sequence[str]:
+        return ("1-sqrt", "linear", "cosine")
+
+    @property
+    def decay_min_lr(self) -> float:
+        return float(getattr(self.train_cfg, "min_lr_ratio", 0.0))
+
+    def planned_wsm_steps(self) -> list[int]:
+        """The WSM checkpoints the trainer will save (branch start excluded: conservative)."""
+        every, start = int(self.train_cfg.save_every), self.branch_start
+        return [start + k * every for k in range(1, self.branch_steps // every + 1)]
+
+    def ensure(self, branches: Sequence[str]) -> dict[str, Path]:
+        from wsm_exp.study import ensure_branches
+
+        return ensure_branches(self.model_cfg, self.data_cfg, self.train_cfg, seed=self.seed,
+                               cache_root=self.cache_root, branches=list(branches), logger=self.logger)
+
+    def heldout(self) -> Path | None:
+        from wsm_exp.study import heldout_path
+
+        return heldout_path(self.data_cfg, self.cache_root)
+
+    def identity(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"model": asdict(self.model_cfg), "data": asdict(self.data_cfg),
+                "train": asdict(self.train_cfg), "seed": self.seed}
+
+
+@dataclass
+class UserSource:
+    """A user's own run: a WSM (constant-LR) series plus WSD baseline series, all by path."""
+
+    cfg: SeriesConfig
+    seed: int = 0
+    _series: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return int(self.cfg.tokens_per_step or self._load("wsm").tokens_per_step or 1)
+
+    @property
+    def branch_start(self) -> int:
+        return int(self.cfg.branch_start or 0)
+
+    @property
+    def branch_steps(self) -> int:
+        steps = [c.step for c in self._load("wsm").checkpoints]
+        return steps[-1] - self.branch_start
+
+    @property
+    def wsd_shapes(self) -> Sequence[str]:
+        return tuple(self.cfg.wsd)
+
+    decay_min_lr = 0.0
+
+    def planned_wsm_steps(self) -> list[int]:
+        return [c.step for c in self._load("wsm").checkpoints]
+
+    def ensure(self, branches: Sequence[str]) -> dict[str, Path]:
+        paths = {}
+        for branch in branches:
+            if branch == "wsm":
+                paths[branch] = Path(self.cfg.path)
+            elif branch.startswith("wsd_") and branch[4:] in self.cfg.wsd:
+                paths[branch] = Path(self.cfg.wsd[branch[4:]])
+            else:
+                raise ConfigError(
+                    f"Branch {branch!r} is not available for your own series at {self.cfg.path}: "
+                    f"only the WSM series and the WSD runs given in series.wsd ({sorted(self.cfg.wsd)}) "
+                    "exist. Give the WSD run's folder as series.wsd.<shape>=/path, or leave the shape "
+                    "out of baselines.wsd_shapes (fidelity baselines need the embedded study)."
+                )
+        return paths
+
+    def heldout(self) -> Path | None:
+        return None
+
+    def identity(self) -> dict[str, Any]:
+        from wsm_exp.merging.series import checkpoint_identity
+
+        series = self._load("wsm")
+        return {"path": str(Path(self.cfg.path).resolve()), "seed": self.seed,
+                "checkpoints": [checkpoint_identity(c) for c in series.checkpoints]}
+
+    def _load(self, branch: str):
+        if branch not in self._series:
+            from wsm_exp.merging.series import load_series
+
+            path = self.ensure([branch])[branch]
+            self._series[branch] = load_series(path, tokens_per_step=self.cfg.tokens_per_step)
+        return self._series[branch]
+
+
+def make_source(cfg: DictConfig, cache_root: Path, logger=None) -> EmbeddedSource | UserSource:
+    """The embedded study unless ``series.path`` names the user's own checkpoints."""
+    from wsm_exp.sweep.config import from_node
+
+    series_cfg = from_node(SeriesConfig, cfg.series, key="series")
+    if series_cfg.path:
+        if not Path(series_cfg.path).is_dir():
+            raise ConfigError(
+                f"series.path={series_cfg.path!r} is not a folder. Point it at the folder that holds "
+                "your step_<n> / checkpoint-<n> checkpoints, or leave it unset for the embedded study."
+            )
+        return UserSource(series_cfg, seed=int(cfg.seed))
+    return EmbeddedSource.from_cfg(cfg, cache_root, logger)

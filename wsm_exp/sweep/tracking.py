@@ -1,0 +1,102 @@
+"""Weights & Biases logging: one run per evaluated variant, a training run, a summary run per sweep.
+
+Runs are offline by default (``WANDB_MODE=offline`` is set when ``wsm_exp`` is imported) and live
+under ``<sweep_dir>/wandb/``. Run ids are derived from the sweep folder and the variant name, so a
+variant redone after a crash replaces its stale run instead of adding a duplicate.
+``logger=none`` turns all of it off.
+
+Example:
+    >>> run_id(Path("/tmp/sweeps/duration"), "raw-E96-s0")[:4].isalnum()
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from wsm_exp.sweep.config import LoggerConfig
+
+
+def run_id(sweep_dir: Path, name: str) -> str:
+    """Stable W&B run id for a named run of a sweep folder."""
+    return hashlib.sha1(f"{Path(sweep_dir).resolve()}::{name}".encode()).hexdigest()[:16]
+
+
+def start_run(cfg: LoggerConfig, sweep_dir: Path, sweep: str, name: str, *, job_type: str,
+              config: dict[str, Any] | None = None):
+    """A fresh W&B run (stale offline runs of the same id are removed first), or None when off."""
+    if cfg.kind == "none":
+        return None
+    if cfg.kind != "wandb":
+        from wsm_exp.sweep.config import ConfigError
+
+        raise ConfigError(f"logger.kind={cfg.kind!r} is not known; allowed: wandb, none (logger=none).")
+    import wandb
+
+    rid = run_id(sweep_dir, name)
+    wandb_dir = Path(sweep_dir) / "wandb"
+    for stale in wandb_dir.glob(f"*-run-*-{rid}"):
+        shutil.rmtree(stale, ignore_errors=True)
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    return wandb.init(project=cfg.project, entity=cfg.entity, group=sweep, name=name, id=rid,
+                      job_type=job_type, tags=[sweep, *cfg.tags], config=config or {}, dir=str(sweep_dir),
+                      reinit="finish_previous")
+
+
+def log_variant(cfg: LoggerConfig, sweep_dir: Path, sweep: str, variant, rows: list[dict[str, Any]]) -> None:
+    """One run per variant: every variant field in config, scores as metrics against tokens."""
+    if cfg.kind == "none" or not rows:
+        return
+    first = rows[0]
+    config = {k: first[k] for k in ("variant", "kind", "branch", "curve", "min_lr", "quantity",
+                                    "interval_steps", "interval_tokens", "duration_steps", "duration_tokens",
+                                    "end_step", "end_tokens", "branch_steps", "seed", "model_hash")}
+    config["steps"], config["weights"] = list(variant.steps), list(variant.weights)
+    run = start_run(cfg, sweep_dir, sweep, variant.name, job_type=variant.kind, config=config)
+    run.define_metric("tokens")
+    run.define_metric("eval/*", step_metric="tokens")
+    metrics = {f"eval/{r['task']}/{r['metric']}": r["value"] for r in rows}
+    run.log({"tokens": first["end_tokens"], **metrics})
+    run.finish()
+
+
+class LazyRun:
+    """A run created on first use: training logs only exist when something was trained."""
+
+    def __init__(self, cfg: LoggerConfig, sweep_dir: Path, sweep: str, *, name: str, job_type: str):
+        self._args = (cfg, sweep_dir, sweep, name)
+        self._job_type = job_type
+        self._run = None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        if self._run is None:
+            self._run = start_run(*self._args, job_type=self._job_type)
+        if self._run is not None:
+            self._run.log(metrics, step=step)
+
+    def finish(self) -> None:
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
+
+
+def log_summary(cfg: LoggerConfig, sweep_dir: Path, sweep: str, frame, report=None) -> None:
+    """The sweep's summary run: the whole results table, plus the report's tables and figures."""
+    if cfg.kind == "none":
+        return
+    import wandb
+
+    run = start_run(cfg, sweep_dir, sweep, f"{sweep}-summary", job_type="summary",
+                    config={"sweep": sweep, "sweep_dir": str(sweep_dir), "rows": len(frame)})
+    table = frame.astype({c: "object" for c in frame.columns}).where(frame.notna(), None)
+    run.log({"results": wandb.Table(dataframe=table)})
+    run.summary["variants"] = int(frame["variant"].nunique())
+    run.summary["failed"] = int((frame["status"] == "failed").sum())
+    if report is not None:
+        from analysis import log_report_to_wandb
+
+        log_report_to_wandb(report, run)
+    run.finish()

@@ -1,0 +1,106 @@
+"""What a job evaluates: the merge variant and its baselines, as plain data (no I/O).
+
+A ``Variant`` is one evaluated model: a merge of WSM checkpoints (``wsm``), one checkpoint of a
+real decay (``wsd``), or one unmerged WSM checkpoint (``raw``). Its name is unique within a sweep
+and stable across reruns, so results and W&B runs are keyed by it.
+
+Example:
+    >>> v = raw_variant(step=96, seed=0)
+    >>> v.name, v.quantity
+    ('raw-E96-s0', 1)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One evaluated model and the fields that describe it in results and W&B."""
+
+    name: str  # unique within a sweep, includes the seed
+    kind: str  # "wsm" | "wsd" | "raw"
+    branch: str  # series it comes from ("wsm", "wsd_1-sqrt", "fidelity_E96_D32")
+    curve: str  # merge curve, decay shape, or "none"
+    steps: tuple[int, ...]  # global steps used, oldest first
+    weights: tuple[float, ...]  # merge weights, oldest first
+    interval: int = 0  # Δ in steps (0 for a single checkpoint)
+    duration: int = 0  # D = N·Δ for merges, the decay length for wsd
+    min_lr: float = 0.0
+    seed: int = 0
+
+    @property
+    def quantity(self) -> int:
+        return len(self.steps)
+
+    @property
+    def end_step(self) -> int:
+        return self.steps[-1]
+
+    def row_fields(self, *, tokens_per_step: int, branch_start: int, branch_steps: int) -> dict[str, Any]:
+        """The variant's columns of a result row (see wsm_exp.sweep.results.COLUMNS)."""
+        return {
+            "variant": self.name, "kind": self.kind, "branch": self.branch, "curve": self.curve,
+            "min_lr": self.min_lr, "quantity": self.quantity, "seed": self.seed,
+            "interval_steps": self.interval, "interval_tokens": self.interval * tokens_per_step,
+            "duration_steps": self.duration, "duration_tokens": self.duration * tokens_per_step,
+            "end_step": self.end_step, "end_tokens": (self.end_step - branch_start) * tokens_per_step,
+            "branch_steps": branch_steps, "steps": json.dumps(list(self.steps)),
+            "weights": json.dumps([round(w, 10) for w in self.weights]),
+        }
+
+
+def merge_variant(
+    *, curve: str, steps: list[int], weights: list[float], interval: int, duration: int,
+    min_lr: float = 0.0, alpha: float | None = None, explicit: bool = False, seed: int = 0,
+) -> Variant:
+    """A merge of WSM-branch checkpoints.
+
+    >>> merge_variant(curve="1-sqrt", steps=[8, 16], weights=[0.7, 0.3], interval=8, duration=16).name
+    'wsm-1-sqrt-N2-I8-E16-s0'
+    """
+    label = "explicit" if explicit else curve
+    name = f"wsm-{label}-N{len(steps)}-I{interval}-E{steps[-1]}"
+    if min_lr:
+        name += f"-m{min_lr:g}"
+    if alpha is not None and curve == "ema_alpha":
+        name += f"-a{alpha:g}"
+    return Variant(
+        name=f"{name}-s{seed}", kind="wsm", branch="wsm", curve=label, steps=tuple(steps),
+        weights=tuple(weights), interval=interval, duration=duration, min_lr=min_lr, seed=seed,
+    )
+
+
+def raw_variant(*, step: int, seed: int = 0) -> Variant:
+    """An unmerged WSM checkpoint (N = 1): the constant-LR model merging must beat."""
+    return Variant(name=f"raw-E{step}-s{seed}", kind="raw", branch="wsm", curve="none",
+                   steps=(step,), weights=(1.0,), seed=seed)
+
+
+def wsd_variant(*, shape: str, step: int, decay_steps: int, seed: int = 0, branch: str | None = None,
+                min_lr: float = 0.0) -> Variant:
+    """A checkpoint of a real decay branch (the WSD baseline, or a fidelity decay).
+
+    >>> wsd_variant(shape="1-sqrt", step=128, decay_steps=64).name
+    'wsd-1-sqrt-E128-s0'
+    >>> wsd_variant(shape="1-sqrt", step=96, decay_steps=32, branch="fidelity_E96_D32").name
+    'fidelity-1-sqrt-E96-D32-s0'
+    """
+    if branch and branch.startswith("fidelity_"):
+        name = f"fidelity-{shape}-E{step}-D{decay_steps}-s{seed}"
+    else:
+        name = f"wsd-{shape}-E{step}-s{seed}"
+    return Variant(name=name, kind="wsd", branch=branch or f"wsd_{shape}", curve=shape, steps=(step,),
+                   weights=(1.0,), duration=decay_steps, min_lr=min_lr, seed=seed)
+
+
+def fidelity_branch(end: int, duration: int) -> str:
+    """Name of the real-decay branch over the last ``duration`` steps ending at ``end``.
+
+    >>> fidelity_branch(96, 32)
+    'fidelity_E96_D32'
+    """
+    return f"fidelity_E{end}_D{duration}"
