@@ -1,0 +1,20 @@
+"""Test-wide setup: offline and hermetic (no network, caches and W&B files under a temp folder)."""
+
+import os
+import tempfile
+
+_HERMETIC = tempfile.mkdtemp(prefix="wsm-exp-tests-")
+for key, value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB_DISABLE_GIT": "true",
+    "WANDB_DISABLE_CODE": "true",
+    "WANDB_CACHE_DIR": os.path.join(_HERMETIC, "wandb-cache"),
+    "WANDB_DATA_DIR": os.path.join(_HERMETIC, "wandb-data"),
+    "WANDB_CONFIG_DIR": os.path.join(_HERMETIC, "wandb-config"),
+    "HF_DATASETS_CACHE": os.path.join(_HERMETIC, "hf-datasets"),
+}.items():
+    os.environ[key] = value
