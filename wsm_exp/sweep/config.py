@@ -31,7 +31,7 @@ class MergeConfig:
     quantity: int | None = 4  # N checkpoints; 4 keeps merges cheap and is in the paper's range
     interval: int | None = None  # Δ in steps; None = the series' saved spacing
     duration: int | None = None  # D = N·Δ in steps; set with quantity or interval, not both
-    end: int | None = None  # newest step of the window; None = the newest checkpoint
+    end: int | None = None  # newest step of the window; None or ≤ 0: relative to the newest (-32 = 32 steps before)
     min_lr: float = 0.0  # emulated final LR fraction; 0 = decay to zero like the paper
     alpha: float | None = None  # EMA factor, only for curve=ema_alpha
     weights: list[float] | None = None  # explicit weights, oldest first; overrides curve

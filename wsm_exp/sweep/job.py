@@ -60,8 +60,9 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
     steps = source.planned_wsm_steps()
+    end = merge.end if merge.end is None or merge.end > 0 else steps[-1] + merge.end
     try:
-        window = select_window(planned_series(steps, source.tokens_per_step), end=merge.end,
+        window = select_window(planned_series(steps, source.tokens_per_step), end=end,
                                quantity=merge.quantity, interval=merge.interval, duration=merge.duration)
     except SeriesError as err:
         raise ConfigError(f"merge.quantity/interval/duration/end: {err}") from None
