@@ -67,14 +67,14 @@ def job_config(config: DictConfig, overrides: list[str]) -> DictConfig:
 def preflight(config: DictConfig) -> None:
     """Plan every job of the sweep; raise one error listing each job that cannot work."""
     from wsm_exp.sweep.config import ConfigError
-    from wsm_exp.sweep.job import plan_job, sweep_paths
+    from wsm_exp.sweep.job import plan_job
     from wsm_exp.sweep.sources import make_source
 
     problems = []
     for overrides in job_overrides(config):
         cfg = job_config(config, overrides)
         try:
-            plan_job(cfg, make_source(cfg, sweep_paths(cfg)[2]))
+            plan_job(cfg, make_source(cfg))
         except ConfigError as err:
             problems.append(f"  job [{' '.join(overrides)}]: {err}")
     if problems:
@@ -88,7 +88,7 @@ def finalize(config: DictConfig) -> None:
     from wsm_exp.sweep.config import LoggerConfig, from_node
     from wsm_exp.sweep.job import sweep_paths
 
-    sweep, sweep_dir, _ = sweep_paths(config)
+    sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
         print(f"No results were written; sweep folder: {sweep_dir}")
         sys.exit(1)

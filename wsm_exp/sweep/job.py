@@ -44,9 +44,9 @@ class JobPlan:
     branches: list[str]  # series the job needs (trained on demand for the embedded study)
 
 
-def sweep_paths(cfg: DictConfig) -> tuple[str, Path, Path]:
-    """(sweep name, sweep folder, cache folder) from the config."""
-    return str(cfg.sweep_name), Path(cfg.paths.sweep_dir), Path(cfg.paths.cache)
+def sweep_paths(cfg: DictConfig) -> tuple[str, Path]:
+    """(sweep name, sweep folder) from the config."""
+    return str(cfg.sweep_name), Path(cfg.paths.sweep_dir)
 
 
 def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
@@ -113,13 +113,13 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
 
 def run_job(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; return the names of variants that failed."""
-    sweep, sweep_dir, cache = sweep_paths(cfg)
+    sweep, sweep_dir = sweep_paths(cfg)
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
     train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{cfg.seed}", job_type="train")
-    source = make_source(cfg, cache, logger=train_log.log)
+    source = make_source(cfg, logger=train_log.log)
     plan = plan_job(cfg, source)
     merge = from_node(MergeConfig, cfg.merge, key="merge")
-    context = _Context(cfg, sweep, sweep_dir, cache, source, logger_cfg, merge)
+    context = _Context(cfg, sweep, sweep_dir, source, logger_cfg, merge)
     failed: list[str] = []
     try:
         branch_paths = source.ensure(plan.branches)
@@ -137,10 +137,11 @@ def run_job(cfg: DictConfig) -> list[str]:
 class _Context:
     """What the variants of one job share: paths, the series, the eval suite, the logger."""
 
-    def __init__(self, cfg, sweep, sweep_dir, cache, source, logger_cfg, merge: MergeConfig):
+    def __init__(self, cfg, sweep, sweep_dir, source, logger_cfg, merge: MergeConfig):
         from wsm_exp.evaluation import SuiteConfig
 
-        self.sweep, self.sweep_dir, self.cache, self.source = sweep, sweep_dir, cache, source
+        self.sweep, self.sweep_dir, self.source = sweep, sweep_dir, source
+        self.merges, self.scores = Path(cfg.paths.merges), Path(cfg.paths.scores)
         self.logger_cfg, self.merge = logger_cfg, merge
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
         self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
@@ -208,7 +209,7 @@ class _Context:
         if variant.kind == "wsm" and variant.quantity > 1:
             validate_window_checkpoints(checkpoints)
             key = merge_key(checkpoints, list(variant.weights), self.merge.dtype, self.merge.accumulate)
-            model_dir = self.cache / "merges" / key
+            model_dir = self.merges / key
             if not (model_dir / "merge.json").is_file():
                 started = time.perf_counter()
                 merge_checkpoints(checkpoints, list(variant.weights), model_dir, dtype=self.merge.dtype,
@@ -220,7 +221,7 @@ class _Context:
         else:
             model_dir, model_hash = checkpoints[0].path, checkpoint_identity(checkpoints[0])
         heldout = self.source.heldout()
-        scores = evaluate_model(Path(model_dir), self.suite, cache_dir=self.cache / "scores",
+        scores = evaluate_model(Path(model_dir), self.suite, cache_dir=self.scores,
                                 extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
         fields = self._fields(variant)
         return [

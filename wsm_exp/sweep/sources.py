@@ -34,12 +34,12 @@ class EmbeddedSource:
     logger: Callable[[dict, int], None] | None = None
 
     @classmethod
-    def from_cfg(cls, cfg: DictConfig, cache_root: Path, logger=None) -> "EmbeddedSource":
+    def from_cfg(cls, cfg: DictConfig, logger=None) -> "EmbeddedSource":
         from wsm_exp.study import DataConfig, ModelConfig, TrainConfig
         from wsm_exp.sweep.config import from_node
 
         return cls(from_node(ModelConfig, cfg.model, key="model"), from_node(DataConfig, cfg.data, key="data"),
-                   from_node(TrainConfig, cfg.train, key="train"), int(cfg.seed), cache_root, logger)
+                   from_node(TrainConfig, cfg.train, key="train"), int(cfg.seed), Path(cfg.paths.studies), logger)
 
     @property
     def tokens_per_step(self) -> int:
@@ -149,7 +149,7 @@ class UserSource:
         return self._series[branch]
 
 
-def make_source(cfg: DictConfig, cache_root: Path, logger=None) -> EmbeddedSource | UserSource:
+def make_source(cfg: DictConfig, logger=None) -> EmbeddedSource | UserSource:
     """The embedded study unless ``series.path`` names the user's own checkpoints."""
     from wsm_exp.sweep.config import from_node
 
@@ -161,4 +161,4 @@ def make_source(cfg: DictConfig, cache_root: Path, logger=None) -> EmbeddedSourc
                 "your step_<n> / checkpoint-<n> checkpoints, or leave it unset for the embedded study."
             )
         return UserSource(series_cfg, seed=int(cfg.seed))
-    return EmbeddedSource.from_cfg(cfg, cache_root, logger)
+    return EmbeddedSource.from_cfg(cfg, logger)
