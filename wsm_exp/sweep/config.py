@@ -46,7 +46,7 @@ class SeriesConfig:
     path: str | None = None  # folder of step_<n> checkpoints; None = train the embedded study
     tokens_per_step: int | None = None  # tokens per optimizer step; overrides series.json
     branch_start: int | None = None  # step the branch starts at (tokens count from here); None = 0 / T_switch
-    wsd: dict[str, str] = field(default_factory=dict)  # decay shape -> folder of the WSD baseline run
+    wsd: dict[str, str] | None = None  # decay shape -> folder of a WSD baseline run; None = no WSD baseline
 
 
 @dataclass(frozen=True)

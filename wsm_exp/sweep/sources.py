@@ -93,6 +93,10 @@ class UserSource:
     _series: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def wsd(self) -> dict[str, str]:
+        return dict(self.cfg.wsd or {})
+
+    @property
     def tokens_per_step(self) -> int:
         return int(self.cfg.tokens_per_step or self._load("wsm").tokens_per_step or 1)
 
@@ -107,7 +111,7 @@ class UserSource:
 
     @property
     def wsd_shapes(self) -> Sequence[str]:
-        return tuple(self.cfg.wsd)
+        return tuple(self.wsd)
 
     decay_min_lr = 0.0
 
@@ -119,12 +123,12 @@ class UserSource:
         for branch in branches:
             if branch == "wsm":
                 paths[branch] = Path(self.cfg.path)
-            elif branch.startswith("wsd_") and branch[4:] in self.cfg.wsd:
-                paths[branch] = Path(self.cfg.wsd[branch[4:]])
+            elif branch.startswith("wsd_") and branch[4:] in self.wsd:
+                paths[branch] = Path(self.wsd[branch[4:]])
             else:
                 raise ConfigError(
                     f"Branch {branch!r} is not available for your own series at {self.cfg.path}: "
-                    f"only the WSM series and the WSD runs given in series.wsd ({sorted(self.cfg.wsd)}) "
+                    f"only the WSM series and the WSD runs given in series.wsd ({sorted(self.wsd)}) "
                     "exist. Give the WSD run's folder as series.wsd.<shape>=/path, or leave the shape "
                     "out of baselines.wsd_shapes (fidelity baselines need the embedded study)."
                 )
