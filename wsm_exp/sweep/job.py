@@ -165,8 +165,9 @@ class _Context:
             except Exception as err:  # noqa: BLE001 — recorded as a failed row
                 self.record_failure(variant, err, fingerprint)
                 return False
-            results.write_job(self.sweep_dir, variant.name, fingerprint, rows)
+            # W&B first: a kill between the two redoes the variant, whose run (same id) is replaced
             tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
+            results.write_job(self.sweep_dir, variant.name, fingerprint, rows)
             return True
 
     def record_failure(self, variant: Variant, err: BaseException, fingerprint: str = "") -> None:

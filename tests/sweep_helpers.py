@@ -1,0 +1,58 @@
+"""Run real `python -m wsm_exp` sweeps on a reduced tiny setting and read their outputs back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A reduced embedded study: a very small model, a short stage 1 and a 32-step branch saved every 4
+# steps, so every sweep runs in seconds once the study is trained (once per test session).
+MICRO = [
+    "model.hidden_size=32", "model.intermediate_size=64", "model.num_hidden_layers=1",
+    "model.num_attention_heads=2", "model.num_key_value_heads=2",
+    "data.max_chars_general=300000", "data.max_chars_anneal=200000", "data.vocab_size=512",
+    "train.batch_size=4", "train.seq_len=64", "train.warmup_steps=4", "train.switch_step=24",
+    "train.branch_steps=32", "train.save_every=4",
+    "eval.limit=8",
+]
+
+
+@dataclass
+class SweepRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    sweep_dir: Path
+
+    def results(self) -> pd.DataFrame:
+        return pd.read_parquet(self.sweep_dir / "results.parquet")
+
+
+def run_sweep(tmp_root: Path, *overrides: str, name: str, cache: Path, timeout: int = 600,
+              fresh_results_cache: bool = False) -> SweepRun:
+    """Run the real entry point in a subprocess; ``cache`` holds the shared trained study."""
+    args = [f"paths.sweeps={tmp_root}", f"paths.cache={cache}", f"sweep_name={name}", *MICRO, *overrides]
+    if fresh_results_cache:
+        args += [f"paths.merges={tmp_root}/{name}-merges", f"paths.scores={tmp_root}/{name}-scores"]
+    proc = subprocess.run([sys.executable, "-m", "wsm_exp", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return SweepRun(proc.returncode, proc.stdout, proc.stderr, tmp_root / name)
+
+
+def wandb_runs(sweep_dir: Path) -> dict[str, dict]:
+    """Every offline W&B run of a sweep, read back with the wandb CLI: name -> inspect JSON."""
+    runs = {}
+    for run_dir in sorted((sweep_dir / "wandb").glob("offline-run-*")):
+        out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary",
+                              "--json", str(run_dir)], capture_output=True, text=True, check=True)
+        record = json.loads(out.stdout)
+        runs[record["name"]] = record
+    return runs
