@@ -202,13 +202,13 @@ class _Context:
     def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
         from wsm_exp.evaluation import evaluate_model
         from wsm_exp.merging.merger import merge_key, merge_checkpoints
-        from wsm_exp.merging.series import checkpoint_identity, validate_window_checkpoints
+        from wsm_exp.merging.series import checkpoint_identity, validate_checkpoints
         from wsm_exp.merging.weights import CONVENTION
 
         checkpoints = self._checkpoints(variant, branch_paths)
         merge_seconds = 0.0
         if variant.kind == "wsm" and variant.quantity > 1:
-            validate_window_checkpoints(checkpoints)
+            validate_checkpoints(checkpoints)
             key = merge_key(checkpoints, list(variant.weights), self.merge.dtype, self.merge.accumulate)
             model_dir = self.merges / key
             if not (model_dir / "merge.json").is_file():

@@ -1,0 +1,82 @@
+"""The real `wsm-merge` console script, run as a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from merging_helpers import updates_series
+
+WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")
+
+
+def cli(*args):
+    return subprocess.run([WSM_MERGE, *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    root = tmp_path_factory.mktemp("series")
+    updates_series(root, [0, 10, 20, 30, 40])
+    return root
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(series, tmp_path):
+    out = cli(series, "--curve", "1-sqrt", "--quantity", "4", "--dry-run", "--out", tmp_path / "m")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert [c["step"] for c in plan["checkpoints"]] == [10, 20, 30, 40]
+    assert [round(c["weight"], 3) for c in plan["checkpoints"]] == [0.5, 0.207, 0.159, 0.134]
+    assert (plan["curve"], plan["quantity"], plan["interval"], plan["duration"]) == ("1-sqrt", 4, 10, 40)
+    assert plan["duration_tokens"] == 40_000
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_with_duration_and_interval(series, tmp_path):
+    out = cli(series, "--curve", "mean", "--duration", "40", "--interval", "20", "--out", tmp_path / "m", "--quiet")
+    assert out.returncode == 0, out.stderr
+    record = json.loads((tmp_path / "m" / "merge.json").read_text())
+    assert record["steps"] == [20, 40] and record["weights"] == [0.5, 0.5]
+    a, b = (load_file(series / f"step_{s}" / "model.safetensors") for s in (20, 40))
+    merged = load_file(tmp_path / "m" / "model.safetensors")
+    assert all((merged[k] - (a[k] * 0.5 + b[k] * 0.5)).abs().max() == 0 for k in merged)
+
+
+def test_explicit_weights_and_bf16(series, tmp_path):
+    out = cli(series, "--weights", "1,1,2", "--dtype", "bfloat16", "--end", "30", "--out", tmp_path / "m", "--quiet")
+    assert out.returncode == 0, out.stderr
+    record = json.loads((tmp_path / "m" / "merge.json").read_text())
+    assert record["steps"] == [10, 20, 30] and record["weights"] == [0.25, 0.25, 0.5]
+    assert record["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quantity", "9"], "Largest N at Δ=10 ending at 40 is 5"),
+    (["--curve", "exponential", "--quantity", "2"], "Unknown merge curve 'exponential'"),
+    (["--duration", "30", "--interval", "20"], "D=30 is not a multiple of Δ=20"),
+    (["--weights", "1,-1", "--quantity", "2"], "non-negative"),
+    (["--quantity", "2", "--min-lr", "1.5"], "min_lr"),
+])
+def test_errors_are_one_paragraph_exit_2_and_write_nothing(series, tmp_path, args, message):
+    out = cli(series, *args, "--out", tmp_path / "m")
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_existing_output_needs_overwrite(series, tmp_path):
+    (tmp_path / "m").mkdir()
+    out = cli(series, "--quantity", "2", "--out", tmp_path / "m")
+    assert out.returncode == 2 and "--overwrite" in out.stderr
+    assert cli(series, "--quantity", "2", "--out", tmp_path / "m", "--overwrite", "--quiet").returncode == 0
+
+
+def test_help_explains_every_option():
+    out = cli("--help")
+    assert out.returncode == 0
+    for option in ("--curve", "--quantity", "--interval", "--duration", "--end", "--min-lr", "--weights",
+                   "--dtype", "--dry-run", "--overwrite", "examples:"):
+        assert option in out.stdout

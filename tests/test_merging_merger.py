@@ -1,0 +1,147 @@
+"""The streaming merger on real tiny checkpoints: values, dtypes, shards, provenance, atomicity, refusals."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+import wsm_exp.merging.merger as merger_module
+from merging_helpers import file_series, updates_series
+from wsm_exp.merging.merger import MergeError, merge_checkpoints, merge_key
+from wsm_exp.merging.series import load_series, select_window
+from wsm_exp.merging.weights import merge_weights
+
+
+def plain_average(paths, weights):
+    """Reference: load everything, then Σ w_i θ_i in fp32, in order."""
+    states = [load_file(p) for p in paths]
+    return {k: sum((s[k].float() * w for s, w in zip(states[1:], weights[1:])), states[0][k].float() * weights[0])
+            for k in states[0]}
+
+
+def test_fp32_merge_is_bit_identical_to_plain_average(tmp_path):
+    updates_series(tmp_path / "s", [0, 4, 8, 12])
+    window = select_window(load_series(tmp_path / "s"), quantity=4)
+    weights = merge_weights("1-sqrt", 4)
+    result = merge_checkpoints(window.checkpoints, weights, tmp_path / "out", progress=False)
+    merged = load_file(tmp_path / "out" / "model.safetensors")
+    reference = plain_average([c.files[0] for c in window.checkpoints], weights)
+    assert merged.keys() == reference.keys()
+    for k in merged:
+        assert torch.equal(merged[k], reference[k]), k
+    assert result.shards == 1 and result.bytes_read > 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 64)
+
+
+def test_sharded_bf16_inputs_give_sharded_bf16_output(tmp_path):
+    updates_series(tmp_path / "s", [0, 2, 4], dtype=torch.bfloat16, shard="20KB")
+    window = select_window(load_series(tmp_path / "s"), quantity=3)
+    result = merge_checkpoints(window.checkpoints, [0.2, 0.3, 0.5], tmp_path / "out", shard_size_bytes=30_000,
+                               progress=False)
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    assert result.shards > 1 and len(set(index["weight_map"].values())) == result.shards
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    as_fp32 = merge_checkpoints(window.checkpoints, [0.2, 0.3, 0.5], tmp_path / "out32", dtype="float32",
+                                progress=False)
+    assert as_fp32.shards == 1
+    merged32 = load_file(tmp_path / "out32" / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in merged32.values())
+    for name, tensor in load_file(tmp_path / "out" / index["weight_map"]["lm_head.weight"]).items():
+        assert torch.equal(tensor, merged32[name].to(torch.bfloat16))
+
+
+def test_provenance_in_merge_json_and_header(tmp_path):
+    updates_series(tmp_path / "s", [0, 4])
+    window = select_window(load_series(tmp_path / "s"), quantity=2)
+    result = merge_checkpoints(window.checkpoints, [0.5, 0.5], tmp_path / "out", provenance={"curve": "mean"},
+                               progress=False)
+    record = json.loads((tmp_path / "out" / "merge.json").read_text())
+    assert record["steps"] == [0, 4] and record["weights"] == [0.5, 0.5] and record["curve"] == "mean"
+    assert record["key"] == result.key == merge_key(window.checkpoints, [0.5, 0.5])
+    assert record["package_version"] and len(record["inputs"]) == 2
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as handle:
+        meta = handle.metadata()
+    assert meta["format"] == "pt" and json.loads(meta["wsm_merge"])["key"] == result.key
+    assert {"config.json", "generation_config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
+
+
+def test_merge_key_tracks_weights_dtype_and_content(tmp_path):
+    updates_series(tmp_path / "s", [0, 4])
+    cks = load_series(tmp_path / "s").checkpoints
+    keys = {merge_key(cks, [0.5, 0.5]), merge_key(cks, [0.4, 0.6]), merge_key(cks, [0.5, 0.5], "bfloat16"),
+            merge_key(cks, [0.5, 0.5], accumulate="float64")}
+    assert len(keys) == 4
+
+
+def test_non_float_tensors_copied_or_refused(tmp_path):
+    file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    merge_checkpoints(cks, [0.5, 0.5], tmp_path / "ok", progress=False)
+    assert torch.equal(load_file(tmp_path / "ok" / "model.safetensors")["position_ids"], torch.arange(6))
+    state = load_file(cks[1].files[0])
+    state["position_ids"] = torch.arange(1, 7)
+    save_file(state, cks[1].files[0])
+    with pytest.raises(MergeError, match="Non-float tensor 'position_ids' differs"):
+        merge_checkpoints(cks, [0.5, 0.5], tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad*"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nonfinite_input_refused_and_nothing_written(tmp_path, bad):
+    file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    state = load_file(cks[1].files[0])
+    state["w"][0, 0] = bad
+    save_file(state, cks[1].files[0])
+    with pytest.raises(MergeError, match=r"Tensor 'w' of checkpoint .*checkpoint-2.safetensors \(step 2\) contains NaN or Inf"):
+        merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", allow_nonfinite=True, progress=False)
+    assert not torch.isfinite(load_file(tmp_path / "out" / "model.safetensors")["w"]).all()
+
+
+def test_existing_output_refused_unless_overwrite(tmp_path):
+    file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(MergeError, match="already exists.*--overwrite"):
+        merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", overwrite=True, progress=False)
+    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    """A writer that dies after the first shard (e.g. a full disk): no partial model, no temp folder."""
+    updates_series(tmp_path / "s", [0, 4])
+    cks = load_series(tmp_path / "s").checkpoints
+    calls = []
+
+    def failing_save(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return save_file(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(merger_module, "save_file", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", shard_size_bytes=20_000, progress=False)
+    assert len(calls) == 2
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_bad_requests(tmp_path):
+    file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    with pytest.raises(MergeError, match="one weight per checkpoint"):
+        merge_checkpoints(cks, [1.0], tmp_path / "o", progress=False)
+    with pytest.raises(MergeError, match="dtype 'int8'"):
+        merge_checkpoints(cks, [0.5, 0.5], tmp_path / "o", dtype="int8", progress=False)
+    assert not (tmp_path / "o").exists()

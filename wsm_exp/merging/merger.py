@@ -1,0 +1,234 @@
+"""Streaming weighted merge of safetensors checkpoints, published atomically with provenance.
+
+Tensor by tensor from memory-mapped files: accumulate ``Σ w_i θ_i`` in fp32 (or fp64), write the
+result in the input dtype (or ``dtype``), shard past ``shard_size_bytes``. Memory stays near one
+output shard plus a few tensors, whatever N is. Everything is written into a hidden temporary
+folder beside ``out_dir`` and renamed into place at the end, so a crash or a full disk never
+leaves a partial model at ``out_dir``.
+
+Example:
+    >>> from wsm_exp.merging.series import load_series, select_window          # doctest: +SKIP
+    >>> w = select_window(load_series("ckpts/run"), quantity=4)                 # doctest: +SKIP
+    >>> merge_checkpoints(w.checkpoints, [0.25] * 4, "merged/mean4").key        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, SeriesError, checkpoint_identity, validate_checkpoints
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
+DEFAULT_SHARD_BYTES = 2 * 1024**3  # 2 GiB: few shards for 7B-class models, bounded memory
+
+
+class MergeError(ValueError):
+    """Inputs or options that cannot be merged; nothing was written."""
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """Where the merged model is, its content key, and what it cost."""
+
+    out_dir: Path
+    key: str
+    bytes_read: int
+    seconds: float
+    shards: int
+
+
+def merge_key(checkpoints: Sequence[Checkpoint], weights: Sequence[float], dtype: str | None = None,
+              accumulate: str = "float32") -> str:
+    """Content key of a merge: checkpoint identities + weights + output dtype + accumulation.
+
+    Two requests with the same key produce the same tensors, so callers can reuse the folder.
+    """
+    payload = {
+        "inputs": [checkpoint_identity(c) for c in checkpoints],
+        "weights": [repr(float(w)) for w in weights],
+        "dtype": dtype, "accumulate": accumulate,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def merge_checkpoints(
+    checkpoints: Sequence[Checkpoint], weights: Sequence[float], out_dir: str | Path, *,
+    dtype: str | None = None, accumulate: str = "float32", provenance: dict[str, Any] | None = None,
+    overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
+    progress: bool = True,
+) -> MergeResult:
+    """Write ``Σ weights[i] · checkpoints[i]`` to ``out_dir`` (weights oldest first, as given)."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    _check_request(checkpoints, weights, out_dir, dtype, accumulate, overwrite)
+    layout = validate_checkpoints(checkpoints)
+    acc_dtype = DTYPES[accumulate]
+    key = merge_key(checkpoints, weights, dtype, accumulate)
+    record = {
+        **(provenance or {}), "key": key,
+        "inputs": [{"step": c.step, "path": str(c.path), "identity": checkpoint_identity(c)} for c in checkpoints],
+        "steps": [c.step for c in checkpoints], "weights": [float(w) for w in weights],
+        "dtype": dtype or "input", "accumulate": accumulate, "package_version": _version(),
+    }
+    plan = _plan_shards(layout, dtype, shard_size_bytes)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    bytes_read = 0
+    try:
+        with ExitStack() as stack:
+            handles = [_open(stack, c) for c in checkpoints]
+            total = sum(_nbytes(*layout[n]) for n in layout) * len(checkpoints)
+            bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=f"merge {out_dir.name}",
+                                           disable=not progress, leave=False))
+            metadata = {"format": "pt", "wsm_merge": json.dumps(record, sort_keys=True)}
+            for file_name, names in plan:
+                shard: dict[str, torch.Tensor] = {}
+                for name in names:
+                    shard[name] = _merge_tensor(name, checkpoints, handles, weights, acc_dtype, dtype, allow_nonfinite)
+                    size = _nbytes(*layout[name]) * len(checkpoints)
+                    bytes_read += size
+                    bar.update(size)
+                save_file(shard, tmp / file_name, metadata=metadata)
+                del shard
+        if len(plan) > 1:
+            weight_map = {n: f for f, names in plan for n in names}
+            total_size = sum(_out_nbytes(*layout[n], dtype) for n in layout)
+            (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
+                                                      "weight_map": weight_map}, indent=1))
+        _copy_side_files(checkpoints[-1], tmp)
+        (tmp / "merge.json").write_text(json.dumps(record, indent=1))
+        _publish(tmp, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return MergeResult(out_dir, key, bytes_read, time.perf_counter() - started, len(plan))
+
+
+def _merge_tensor(name, checkpoints, handles, weights, acc_dtype, dtype, allow_nonfinite) -> torch.Tensor:
+    tensors = (h[name].get_tensor(name) for h in handles)
+    first = next(tensors)
+    if not first.is_floating_point():
+        for checkpoint, other in zip(checkpoints[1:], tensors):
+            if not torch.equal(first, other):
+                raise MergeError(
+                    f"Non-float tensor {name!r} differs between {checkpoints[0].path} and {checkpoint.path}; "
+                    "integer buffers cannot be averaged. Merge checkpoints whose integer tensors agree."
+                )
+        return first.clone()
+    out_dtype = first.dtype if dtype is None else DTYPES[dtype]
+    acc = None
+    for checkpoint, weight, tensor in zip(checkpoints, weights, (first, *tensors)):
+        if not allow_nonfinite and not torch.isfinite(tensor).all():
+            raise MergeError(
+                f"Tensor {name!r} of checkpoint {checkpoint.path} (step {checkpoint.step}) contains NaN or Inf. "
+                "Drop that checkpoint from the window (pick another end step), or pass allow_nonfinite "
+                "(--allow-nonfinite) to merge it anyway."
+            )
+        term = tensor.to(acc_dtype) * float(weight)
+        acc = term if acc is None else acc.add_(term)
+    return acc.to(out_dtype)
+
+
+def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]:
+    groups: list[list[str]] = [[]]
+    size = 0
+    for name in sorted(layout):
+        nbytes = _out_nbytes(*layout[name], dtype)
+        if groups[-1] and size + nbytes > shard_size_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += nbytes
+    if len(groups) == 1:
+        return [(SINGLE_FILE, groups[0])]
+    return [(f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors", g) for i, g in enumerate(groups)]
+
+
+def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, Any]:
+    """tensor name -> open safetensors handle, over the checkpoint's (possibly sharded) files."""
+    by_name = {}
+    for file in checkpoint.files:
+        handle = stack.enter_context(safe_open(str(file), framework="pt"))
+        for name in handle.keys():
+            by_name[name] = handle
+    return by_name
+
+
+def _check_request(checkpoints, weights, out_dir: Path, dtype, accumulate, overwrite) -> None:
+    if not checkpoints:
+        raise MergeError("No checkpoints to merge: select a window with at least one checkpoint.")
+    if len(weights) != len(checkpoints):
+        raise MergeError(f"{len(weights)} weights for {len(checkpoints)} checkpoints: give one weight per checkpoint.")
+    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
+        raise MergeError(f"Output dtype {dtype!r} is not supported; use float32, bfloat16 or float16.")
+    if accumulate not in ("float32", "float64"):
+        raise MergeError(f"Accumulation dtype {accumulate!r} is not supported; use float32 or float64.")
+    if out_dir.exists() and not overwrite:
+        raise MergeError(f"Output folder {out_dir} already exists. Choose another --out, or pass --overwrite "
+                         "to replace it (it is replaced only once the new merge is complete).")
+    if any(out_dir.resolve() == c.path.resolve() for c in checkpoints):
+        raise MergeError(f"Output folder {out_dir} is one of the inputs; write the merge somewhere else.")
+
+
+def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists():
+        if not overwrite:
+            raise MergeError(f"Output folder {out_dir} appeared while merging; nothing was replaced.")
+        trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out_dir, trash)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def _copy_side_files(newest: Checkpoint, dest: Path) -> None:
+    """config, generation config and tokenizer files of the newest checkpoint (so from_pretrained works)."""
+    if not newest.path.is_dir():
+        return
+    for item in newest.path.iterdir():
+        if (item.is_file() and not item.name.endswith(".safetensors") and item.name != INDEX_FILE
+                and not item.name.startswith(SKIPPED_FILES)):
+            shutil.copy2(item, dest / item.name)
+
+
+def _out_nbytes(st_dtype: str, shape, dtype: str | None) -> int:
+    """Bytes of a tensor in the output: float tensors take ``dtype`` when given."""
+    if dtype is not None and st_dtype in SAFETENSORS_DTYPES:
+        st_dtype = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}[dtype]
+    return _nbytes(st_dtype, shape)
+
+
+def _nbytes(st_dtype: str, shape) -> int:
+    itemsize = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}.get(st_dtype, 4)
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count * itemsize
+
+
+def _version() -> str:
+    from wsm_exp import __version__
+
+    return __version__
+
+
+__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_key", "SeriesError"]
