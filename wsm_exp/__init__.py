@@ -19,6 +19,7 @@ _OFFLINE_DEFAULTS = {
     "HF_DATASETS_OFFLINE": "1",  # task data comes from installed packages, not the datasets hub
     "TRANSFORMERS_OFFLINE": "1",  # same for older transformers code paths
     "TOKENIZERS_PARALLELISM": "false",  # avoid fork warnings under Hydra launchers
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # per-file load bars would drown the sweep's own progress
     "WANDB_MODE": "offline",  # runs are written locally; `wandb sync` uploads them later
     "WANDB_SILENT": "true",  # keep sweep logs readable
     "WANDB_DISABLE_GIT": "true",  # no git probing per run

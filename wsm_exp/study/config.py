@@ -1,0 +1,57 @@
+"""Typed configs of the embedded study (mirrored by conf/model, conf/data, conf/train).
+
+Example:
+    >>> TrainConfig().tokens_per_step
+    2048
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A tiny Llama: every checkpoint loads with from_pretrained and runs in lm-eval."""
+
+    hidden_size: int = 128  # 0.7M-param scale: ~30k tokens/s on 2 CPU cores
+    intermediate_size: int = 344  # ≈ 8/3 · hidden, the Llama ratio
+    num_hidden_layers: int = 2  # depth 2 keeps a training step under 0.1 s on CPU
+    num_attention_heads: int = 4  # head dim 32
+    num_key_value_heads: int = 4  # plain multi-head attention at this size
+    tie_word_embeddings: bool = True  # halves the parameters spent on the vocabulary
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Corpora built from installed packages; see docs/study.md for sources and licenses."""
+
+    vocab_size: int = 2048  # small byte-level BPE: enough merges for English and code
+    max_chars_general: int = 3_000_000  # stage-1 mix (Bible BBE + WEB + Python stdlib), ~0.8M tokens
+    max_chars_anneal: int = 2_000_000  # annealing mix (Wikipedia leads), more than one branch needs
+    heldout_percent: int = 5  # share of Wikipedia articles held out by title hash, for the loss task
+    heldout_docs: int = 200  # held-out articles written for evaluation (seconds per model)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage 1 (warmup + constant LR), then branches: WSM (constant) and WSD (decays)."""
+
+    seq_len: int = 128  # context of the tiny model; lm-eval uses the same max length
+    batch_size: int = 16  # sequences per step: 2048 tokens per step
+    peak_lr: float = 3e-3  # high constant LR, so decay and merging both have noise to remove
+    warmup_steps: int = 30  # linear warmup at the start of stage 1
+    switch_step: int = 300  # T_switch: stage 1 ends, branches switch to the annealing mix
+    branch_steps: int = 128  # branch length = the WSD decay budget
+    save_every: int = 8  # Δ0: checkpoint spacing on every branch (16 WSM checkpoints)
+    decay_shape: str = "1-sqrt"  # WSD shape for fidelity branches; the paper's baseline
+    min_lr_ratio: float = 0.0  # WSD decays to this fraction of peak_lr (0 like the paper's merges)
+    weight_decay: float = 0.1  # AdamW, as in the paper
+    beta1: float = 0.9  # AdamW β1, as in the paper
+    beta2: float = 0.95  # AdamW β2, as in the paper
+    grad_clip: float = 1.0  # as in the paper
+    threads: int = 2  # torch CPU threads; the machine has 2 cores
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.seq_len * self.batch_size
