@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MICRO = [
     "model.hidden_size=32", "model.intermediate_size=64", "model.num_hidden_layers=1",
     "model.num_attention_heads=2", "model.num_key_value_heads=2",
-    "data.max_chars_general=300000", "data.max_chars_anneal=200000", "data.vocab_size=512",
+    "data.max_chars_general=400000", "data.max_chars_anneal=200000", "data.vocab_size=512", "data.heldout_docs=20",
     "train.batch_size=4", "train.seq_len=64", "train.warmup_steps=4", "train.switch_step=24",
     "train.branch_steps=32", "train.save_every=4",
-    "eval.limit=8",
+    "eval.limit=8", "eval.limits={}",
 ]
 
 

@@ -259,8 +259,13 @@ def _checkpoint(path: Path) -> Checkpoint:
         raise SeriesError(f"Cannot read a step from {path.name!r}: name checkpoints step_<n>, step<n>, "
                           "checkpoint-<n>, iter_<n> or global_step<n>.")
     step = int(match.group(1))
+    return Checkpoint(step, path, weight_files(path))
+
+
+def weight_files(path: Path) -> tuple[Path, ...]:
+    """The safetensors files of a checkpoint: the file itself, the index's shards, or model.safetensors."""
     if path.is_file() and path.suffix == ".safetensors":
-        return Checkpoint(step, path, (path,))
+        return (path,)
     if (path / INDEX_FILE).is_file():
         index = json.loads((path / INDEX_FILE).read_text())
         shards = sorted(set(index.get("weight_map", {}).values()))
@@ -268,9 +273,9 @@ def _checkpoint(path: Path) -> Checkpoint:
         if not shards or missing:
             raise SeriesError(f"{path / INDEX_FILE} lists shard(s) {missing or '(none)'} that are not in {path}. "
                               "Copy the complete checkpoint.")
-        return Checkpoint(step, path, tuple(path / s for s in shards))
+        return tuple(path / s for s in shards)
     if (path / SINGLE_FILE).is_file():
-        return Checkpoint(step, path, (path / SINGLE_FILE,))
+        return (path / SINGLE_FILE,)
     raise SeriesError(f"Checkpoint {path} has no {SINGLE_FILE} and no {INDEX_FILE}: save it with "
                       "save_pretrained (safetensors), or convert it first.")
 

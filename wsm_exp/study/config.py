@@ -27,7 +27,7 @@ class DataConfig:
     """Corpora built from installed packages; see docs/study.md for sources and licenses."""
 
     vocab_size: int = 2048  # small byte-level BPE: enough merges for English and code
-    max_chars_general: int = 3_000_000  # stage-1 mix (Bible BBE + WEB + Python stdlib), ~0.8M tokens
+    max_chars_general: int = 5_000_000  # stage-1 mix, a quarter each of BBE, WEB, stdlib, Wikipedia
     max_chars_anneal: int = 2_000_000  # annealing mix (Wikipedia leads), more than one branch needs
     heldout_percent: int = 5  # share of Wikipedia articles held out by title hash, for the loss task
     heldout_docs: int = 200  # held-out articles written for evaluation (seconds per model)
@@ -37,13 +37,13 @@ class DataConfig:
 class TrainConfig:
     """Stage 1 (warmup + constant LR), then branches: WSM (constant) and WSD (decays)."""
 
-    seq_len: int = 128  # context of the tiny model; lm-eval uses the same max length
-    batch_size: int = 16  # sequences per step: 2048 tokens per step
-    peak_lr: float = 3e-3  # high constant LR, so decay and merging both have noise to remove
+    seq_len: int = 256  # context of the tiny model; lm-eval uses the same max length
+    batch_size: int = 8  # sequences per step: 2048 tokens per step
+    peak_lr: float = 1e-2  # high constant LR, so decay and merging both have noise to remove
     warmup_steps: int = 30  # linear warmup at the start of stage 1
-    switch_step: int = 300  # T_switch: stage 1 ends, branches switch to the annealing mix
-    branch_steps: int = 128  # branch length = the WSD decay budget
-    save_every: int = 8  # Δ0: checkpoint spacing on every branch (16 WSM checkpoints)
+    switch_step: int = 600  # T_switch: stage 1 ends, branches switch to the annealing mix
+    branch_steps: int = 64  # branch length = the WSD decay budget (~10% of training)
+    save_every: int = 4  # Δ0: checkpoint spacing on every branch (16 WSM checkpoints)
     decay_shape: str = "1-sqrt"  # WSD shape for fidelity branches; the paper's baseline
     min_lr_ratio: float = 0.0  # WSD decays to this fraction of peak_lr (0 like the paper's merges)
     weight_decay: float = 0.1  # AdamW, as in the paper

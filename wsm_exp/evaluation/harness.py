@@ -1,0 +1,156 @@
+"""lm-evaluation-harness adapter with a content-keyed score cache.
+
+A score is keyed by model content hash + task definitions hash + harness version + limit, seed
+and few-shot settings (+ the held-out file's content for the loss task). A rerun evaluates only
+what is missing. lm-eval's own response cache is never used, so nothing is shared across models.
+
+Example:
+    >>> from wsm_exp.evaluation import SuiteConfig, evaluate_model                    # doctest: +SKIP
+    >>> suite = SuiteConfig(tasks=["wsm_piqa"], limit=50)                              # doctest: +SKIP
+    >>> [s.value for s in evaluate_model("merged/mean4", suite, cache_dir="scores")]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from wsm_exp.atomic import write_json_atomic
+from wsm_exp.evaluation.suites import TASK_DIR, SuiteConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One metric of one task for one model."""
+
+    task: str
+    category: str
+    metric: str  # acc, acc_norm, bits_per_byte, perplexity, ...
+    value: float
+    stderr: float  # NaN where the harness gives none
+    higher_is_better: bool
+    n_samples: int
+    task_version: str
+    task_hash: str  # hash of the project's task definitions (or lm-eval's version for built-ins)
+    harness_version: str
+    seconds: float
+    from_cache: bool = False
+
+
+LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity"}
+
+
+def harness_version() -> str:
+    import lm_eval
+
+    return getattr(lm_eval, "__version__", "unknown")
+
+
+@lru_cache(maxsize=1)
+def tasks_fingerprint() -> str:
+    """Hash of every task definition file shipped with the package."""
+    digest = hashlib.sha256()
+    for path in sorted(TASK_DIR.rglob("*")):
+        if path.is_file() and path.suffix in {".yaml", ".py", ""} and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(TASK_DIR).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(model_dir: Path) -> str:
+    """Content hash of a Hugging Face model folder's weights."""
+    from wsm_exp.merging.series import Checkpoint, checkpoint_identity, weight_files
+
+    return checkpoint_identity(Checkpoint(0, Path(model_dir), weight_files(Path(model_dir))))
+
+
+@lru_cache(maxsize=4)
+def task_manager(builtin: bool, metadata_json: str):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASK_DIR), include_defaults=builtin, metadata=json.loads(metadata_json))
+
+
+def evaluate_model(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str | Path | None,
+                   extra_data: dict[str, Path] | None = None, model_hash: str | None = None) -> list[Score]:
+    """Scores of ``model_dir`` on every task of ``suite``, from the cache where possible."""
+    model_dir = Path(model_dir)
+    model_hash = model_hash or model_identity(model_dir)
+    metadata = {}
+    data_identity = ""
+    if extra_data and extra_data.get("heldout"):
+        metadata["heldout_path"] = str(extra_data["heldout"])
+        data_identity = hashlib.sha256(Path(extra_data["heldout"]).read_bytes()).hexdigest()[:16]
+    scores: list[Score] = []
+    todo: list[tuple[str, Path | None]] = []
+    for task in suite.tasks:
+        path = _cache_path(cache_dir, model_hash, task, suite, data_identity)
+        if path is not None and path.is_file():
+            scores += [Score(**{**row, "from_cache": True}) for row in json.loads(path.read_text())]
+        else:
+            todo.append((task, path))
+    if todo:
+        lm = _load_model(model_dir, suite)
+        manager = task_manager(suite.builtin, json.dumps(metadata, sort_keys=True))
+        for task, path in todo:
+            fresh = _run_task(lm, manager, task, suite)
+            if path is not None:
+                write_json_atomic(path, [asdict(s) for s in fresh])
+            scores += fresh
+    return scores
+
+
+def _load_model(model_dir: Path, suite: SuiteConfig):
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=suite.device, dtype=suite.dtype,
+                batch_size=suite.batch_size)
+
+
+def _run_task(lm, manager, task: str, suite: SuiteConfig) -> list[Score]:
+    import lm_eval
+
+    started = time.perf_counter()
+    result = lm_eval.simple_evaluate(
+        model=lm, tasks=[task], task_manager=manager, limit=suite.limit_for(task), num_fewshot=suite.num_fewshot,
+        random_seed=suite.seed, numpy_random_seed=suite.seed, torch_random_seed=suite.seed,
+        fewshot_random_seed=suite.seed, log_samples=False, bootstrap_iters=100, use_cache=None,
+    )
+    seconds = time.perf_counter() - started
+    metrics = result["results"][task]
+    samples = result.get("n-samples", {})
+    n = samples.get(task, {}).get("effective") or sum(v.get("effective", 0) for v in samples.values())
+    version = str(result.get("versions", {}).get(task, ""))
+    task_hash = tasks_fingerprint() if not suite.builtin else f"lm_eval-{harness_version()}"
+    out = []
+    for key, value in metrics.items():
+        if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):  # alias, sample_len
+            continue
+        metric, _, _filter = key.partition(",")
+        stderr = metrics.get(f"{metric}_stderr,{_filter}")
+        out.append(Score(
+            task=task, category=suite.category_of(task), metric=metric, value=float(value),
+            stderr=float(stderr) if isinstance(stderr, (int, float)) else math.nan,
+            higher_is_better=metric not in LOWER_IS_BETTER, n_samples=int(n), task_version=version,
+            task_hash=task_hash, harness_version=harness_version(), seconds=seconds,
+        ))
+    if not out:
+        raise RuntimeError(f"lm-eval returned no metric for task {task!r} (got {sorted(metrics)}).")
+    return out
+
+
+def _cache_path(cache_dir, model_hash: str, task: str, suite: SuiteConfig, data_identity: str) -> Path | None:
+    if cache_dir is None:
+        return None
+    payload = {"model": model_hash, "task": task, "tasks": tasks_fingerprint(), "harness": harness_version(),
+               "limit": suite.limit_for(task), "fewshot": suite.num_fewshot, "seed": suite.seed,
+               "dtype": suite.dtype, "builtin": suite.builtin, "data": data_identity}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    return Path(cache_dir) / model_hash[:2] / f"{model_hash}-{task}-{key}.json"

@@ -1,0 +1,38 @@
+"""Eval suites (conf/eval/*.yaml): which lm-eval tasks, their categories and limits.
+
+Example:
+    >>> s = SuiteConfig(name="x", tasks=["wsm_piqa"], categories={"wsm_piqa": "language"}, limit=10)
+    >>> s.limit_for("wsm_piqa"), s.category_of("wsm_piqa")
+    (10, 'language')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASK_DIR = Path(__file__).with_name("tasks")
+CATEGORIES = ("general_knowledge", "language", "math", "code", "professional_knowledge", "heldout", "other")
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """An lm-eval suite and how to run it."""
+
+    name: str = "tiny"  # label in results and cache keys
+    tasks: list[str] = field(default_factory=list)  # lm-eval task or group names
+    categories: dict[str, str] = field(default_factory=dict)  # task -> paper-style category for reports
+    limit: int | None = None  # docs per task (None = all); small limits keep sweeps fast
+    limits: dict[str, int] = field(default_factory=dict)  # per-task overrides of limit
+    num_fewshot: int | None = None  # None = each task's default (0 for the project's tasks)
+    seed: int = 1234  # lm-eval's sampling/fewshot seed, fixed so reruns are identical
+    batch_size: int = 16  # requests per forward pass; CPU memory is not the bottleneck here
+    device: str = "cpu"  # "cuda" on GPU machines
+    dtype: str = "float32"  # evaluation precision; bfloat16 on GPUs for large models
+    builtin: bool = False  # also index lm-eval's built-in tasks (the lm_eval suite; costs ~4 s)
+
+    def limit_for(self, task: str) -> int | None:
+        return self.limits.get(task, self.limit)
+
+    def category_of(self, task: str) -> str:
+        return self.categories.get(task, "heldout" if task.endswith("heldout_bpb") else "other")
