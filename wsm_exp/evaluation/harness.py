@@ -46,6 +46,16 @@ class Score:
 
 
 LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity"}
+BINARY = {"acc", "acc_norm", "exact_match"}
+
+
+def binary_stderr(mean: float, n: int) -> float:
+    """Standard error of a mean of 0/1 outcomes (lm-eval's mean_stderr for binary data).
+
+    >>> round(binary_stderr(0.5, 101), 4)
+    0.05
+    """
+    return math.sqrt(mean * (1 - mean) / (n - 1)) if n > 1 else math.nan
 
 
 def harness_version() -> str:
@@ -121,7 +131,9 @@ def _run_task(lm, manager, task: str, suite: SuiteConfig) -> list[Score]:
     result = lm_eval.simple_evaluate(
         model=lm, tasks=[task], task_manager=manager, limit=suite.limit_for(task), num_fewshot=suite.num_fewshot,
         random_seed=suite.seed, numpy_random_seed=suite.seed, torch_random_seed=suite.seed,
-        fewshot_random_seed=suite.seed, log_samples=False, bootstrap_iters=100, use_cache=None,
+        # bootstrap_iters=0: lm-eval's bootstrap forks a multiprocessing pool, which deadlocks in
+        # threaded workers (submitit, joblib); binary metrics get their closed-form stderr below
+        fewshot_random_seed=suite.seed, log_samples=False, bootstrap_iters=0, use_cache=None,
     )
     seconds = time.perf_counter() - started
     metrics = result["results"][task]
@@ -134,10 +146,9 @@ def _run_task(lm, manager, task: str, suite: SuiteConfig) -> list[Score]:
         if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):  # alias, sample_len
             continue
         metric, _, _filter = key.partition(",")
-        stderr = metrics.get(f"{metric}_stderr,{_filter}")
         out.append(Score(
             task=task, category=suite.category_of(task), metric=metric, value=float(value),
-            stderr=float(stderr) if isinstance(stderr, (int, float)) else math.nan,
+            stderr=binary_stderr(float(value), int(n)) if metric in BINARY else math.nan,
             higher_is_better=metric not in LOWER_IS_BETTER, n_samples=int(n), task_version=version,
             task_hash=task_hash, harness_version=harness_version(), seconds=seconds,
         ))
