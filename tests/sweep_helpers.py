@@ -21,7 +21,7 @@ MICRO = [
     "data.max_chars_general=400000", "data.max_chars_anneal=200000", "data.vocab_size=512", "data.heldout_docs=20",
     "train.batch_size=4", "train.seq_len=64", "train.warmup_steps=4", "train.switch_step=24",
     "train.branch_steps=32", "train.save_every=4",
-    "eval.limit=8", "eval.limits={}",
+    "eval.limit=8", "eval.limits={}", "eval.tasks=[wsm_heldout_bpb,wsm_piqa,wsm_arc_easy]",
 ]
 
 
