@@ -7,8 +7,13 @@ Examples:
 
 import wsm_exp  # noqa: F401  (offline defaults before hydra/torch/wandb import anything)
 
+import os
+
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+# ${cwd:} in conf/config.yaml: the launch folder, resolvable before Hydra sets its runtime info
+OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,8 +1,7 @@
 """Learning-rate schedules of the embedded study, as pure functions of the global step.
 
 The LR of update ``u`` inside a decay window of length L uses ``t = (u + 1) / L``, so the last
-update trains at the minimum LR and segment i of a merge (multiplier ``f(i/N)``, evaluated at the
-segment's end) matches the real decay at the same point.
+update of a decay trains at the minimum LR.
 
 Example:
     >>> decay_factor("1-sqrt", 0.25)
