@@ -46,7 +46,7 @@ def parse_fidelity(name: str) -> tuple[int, int] | None:
 def study_key(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig) -> str:
     """Content key of a study: data key + model and training configs."""
     payload = json.dumps({"data": data_key(data_cfg), "model": asdict(model_cfg), "train": asdict(train_cfg),
-                          "version": 1}, sort_keys=True)
+                          "version": 2}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -35,9 +35,9 @@ def build_model(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer: PreTr
                 seed: int) -> LlamaForCausalLM:
     """A freshly initialised tiny Llama, seeded."""
     torch.manual_seed(seed)
-    # lm-eval feeds at most max_position_embeddings tokens; at least 256 so every benchmark's
-    # answer fits even when a test trains on shorter sequences
-    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=max(train_cfg.seq_len, 256),
+    # lm-eval refuses an answer longer than max_position_embeddings tokens; 1024 fits every
+    # benchmark answer (a few PIQA/HellaSwag endings exceed 256 tokens) while training uses seq_len
+    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=max(train_cfg.seq_len, 1024),
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, **asdict(model_cfg))
     return LlamaForCausalLM(config)

@@ -56,7 +56,19 @@ def heldout(heldout_path: str | None = None, **_) -> datasets.DatasetDict:
             "extra_data={'heldout': path}."
         )
     rows = [json.loads(line) for line in Path(heldout_path).read_text().splitlines() if line.strip()]
-    return _test([{"text": r["text"]} for r in rows])
+    return _test([{"text": piece} for r in rows for piece in _pieces(r["text"])])
+
+
+def _pieces(text: str, size: int = 600) -> list[str]:
+    """Split at sentence ends into pieces of at most ~``size`` characters (~250 tokens of the tiny
+    model's BPE), so the loss is measured within the context length the model was trained on."""
+    pieces, current = [], ""
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        if current and len(current) + len(sentence) + 1 > size:
+            pieces.append(current)
+            current = ""
+        current = f"{current} {sentence}".strip()
+    return [p[:size * 2] for p in (*pieces, current) if p]
 
 
 # ---- general knowledge -------------------------------------------------------------------------
