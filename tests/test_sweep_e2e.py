@@ -83,6 +83,7 @@ def test_wandb_runs_match_results_table(duration):
     summary = runs["duration-summary"]
     assert summary["summary"]["variants"] == frame["variant"].nunique()
     assert summary["summary"]["results"]["nrows"] == len(frame)
+    assert summary["summary"]["report/table1"]["_type"] == "table-file"  # the report is logged too
 
 
 def test_rerun_recomputes_nothing(duration, root, cache):

@@ -1,0 +1,50 @@
+"""Synthetic sweep folders with planted effects, written through the real result schema."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from wsm_exp.sweep import results
+from wsm_exp.sweep.variants import merge_variant, raw_variant, wsd_variant
+
+TASKS = {"t_gk": "general_knowledge", "t_lang": "language", "t_math": "math"}
+
+
+def _rows(variant, score: float, loss: float, sweep: str, rng) -> list[dict]:
+    fields = variant.row_fields(tokens_per_step=100, branch_start=0, branch_steps=128)
+    rows = [results.make_row(sweep=sweep, **fields, task=task, category=cat, metric="acc",
+                             value=float(np.clip(score + rng.normal(0, 0.002), 0, 1)))
+            for task, cat in TASKS.items()]
+    rows.append(results.make_row(sweep=sweep, **fields, task="wsm_heldout_bpb", category="heldout",
+                                 metric="bits_per_byte", value=loss, higher_is_better=False))
+    return rows
+
+
+def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, duration_effect=0.0,
+                wsd_score=0.40, sweep="synthetic", failed_variant=False):
+    """A grid of mean merges (Δ × N) plus WSD and raw baselines; scores in [0, 1]."""
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        shift = rng.normal(0, seed_noise)
+        for interval in (8, 16, 32):
+            for quantity in (1, 2, 4):
+                steps = [128 - (quantity - 1 - i) * interval for i in range(quantity)]
+                v = merge_variant(curve="mean", steps=steps, weights=[1 / quantity] * quantity,
+                                  interval=interval, duration=interval * quantity, seed=seed)
+                score = wsd_score + wsm_gain + duration_effect * np.log2(interval * quantity / 8) + shift
+                results.write_job(folder, v.name, "fp", _rows(v, score, 3.9 + 0.01 * seed, sweep, rng))
+        for variant, score in ((wsd_variant(shape="1-sqrt", step=128, decay_steps=128, seed=seed), wsd_score),
+                               (raw_variant(step=128, seed=seed), wsd_score - 0.05)):
+            results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85, sweep, rng))
+    if failed_variant:
+        bad = merge_variant(curve="ema", steps=[120, 128], weights=[0.5, 0.5], interval=8, duration=16)
+        results.write_job(folder, bad.name, "", [results.make_row(sweep=sweep, **bad.row_fields(
+            tokens_per_step=100, branch_start=0, branch_steps=128), status="failed", error="boom: NaN")])
+    results.write_results(folder)
+    return folder
+
+
+def jobs_json(folder):
+    return [json.loads(p.read_text()) for p in (folder / "jobs").glob("*.json")]

@@ -1,0 +1,89 @@
+"""Reports on synthetic sweeps with planted effects: verdicts, factor attribution, table shapes."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from analysis import factor_importance, findings, load_results, model_scores, table1, table3, table4, write_report
+from analysis.stats import compare
+from analysis_helpers import write_sweep
+
+PAPER_COLUMNS = ["general_knowledge", "language", "math", "code", "professional_knowledge", "overall"]
+
+
+def verdict(table, claim):
+    return table.set_index("claim").loc[claim, "verdict"]
+
+
+def test_large_wsm_advantage_is_reproduced(tmp_path):
+    scores = model_scores(load_results(write_sweep(tmp_path, wsm_gain=0.08, seed_noise=0.005)))
+    assert verdict(findings(scores), "WSM beats WSD") == "reproduced"
+
+
+def test_advantage_smaller_than_seed_noise_is_inconclusive(tmp_path):
+    """Seed noise that is not shared between WSM and WSD hides a small gain."""
+    folder = write_sweep(tmp_path, wsm_gain=0.0, seed_noise=0.0)
+    frame = load_results(folder)
+    noise = {0: 0.03, 1: -0.04, 2: 0.01}
+    mask = frame["kind"] == "wsm"
+    frame.loc[mask, "value"] += 0.005 + frame.loc[mask, "seed"].map(noise)
+    assert verdict(findings(model_scores(frame)), "WSM beats WSD") == "inconclusive"
+
+
+def test_single_seed_verdicts_are_unconfirmed(tmp_path):
+    scores = model_scores(load_results(write_sweep(tmp_path, seeds=(0,))))
+    assert verdict(findings(scores), "WSM beats WSD").startswith("unconfirmed (1 seed")
+
+
+def test_planted_duration_effect_is_attributed_to_duration(tmp_path):
+    scores = model_scores(load_results(write_sweep(tmp_path, duration_effect=0.02, seed_noise=0.0)))
+    r2 = factor_importance(scores).set_index("factor")["r2"]
+    assert r2["duration D"] > 0.9
+    assert r2["duration D"] > r2["interval Δ"] and r2["duration D"] > r2["quantity N"]
+    assert verdict(findings(scores), "merge duration matters more than interval and quantity") == "reproduced"
+
+
+def test_t_interval():
+    c = compare([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert c.mean == 2.0 and c.ci_low == pytest.approx(2.0 - 4.3027 * 1.0 / 3 ** 0.5, abs=1e-3)
+
+
+def test_table_shapes_follow_the_paper(tmp_path):
+    scores = model_scores(load_results(write_sweep(tmp_path)))
+    t1 = table1(scores)
+    assert list(t1.columns)[3:9] == PAPER_COLUMNS
+    assert set(t1["row"]) == {"WSD", "WSM"} and set(t1["comparison"]) == {"best vs best", "matched tokens"}
+    t3 = table3(scores)
+    assert t3["row"].tolist()[0] == "decay_1-sqrt (WSD)" and list(t3.columns)[1:] == PAPER_COLUMNS
+    t4 = table4(scores)
+    assert {"interval_steps", "quantity", "duration_steps"} <= set(t4.columns)
+    assert len(t4) == 9
+
+
+def test_failed_rows_are_excluded_and_listed(tmp_path):
+    folder = write_sweep(tmp_path, failed_variant=True)
+    scores = model_scores(load_results(folder))
+    assert "wsm-ema-N2-I8-E128-s0" not in set(scores["variant"])
+    report = write_report([folder])
+    text = report.path.read_text()
+    assert "Failed variants" in text and "boom: NaN" in text
+
+
+def test_report_cli_writes_markdown_tables_and_figures(tmp_path):
+    write_sweep(tmp_path / "a", seeds=(0, 1))
+    write_sweep(tmp_path / "b", seeds=(2,))
+    out = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "a"), str(tmp_path / "b"),
+                          "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "r" / "report.md").read_text()
+    for heading in ("## Findings", "## Table 1", "## Table 3", "## Table 4", "## Table 5", "Factor importance"):
+        assert heading in text
+    assert "seeds [0, 1, 2]" in text
+    assert (tmp_path / "r" / "figures" / "figure2_weights.png").stat().st_size > 10_000
+    assert (tmp_path / "r" / "figures" / "duration_score.png").is_file()
+    assert len(pd.read_csv(tmp_path / "r" / "tables" / "table1.csv")) == 4
+    missing = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "nope")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "results.parquet does not exist" in missing.stderr
