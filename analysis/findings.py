@@ -67,7 +67,9 @@ def findings(scores: pd.DataFrame) -> pd.DataFrame:
         rows += [_row("WSM beats WSD"), _row("merged models can have higher loss yet better scores")]
 
     importance = factor_importance(scores).set_index("factor")["r2"]
-    if importance.notna().sum() >= 2:
+    merges = scores[scores["kind"] == "wsm"]
+    independent = merges["interval_steps"].nunique() >= 2 and merges["quantity"].nunique() >= 2
+    if independent and importance.notna().sum() >= 2:
         d = importance["duration D"]
         others = importance.drop("duration D").max()
         verdict = "reproduced" if d > others else "not reproduced"
@@ -78,7 +80,8 @@ def findings(scores: pd.DataFrame) -> pd.DataFrame:
                      "evidence": "R² on log2 factor: " + ", ".join(f"{k} {v:.2f}" for k, v in importance.items())})
     else:
         rows.append(_row("merge duration matters more than interval and quantity",
-                         evidence="needs merges that vary at least two of D, Δ, N (the grid sweep)"))
+                         evidence="needs merges that vary Δ and N independently (the grid sweep); with one "
+                                  "factor fixed, D and the varied factor are the same axis"))
 
     by_curve = {curve: _best(pool) for curve, pool in wsm.groupby("curve")}
     if {"mean", "ema"} <= set(by_curve) or {"linear", "ema"} <= set(by_curve):
