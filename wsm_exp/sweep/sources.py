@@ -55,11 +55,13 @@ class EmbeddedSource:
 
     @property
     def wsd_shapes(self) -> Sequence[str]:
-        return ("1-sqrt", "linear", "cosine")
+        from wsm_exp.study.schedules import SHAPES
+
+        return SHAPES
 
     @property
     def decay_min_lr(self) -> float:
-        return float(getattr(self.train_cfg, "min_lr_ratio", 0.0))
+        return float(self.train_cfg.min_lr_ratio)
 
     def planned_wsm_steps(self) -> list[int]:
         """The WSM checkpoints the trainer will save (branch start excluded: conservative)."""
