@@ -112,7 +112,8 @@ def test_rerun_recomputes_nothing(duration, root, cache):
     ],
 )
 def test_every_sweep_runs_end_to_end(root, cache, duration, sweep, overrides, expect):
-    run = run_sweep(root, f"+sweep={sweep}", *overrides, name=sweep, cache=cache)
+    lighter = [] if sweep in ("wsd_vs_wsm", "fidelity") else ["baselines.matched_tokens=false"]
+    run = run_sweep(root, f"+sweep={sweep}", *overrides, *lighter, "logger=none", name=sweep, cache=cache)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     frame = run.results()
     assert set(frame["status"]) == {"ok"}
@@ -136,8 +137,8 @@ def test_every_sweep_runs_end_to_end(root, cache, duration, sweep, overrides, ex
 ])
 def test_parallel_launchers_match_sequential(root, cache, duration, launcher):
     name = "par-" + launcher[0].split("=")[1]
-    run = run_sweep(root, "+sweep=duration", "merge.quantity=2", "merge.duration=8,16,32", *launcher, name=name, cache=cache,
-                    fresh_results_cache=True)
+    run = run_sweep(root, "+sweep=duration", "merge.quantity=2", "merge.duration=8,16,32", *launcher, "logger=none",
+                    name=name, cache=cache, fresh_results_cache=True)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     cols = ["variant", "task", "metric", "value", "model_hash", "steps", "weights"]
     ours = run.results()[cols].sort_values(cols[:3], ignore_index=True)
@@ -180,7 +181,11 @@ def _user_series(cache, dest, nan_step):
 def test_failing_variant_does_not_sink_the_sweep_and_user_series_work(root, cache, duration):
     steps = sorted(int(p.name.split("_")[1]) for p in next((cache / "studies").rglob("series.json")).parent.glob("step_*"))
     series = _user_series(cache, root / "user-series", nan_step=steps[-1])
+    refused = run_sweep(root, f"series.path={series}", "baselines.wsd_shapes=[]", "merge.quantity=2", name="user0",
+                        cache=cache)
+    assert refused.returncode != 0 and "series.heldout" in refused.stdout + refused.stderr
     run = run_sweep(root, f"series.path={series}", "baselines.wsd_shapes=[]", "baselines.raw_last=false",
+                    "eval.tasks=[wsm_piqa]",
                     "baselines.matched_tokens=false", "merge.interval=4",
                     "merge.quantity=2", f"merge.end={steps[-1]},{steps[-2]}", "-m", name="user", cache=cache)
     assert run.returncode == 1

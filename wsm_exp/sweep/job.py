@@ -79,6 +79,12 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     variant = merge_variant(curve=merge.curve, steps=window_steps, weights=weights,
                             interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
                             alpha=merge.alpha, explicit=merge.weights is not None, seed=seed)
+    if "wsm_heldout_bpb" in list(cfg.eval.tasks) and isinstance(source, UserSource) and not source.heldout():
+        raise ConfigError(
+            "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
+            "series.heldout=/path/heldout.jsonl ({\"text\": ...} per line), or use a suite without it "
+            "(eval=benchmarks)."
+        )
     unknown = sorted(set(base.wsd_shapes) - set(source.wsd_shapes))
     if unknown:
         raise ConfigError(

@@ -137,7 +137,7 @@ class UserSource:
         return paths
 
     def heldout(self) -> Path | None:
-        return None
+        return Path(self.cfg.heldout) if self.cfg.heldout else None
 
     def identity(self) -> dict[str, Any]:
         from wsm_exp.merging.series import checkpoint_identity
