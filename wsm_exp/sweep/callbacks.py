@@ -90,8 +90,7 @@ def finalize(config: DictConfig) -> None:
 
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
-        print(f"No results were written; sweep folder: {sweep_dir}")
-        sys.exit(1)
+        return  # the job failed before any result; Hydra reports its error and exits non-zero
     frame = results.write_results(sweep_dir)
     report = None
     try:
