@@ -81,3 +81,18 @@ def fidelity_figure(path: Path, designs: pd.DataFrame, metric: str = "heldout_bp
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def factors_figure(path: Path, importance: pd.DataFrame) -> Path | None:
+    """R² of the score on log2 of each factor (duration D, interval Δ, quantity N)."""
+    if importance["r2"].isna().all():
+        return None
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.bar(importance["factor"], importance["r2"].fillna(0), color=["tab:red", "tab:gray", "tab:gray"])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("R² of overall score")
+    ax.set_title("factor importance (merges)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

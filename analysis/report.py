@@ -63,7 +63,8 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
             figures.duration_figure(out / "figures" / "duration_score.png", tables["duration"], baselines),
             figures.duration_figure(out / "figures" / "duration_loss.png", tables["duration"], baselines,
                                     metric="heldout_bpb"),
-            figures.fidelity_figure(out / "figures" / "fidelity.png", designs) if not designs.empty else None]
+            figures.fidelity_figure(out / "figures" / "fidelity.png", designs) if not designs.empty else None,
+            figures.factors_figure(out / "figures" / "factors.png", tables["factors"])]
     report = Report(out / "report.md", tables, [p for p in made if p is not None])
     report.path.write_text(render(frame, tables, report.figures, out))
     return report

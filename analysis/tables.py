@@ -30,11 +30,21 @@ def by_design(scores: pd.DataFrame) -> pd.DataFrame:
     """Seeds folded: one row per design (everything but the seed), means and stds."""
     value_cols = [*COLUMNS, "heldout_bpb"]
     keys = [c for c in DESIGN if c in scores]
-    grouped = scores.groupby(keys, dropna=False)[value_cols]
+    by_keys = scores.groupby(keys, dropna=False)
+    grouped = by_keys[value_cols]
     means = grouped.mean()
     stds = grouped.std().add_suffix("_std")
     seeds = grouped.size().rename("seeds")
-    return means.join(stds).join(seeds).reset_index()
+    ci = by_keys["overall"].agg(lambda v: _half_width(v.dropna().tolist())).rename("overall_ci95")
+    return means.join(stds).join(seeds).join(ci).reset_index()
+
+
+def _half_width(values: list[float]) -> float:
+    """Half width of the 95% t-interval of the mean (NaN for fewer than two seeds)."""
+    from analysis.stats import summary
+
+    mean, _, low, _ = summary(values)
+    return mean - low
 
 
 def label(row: pd.Series) -> str:
@@ -65,8 +75,11 @@ def table1(scores: pd.DataFrame) -> pd.DataFrame:
             best = _pick_best(pool)
             if best is not None:
                 rows.append({"comparison": comparison, "row": name, "model": label(best),
-                             **{c: best[c] for c in COLUMNS}, "heldout_bpb": best["heldout_bpb"]})
-    return pd.DataFrame(rows, columns=["comparison", "row", "model", *COLUMNS, "heldout_bpb"])
+                             **{c: best[c] for c in COLUMNS}, "overall_std": best["overall_std"],
+                             "overall_ci95": best["overall_ci95"], "heldout_bpb": best["heldout_bpb"],
+                             "seeds": best["seeds"]})
+    return pd.DataFrame(rows, columns=["comparison", "row", "model", *COLUMNS, "overall_std", "overall_ci95",
+                                       "heldout_bpb", "seeds"])
 
 
 def table3(scores: pd.DataFrame) -> pd.DataFrame:
@@ -75,11 +88,13 @@ def table3(scores: pd.DataFrame) -> pd.DataFrame:
     rows = []
     decay = _pick_best(designs[designs["branch"] == "wsd_1-sqrt"])
     if decay is not None:
-        rows.append({"row": "decay_1-sqrt (WSD)", **{c: decay[c] for c in COLUMNS}})
+        rows.append({"row": "decay_1-sqrt (WSD)", **{c: decay[c] for c in COLUMNS},
+                     "overall_std": decay["overall_std"], "overall_ci95": decay["overall_ci95"]})
     for curve, pool in designs[designs["kind"] == "wsm"].groupby("curve"):
         best = _pick_best(pool)
-        rows.append({"row": f"merge_{curve}", **{c: best[c] for c in COLUMNS}})
-    return pd.DataFrame(rows, columns=["row", *COLUMNS])
+        rows.append({"row": f"merge_{curve}", **{c: best[c] for c in COLUMNS},
+                     "overall_std": best["overall_std"], "overall_ci95": best["overall_ci95"]})
+    return pd.DataFrame(rows, columns=["row", *COLUMNS, "overall_std", "overall_ci95"])
 
 
 def table4(scores: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +103,7 @@ def table4(scores: pd.DataFrame) -> pd.DataFrame:
     merges = designs[designs["kind"] == "wsm"]
     rows = merges.sort_values(["duration_steps", "interval_steps"])
     return rows[["curve", "interval_steps", "quantity", "duration_steps", "end_step", *COLUMNS,
-                 "overall_std", "seeds"]].reset_index(drop=True)
+                 "overall_std", "overall_ci95", "seeds"]].reset_index(drop=True)
 
 
 def table5(scores: pd.DataFrame) -> pd.DataFrame:

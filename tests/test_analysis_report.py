@@ -53,10 +53,10 @@ def test_t_interval():
 def test_table_shapes_follow_the_paper(tmp_path):
     scores = model_scores(load_results(write_sweep(tmp_path)))
     t1 = table1(scores)
-    assert list(t1.columns)[3:9] == PAPER_COLUMNS
+    assert list(t1.columns)[3:9] == PAPER_COLUMNS and {"overall_std", "overall_ci95"} <= set(t1.columns)
     assert set(t1["row"]) == {"WSD", "WSM"} and set(t1["comparison"]) == {"best vs best", "matched tokens"}
     t3 = table3(scores)
-    assert t3["row"].tolist()[0] == "decay_1-sqrt (WSD)" and list(t3.columns)[1:] == PAPER_COLUMNS
+    assert t3["row"].tolist()[0] == "decay_1-sqrt (WSD)" and list(t3.columns)[1:7] == PAPER_COLUMNS
     t4 = table4(scores)
     assert {"interval_steps", "quantity", "duration_steps"} <= set(t4.columns)
     assert len(t4) == 9
@@ -83,6 +83,9 @@ def test_report_cli_writes_markdown_tables_and_figures(tmp_path):
     assert "seeds [0, 1, 2]" in text
     assert (tmp_path / "r" / "figures" / "figure2_weights.png").stat().st_size > 10_000
     assert (tmp_path / "r" / "figures" / "duration_score.png").is_file()
+    assert (tmp_path / "r" / "figures" / "factors.png").is_file()  # the grid varies Δ and N
+    table1 = pd.read_csv(tmp_path / "r" / "tables" / "table1.csv")
+    assert (table1["seeds"] == 3).all() and table1["overall_ci95"].notna().all()
     assert len(pd.read_csv(tmp_path / "r" / "tables" / "table1.csv")) == 4
     missing = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "nope")],
                              capture_output=True, text=True)
