@@ -1,1 +1,1 @@
-"""cli."""
+"""Command-line tools (`wsm-merge`)."""

@@ -1,1 +1,1 @@
-"""merging."""
+"""Merge math (weights.py), checkpoint series (series.py) and the streaming merger (merger.py)."""
