@@ -16,10 +16,15 @@ from wsm_exp.merging.weights import merge_weights
 
 
 def plain_average(paths, weights):
-    """Reference: load everything, then Σ w_i θ_i in fp32, in order."""
+    """Reference: load everything, then Σ w_i θ_i in fp32, in order, one fused multiply-add per input
+    (mergekit ``linear``'s arithmetic, which benchmarks/merge_benchmark.py checks bit for bit)."""
     states = [load_file(p) for p in paths]
-    return {k: sum((s[k].float() * w for s, w in zip(states[1:], weights[1:])), states[0][k].float() * weights[0])
-            for k in states[0]}
+    merged = {}
+    for k in states[0]:
+        merged[k] = torch.zeros(states[0][k].shape)
+        for s, w in zip(states, weights):
+            merged[k].addcmul_(s[k].float(), torch.tensor(w, dtype=torch.float32))
+    return merged
 
 
 def test_fp32_merge_is_bit_identical_to_plain_average(tmp_path):
@@ -103,6 +108,30 @@ def test_nonfinite_input_refused_and_nothing_written(tmp_path, bad):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
     merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", allow_nonfinite=True, progress=False)
     assert not torch.isfinite(load_file(tmp_path / "out" / "model.safetensors")["w"]).all()
+
+
+def test_nonfinite_input_with_zero_weight_still_refused(tmp_path):
+    file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    state = load_file(cks[0].files[0])
+    state["w"][1, 1] = float("inf")
+    save_file(state, cks[0].files[0])
+    with pytest.raises(MergeError, match=r"checkpoint-1.safetensors \(step 1\) contains NaN or Inf"):
+        merge_checkpoints(cks, [0.0, 1.0], tmp_path / "out", progress=False)
+
+
+def test_overflowing_sum_of_finite_inputs_refused(tmp_path):
+    file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    for checkpoint in cks:
+        state = load_file(checkpoint.files[0])
+        state["w"][0, 0] = 3e38
+        save_file(state, checkpoint.files[0])
+    with pytest.raises(MergeError, match=r"weighted sum of tensor 'w' overflows .*torch.float32.* Check the weights"):
+        merge_checkpoints(cks, [1.0, 1.0], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    merged = merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)
+    assert load_file(merged.out_dir / "model.safetensors")["w"][0, 0].item() == pytest.approx(3e38)
 
 
 def test_existing_output_refused_unless_overwrite(tmp_path):

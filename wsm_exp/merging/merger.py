@@ -1,6 +1,8 @@
 """Streaming weighted merge of safetensors checkpoints, published atomically with provenance.
 
-Tensor by tensor from memory-mapped files: accumulate ``Σ w_i θ_i`` in fp32 (or fp64), write the
+Tensor by tensor from memory-mapped files: accumulate ``Σ w_i θ_i`` in fp32 (or fp64) as
+``acc.addcmul_(θ_i, w_i)`` in checkpoint order (the arithmetic of mergekit's ``linear`` with
+``normalize: false``, so both give bit-identical results for the same weights), write the
 result in the input dtype (or ``dtype``), shard past ``shard_size_bytes``. Memory stays near one
 output shard plus a few tensors, whatever N is. Everything is written into a hidden temporary
 folder beside ``out_dir`` and renamed into place at the end, so a crash or a full disk never
@@ -133,17 +135,30 @@ def _merge_tensor(name, checkpoints, handles, weights, acc_dtype, dtype, allow_n
                 )
         return first.clone()
     out_dtype = first.dtype if dtype is None else DTYPES[dtype]
-    acc = None
-    for checkpoint, weight, tensor in zip(checkpoints, weights, (first, *tensors)):
-        if not allow_nonfinite and not torch.isfinite(tensor).all():
+    acc = torch.zeros(first.shape, dtype=acc_dtype)
+    for weight, tensor in zip(weights, (first, *tensors)):
+        acc.addcmul_(tensor.to(acc_dtype), torch.tensor(weight, dtype=acc_dtype))
+    merged = acc.to(out_dtype)
+    # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
+    # output and then its total; only a non-finite total triggers the scan that names the culprit.
+    if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
+        _raise_nonfinite(name, checkpoints, handles, out_dtype)
+    return merged
+
+
+def _raise_nonfinite(name, checkpoints, handles, out_dtype) -> None:
+    for checkpoint, handle in zip(checkpoints, handles):
+        if not torch.isfinite(handle[name].get_tensor(name)).all():
             raise MergeError(
                 f"Tensor {name!r} of checkpoint {checkpoint.path} (step {checkpoint.step}) contains NaN or Inf. "
                 "Drop that checkpoint from the window (pick another end step), or pass allow_nonfinite "
                 "(--allow-nonfinite) to merge it anyway."
             )
-        term = tensor.to(acc_dtype) * float(weight)
-        acc = term if acc is None else acc.add_(term)
-    return acc.to(out_dtype)
+    raise MergeError(
+        f"The weighted sum of tensor {name!r} overflows the accumulation or output dtype ({out_dtype}) although "
+        "every input is finite. Check the weights (a decay emulation's weights sum to 1) or write a wider "
+        "dtype (--dtype float32)."
+    )
 
 
 def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]:
