@@ -152,13 +152,14 @@ def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):
     cks = load_series(tmp_path / "s").checkpoints
     calls = []
 
-    def failing_save(tensors, path, metadata=None):
-        calls.append(path)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        return save_file(tensors, path, metadata=metadata)
+    class FailingWriter(merger_module.SafetensorsWriter):
+        def __init__(self, path, entries, metadata):
+            calls.append(path)
+            super().__init__(path, entries, metadata)
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(merger_module, "save_file", failing_save)
+    monkeypatch.setattr(merger_module, "SafetensorsWriter", FailingWriter)
     with pytest.raises(OSError, match="No space left"):
         merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", shard_size_bytes=20_000, progress=False)
     assert len(calls) == 2

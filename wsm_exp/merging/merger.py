@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, SeriesError, checkpoint_identity, validate_checkpoints
+from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter, tensor_nbytes
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
@@ -96,22 +96,25 @@ def merge_checkpoints(
     try:
         with ExitStack() as stack:
             handles = [_open(stack, c) for c in checkpoints]
-            total = sum(_nbytes(*layout[n]) for n in layout) * len(checkpoints)
+            total = sum(tensor_nbytes(*layout[n]) for n in layout) * len(checkpoints)
             bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=f"merge {out_dir.name}",
                                            disable=not progress, leave=False))
             metadata = {"format": "pt", "wsm_merge": json.dumps(record, sort_keys=True)}
+            # one accumulator reused for every tensor: no allocation (and page faults) per tensor
+            largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
+            scratch = torch.empty(largest, dtype=acc_dtype)
             for file_name, names in plan:
-                shard: dict[str, torch.Tensor] = {}
-                for name in names:
-                    shard[name] = _merge_tensor(name, checkpoints, handles, weights, acc_dtype, dtype, allow_nonfinite)
-                    size = _nbytes(*layout[name]) * len(checkpoints)
-                    bytes_read += size
-                    bar.update(size)
-                save_file(shard, tmp / file_name, metadata=metadata)
-                del shard
+                entries = [(n, _out_st_dtype(layout[n][0], dtype), layout[n][1]) for n in names]
+                with SafetensorsWriter(tmp / file_name, entries, metadata) as out:
+                    for name in names:
+                        out.write(name, _merge_tensor(name, checkpoints, handles, weights, scratch, dtype,
+                                                      allow_nonfinite))
+                        size = tensor_nbytes(*layout[name]) * len(checkpoints)
+                        bytes_read += size
+                        bar.update(size)
         if len(plan) > 1:
             weight_map = {n: f for f, names in plan for n in names}
-            total_size = sum(_out_nbytes(*layout[n], dtype) for n in layout)
+            total_size = sum(tensor_nbytes(_out_st_dtype(layout[n][0], dtype), layout[n][1]) for n in layout)
             (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
                                                       "weight_map": weight_map}, indent=1))
         _copy_side_files(checkpoints[-1], tmp)
@@ -123,7 +126,7 @@ def merge_checkpoints(
     return MergeResult(out_dir, key, bytes_read, time.perf_counter() - started, len(plan))
 
 
-def _merge_tensor(name, checkpoints, handles, weights, acc_dtype, dtype, allow_nonfinite) -> torch.Tensor:
+def _merge_tensor(name, checkpoints, handles, weights, scratch, dtype, allow_nonfinite) -> torch.Tensor:
     tensors = (h[name].get_tensor(name) for h in handles)
     first = next(tensors)
     if not first.is_floating_point():
@@ -135,9 +138,9 @@ def _merge_tensor(name, checkpoints, handles, weights, acc_dtype, dtype, allow_n
                 )
         return first.clone()
     out_dtype = first.dtype if dtype is None else DTYPES[dtype]
-    acc = torch.zeros(first.shape, dtype=acc_dtype)
+    acc = scratch[:first.numel()].view(first.shape).zero_()
     for weight, tensor in zip(weights, (first, *tensors)):
-        acc.addcmul_(tensor.to(acc_dtype), torch.tensor(weight, dtype=acc_dtype))
+        acc.addcmul_(tensor.to(acc.dtype), torch.tensor(weight, dtype=acc.dtype))
     merged = acc.to(out_dtype)
     # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
     # output and then its total; only a non-finite total triggers the scan that names the culprit.
@@ -165,7 +168,7 @@ def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]
     groups: list[list[str]] = [[]]
     size = 0
     for name in sorted(layout):
-        nbytes = _out_nbytes(*layout[name], dtype)
+        nbytes = tensor_nbytes(_out_st_dtype(layout[name][0], dtype), layout[name][1])
         if groups[-1] and size + nbytes > shard_size_bytes:
             groups.append([])
             size = 0
@@ -224,20 +227,18 @@ def _copy_side_files(newest: Checkpoint, dest: Path) -> None:
             shutil.copy2(item, dest / item.name)
 
 
-def _out_nbytes(st_dtype: str, shape, dtype: str | None) -> int:
-    """Bytes of a tensor in the output: float tensors take ``dtype`` when given."""
+def _out_st_dtype(st_dtype: str, dtype: str | None) -> str:
+    """safetensors dtype of a tensor in the output: float tensors take ``dtype`` when given."""
     if dtype is not None and st_dtype in SAFETENSORS_DTYPES:
-        st_dtype = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}[dtype]
-    return _nbytes(st_dtype, shape)
+        return TORCH_TO_ST[DTYPES[dtype]]
+    return st_dtype
 
 
-def _nbytes(st_dtype: str, shape) -> int:
-    itemsize = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}.get(st_dtype, 4)
+def _numel(shape) -> int:
     count = 1
     for dim in shape:
         count *= dim
-    return count * itemsize
+    return count
 
 
 def _version() -> str:

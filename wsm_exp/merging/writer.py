@@ -1,0 +1,79 @@
+"""Stream a safetensors file tensor by tensor: the header is known up front, the data follows.
+
+A merge knows every output name, dtype and shape before it computes anything, so it can write the
+header first and then each tensor's bytes as soon as they exist. Nothing but the tensor in hand is
+held in memory, and no serialisation copy is made.
+
+Example:
+    >>> import tempfile, torch
+    >>> from safetensors.torch import load_file
+    >>> path = tempfile.mkdtemp() + "/m.safetensors"
+    >>> with SafetensorsWriter(path, [("w", "F32", (2,))], {"format": "pt"}) as out:
+    ...     out.write("w", torch.tensor([1.0, 2.0]))
+    >>> load_file(path)["w"].tolist()
+    [1.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+ITEMSIZE = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+            "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+TORCH_TO_ST = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
+               torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+               torch.bool: "BOOL"}
+
+
+def tensor_nbytes(st_dtype: str, shape: Sequence[int]) -> int:
+    """Bytes of a tensor of safetensors dtype ``st_dtype`` and ``shape``."""
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count * ITEMSIZE[st_dtype]
+
+
+class SafetensorsWriter:
+    """Writes ``entries`` (name, safetensors dtype, shape), in that order, to ``path``."""
+
+    def __init__(self, path: str | Path, entries: Sequence[tuple[str, str, Sequence[int]]], metadata: dict[str, str]):
+        header: dict = {"__metadata__": metadata}
+        offset = 0
+        for name, st_dtype, shape in entries:
+            end = offset + tensor_nbytes(st_dtype, shape)
+            header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, end]}
+            offset = end
+        blob = json.dumps(header, separators=(",", ":")).encode()
+        blob += b" " * (-len(blob) % 8)  # the data section starts 8-byte aligned
+        self._expected = [(name, st_dtype, tuple(shape)) for name, st_dtype, shape in entries]
+        self._next = 0
+        self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
+        self._file.write(struct.pack("<Q", len(blob)) + blob)
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        """Append the next tensor's bytes; it must be the next entry, with its dtype and shape."""
+        expected = self._expected[self._next] if self._next < len(self._expected) else None
+        got = (name, TORCH_TO_ST.get(tensor.dtype), tuple(tensor.shape))
+        if got != expected:
+            raise ValueError(f"SafetensorsWriter expected {expected}, got {got}")
+        self._file.write(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+        self._next += 1
+
+    def close(self) -> None:
+        self._file.close()
+        if self._next != len(self._expected):
+            raise ValueError(f"SafetensorsWriter closed after {self._next} of {len(self._expected)} tensors")
+
+    def __enter__(self) -> SafetensorsWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._file.close()
