@@ -107,6 +107,7 @@ def evaluate_model(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str 
         else:
             todo.append((task, path))
     if todo:
+        _check_code_execution([task for task, _ in todo], suite)
         lm = _load_model(model_dir, suite)
         manager = task_manager(suite.builtin, json.dumps(metadata, sort_keys=True))
         for task, path in todo:
@@ -115,6 +116,19 @@ def evaluate_model(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str 
                 write_json_atomic(path, [asdict(s) for s in fresh])
             scores += fresh
     return scores
+
+
+UNSAFE_TASKS = {"wsm_humaneval", "wsm_mbpp"}  # execute model-written code (pass@1)
+
+
+def _check_code_execution(tasks: list[str], suite: SuiteConfig) -> None:
+    unsafe = sorted(UNSAFE_TASKS.intersection(tasks))
+    if unsafe and not suite.allow_code_execution:
+        raise PermissionError(
+            f"Task(s) {', '.join(unsafe)} execute code written by the model (pass@1). Enable it explicitly "
+            "with eval.allow_code_execution=true (SuiteConfig(allow_code_execution=True)), preferably on a "
+            "disposable machine, or use the gold bits-per-byte tasks wsm_humaneval_bpb / wsm_mbpp_bpb instead."
+        )
 
 
 def _load_model(model_dir: Path, suite: SuiteConfig):
@@ -134,6 +148,7 @@ def _run_task(lm, manager, task: str, suite: SuiteConfig) -> list[Score]:
         # bootstrap_iters=0: lm-eval's bootstrap forks a multiprocessing pool, which deadlocks in
         # threaded workers (submitit, joblib); binary metrics get their closed-form stderr below
         fewshot_random_seed=suite.seed, log_samples=False, bootstrap_iters=0, use_cache=None,
+        confirm_run_unsafe_code=suite.allow_code_execution,
     )
     seconds = time.perf_counter() - started
     metrics = result["results"][task]

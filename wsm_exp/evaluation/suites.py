@@ -30,6 +30,7 @@ class SuiteConfig:
     device: str = "cpu"  # "cuda" on GPU machines
     dtype: str = "float32"  # evaluation precision; bfloat16 on GPUs for large models
     builtin: bool = False  # also index lm-eval's built-in tasks (the lm_eval suite; costs ~4 s)
+    allow_code_execution: bool = False  # run model-written code (wsm_humaneval, wsm_mbpp pass@1); off: unsafe
 
     def limit_for(self, task: str) -> int | None:
         return self.limits.get(task, self.limit)

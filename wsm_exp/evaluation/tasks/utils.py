@@ -145,7 +145,10 @@ def basic_arithmetic(**_):
 
 
 def gsm8k(**_):
-    return _test([{"question": r["doc"]["question"], "answer": r["doc"]["answer"]} for r in _requests("gsm8k/gold_bpb_5shot")])
+    """GSM8K test; ``context`` is the standard 8-shot chain-of-thought prompt (Wei et al.) for generation."""
+    return _test([{"question": r["doc"]["question"], "answer": r["doc"]["answer"],
+                   "short_answer": r["doc"]["short_answer"], "context": r["request"]["context"]}
+                  for r in _requests("gsm8k/gold_bpb_5shot")])
 
 
 MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
@@ -153,9 +156,11 @@ MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediat
 
 
 def minerva_math(**_):
+    """MATH test (7 subjects); ``context`` is the Minerva 4-shot prompt, ``answer`` the final answer."""
     rows = []
     for subject in MATH_SUBJECTS:
-        rows += [{"problem": r["doc"]["problem"], "solution": r["doc"]["solution"], "type": r["doc"]["type"]}
+        rows += [{"problem": r["doc"]["problem"], "solution": r["doc"]["solution"], "type": r["doc"]["type"],
+                  "answer": r["doc"]["answer"], "context": r["request"]["context"]}
                  for r in _requests(f"minerva_math_{subject}/gold_bpb_0shot")]
     return _test(rows)
 
@@ -168,7 +173,8 @@ def humaneval(**_):
 
 def mbpp(**_):
     return _test([{"task_id": r["doc"]["task_id"], "text": r["doc"]["text"], "code": r["doc"]["code"],
-                   "test_list": r["doc"]["test_list"]} for r in _requests("codex_mbpp/gold_bpb_0shot")])
+                   "test_list": r["doc"]["test_list"], "test_setup_code": r["doc"]["test_setup_code"]}
+                  for r in _requests("codex_mbpp/gold_bpb_0shot")])
 
 
 # ---- bits per byte of a gold continuation -----------------------------------------------------
