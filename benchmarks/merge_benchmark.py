@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/merge_benchmark.py [--params 250e6] [--repeats 3] [--quantities 5,10]
 
 Generates a series of ``--params`` float parameters per checkpoint (fp32 and bf16) in a temp
-folder, then, for each N and dtype, runs each tool ``--repeats`` times as a subprocess and
-reports the median wall time, bytes read and effective GB/s, and peak anonymous (RssAnon) and
+folder, flushes it to disk and reads it once (so no tool pays for the generator's writeback or a
+cold page cache), runs every tool once as an unmeasured warm-up, then ``--repeats`` rounds in
+which the tools take turns (round-robin, so a slow spell on the machine hits all of them), each
+as a subprocess. Reports the median wall time, bytes read and effective GB/s, and peak anonymous (RssAnon) and
 file-backed (RssFile) memory sampled from /proc. Outputs are compared tensor by tensor. mergekit
 runs only when ``mergekit-yaml`` is on PATH (``pip install -e '.[bench]'``). Not a test: timings
 on a shared machine are noisy, so read them as ratios within one run.
@@ -13,7 +15,7 @@ on a shared machine are noisy, so read them as ratios within one run.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -135,11 +137,18 @@ def main() -> None:
                 work = Path(tmp)
                 paths = make_series(work / "series", int(args.params), quantity, dtype)
                 nbytes = sum((p / "model.safetensors").stat().st_size for p in paths)
-                results, outputs = {}, {}
-                for name, (cmd, output) in tools(paths, work, dtype_name).items():
-                    runs = [run_measured(cmd) for _ in range(args.repeats)]
-                    results[name] = runs
-                    outputs[name] = output
+                os.sync()
+                for p in paths:
+                    (p / "model.safetensors").read_bytes()
+                commands = tools(paths, work, dtype_name)
+                for cmd, _ in commands.values():
+                    run_measured(cmd)  # warm-up, not measured
+                results = {name: [] for name in commands}
+                for _ in range(args.repeats):
+                    for name, (cmd, _) in commands.items():
+                        results[name].append(run_measured(cmd))
+                        os.sync()  # the next tool does not pay for this one's writeback
+                outputs = {name: output for name, (_, output) in commands.items()}
                 reference = load_output(outputs["wsm-merge"])
                 for name, runs in results.items():
                     merged = load_output(outputs[name])
