@@ -90,3 +90,12 @@ def test_fidelity_branch_and_bad_names(study):
         ensure_branches(MODEL, DATA, TRAIN, seed=0, cache_root=root, branches=["wsd_step"])
     with pytest.raises(StudyError, match="multiples of train.save_every"):
         ensure_branches(MODEL, DATA, TRAIN, seed=0, cache_root=root, branches=[f"fidelity_E{end}_D6"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_cuda_training_without_a_gpu_is_refused_with_the_fix(tmp_path):
+    from dataclasses import replace
+
+    with pytest.raises(RuntimeError, match=r"train.device='cuda' but torch sees no CUDA GPU.*train.device=cpu"):
+        ensure_branches(MODEL, DATA, replace(TRAIN, device="cuda"), seed=0, cache_root=tmp_path, branches=["wsm"])
+    assert not any((tmp_path).rglob("step_*"))

@@ -29,7 +29,7 @@ from transformers import AutoTokenizer
 from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
 from wsm_exp.study.data import build_data, data_key
 from wsm_exp.study.schedules import SHAPES, warmup_constant, wsd
-from wsm_exp.study.trainer import Logger, build_model, build_optimizer, load_state, train_segment
+from wsm_exp.study.trainer import Logger, build_model, build_optimizer, load_state, train_segment, training_device
 
 FIDELITY = re.compile(r"^fidelity_E(\d+)_D(\d+)$")
 
@@ -100,7 +100,7 @@ class _Study:
             return
         cfg, switch = self.cfg, self.cfg.switch_step
         branch_end = switch + cfg.branch_steps
-        model = build_model(self.model_cfg, cfg, self.tokenizer, self.seed)
+        model = build_model(self.model_cfg, cfg, self.tokenizer, self.seed).to(training_device(cfg))
         optimizer = build_optimizer(model, cfg)
         if name == "stage1":
             tokens, start, end, offset, parent = self.data.tokens("general"), 0, switch, 0, None

@@ -51,6 +51,7 @@ class TrainConfig:
     beta2: float = 0.95  # AdamW β2, as in the paper
     grad_clip: float = 1.0  # as in the paper
     threads: int = 2  # torch CPU threads; the machine has 2 cores
+    device: str = "cpu"  # "cuda" trains on a GPU (other numerics, so the study gets another cache key)
 
     @property
     def tokens_per_step(self) -> int:

@@ -43,6 +43,15 @@ def build_model(model_cfg: ModelConfig, train_cfg: TrainConfig, tokenizer: PreTr
     return LlamaForCausalLM(config)
 
 
+def training_device(cfg: TrainConfig) -> torch.device:
+    """``cfg.device`` as a torch device, refused with the fix when it does not exist here."""
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={cfg.device!r} but torch sees no CUDA GPU on this machine "
+                           f"(torch {torch.__version__}). Use train.device=cpu, or install a CUDA build of torch.")
+    return device
+
+
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW (β 0.9/0.95, weight decay 0.1 on matrices only, as usual for LMs)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -85,7 +94,7 @@ def load_state(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, checkp
     model.load_state_dict(weights, strict=False)
     if model.config.tie_word_embeddings:
         model.tie_weights()
-    state = torch.load(checkpoint / STATE_FILE, weights_only=True)
+    state = torch.load(checkpoint / STATE_FILE, weights_only=True, map_location="cpu")
     optimizer.load_state_dict(state["optimizer"])
 
 
@@ -119,6 +128,7 @@ def train_segment(
         load_state(model, optimizer, resume[1])
         step = resume[0]
     lrs = {s: lr_at(s) for s in range(start, end)}
+    device = next(model.parameters()).device
     model.train()
     bar = tqdm(total=end - start, initial=step - start, desc=desc, unit="step", leave=False, mininterval=1.0)
     started, tokens_seen = time.perf_counter(), 0
@@ -126,7 +136,7 @@ def train_segment(
         lr = lrs[step]
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = get_batch(tokens, data_offset + step - start, cfg, seed)
+        batch = get_batch(tokens, data_offset + step - start, cfg, seed).to(device)
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
