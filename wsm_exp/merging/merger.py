@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -139,9 +140,9 @@ def _merge_tensor(name, checkpoints, handles, weights, scratch, dtype, allow_non
         return first.clone()
     out_dtype = first.dtype if dtype is None else DTYPES[dtype]
     acc = scratch[:first.numel()].view(first.shape).zero_()
-    for weight, tensor in zip(weights, (first, *tensors)):
+    for weight, tensor in zip(weights, itertools.chain([first], tensors)):  # one input tensor at a time
         acc.addcmul_(tensor.to(acc.dtype), torch.tensor(weight, dtype=acc.dtype))
-    merged = acc.to(out_dtype)
+    merged = acc.to(out_dtype)  # may alias the scratch buffer: the caller writes it before the next tensor
     # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
     # output and then its total; only a non-finite total triggers the scan that names the culprit.
     if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
