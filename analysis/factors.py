@@ -9,7 +9,7 @@ Example:
     >>> import pandas as pd
     >>> s = pd.DataFrame({"kind": ["wsm"] * 4, "quantity": [1, 2, 1, 2], "interval_steps": [4, 4, 8, 8],
     ...                   "duration_steps": [4, 8, 8, 16], "overall": [1.0, 2.0, 2.0, 3.0]})
-    >>> factor_importance(s).set_index("factor").loc["duration D", "r2"]
+    >>> float(factor_importance(s).set_index("factor").loc["duration D", "r2"])
     1.0
 """
 

@@ -51,6 +51,9 @@ def label(row: pd.Series) -> str:
     """A short human label of a design row."""
     if row["kind"] == "wsm":
         return f"merge {row['curve']} (N={row['quantity']}, Δ={row['interval_steps']}, D={row['duration_steps']}, end={row['end_step']})"
+    if row["kind"] == "decay_merge":
+        return (f"merge {row['curve']} inside {row['branch']} (N={row['quantity']}, D={row['duration_steps']}, "
+                f"end={row['end_step']})")
     if row["kind"] == "wsd":
         return f"decay {row['curve']} [{row['branch']}] (end={row['end_step']})"
     return f"raw constant-LR (end={row['end_step']})"

@@ -23,8 +23,9 @@ def _rows(variant, score: float, loss: float, sweep: str, rng) -> list[dict]:
 
 
 def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, duration_effect=0.0,
-                wsd_score=0.40, sweep="synthetic", failed_variant=False):
-    """A grid of mean merges (Δ × N) plus WSD and raw baselines; scores in [0, 1]."""
+                wsd_score=0.40, sweep="synthetic", failed_variant=False, decay_merge_gain=None):
+    """A grid of mean merges (Δ × N) plus WSD and raw baselines; scores in [0, 1]. With
+    ``decay_merge_gain``, also a merge of the WSD branch's last 4 checkpoints scoring that much above its end."""
     for seed in seeds:
         rng = np.random.default_rng(seed)
         shift = rng.normal(0, seed_noise)
@@ -38,6 +39,11 @@ def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, dura
         for variant, score in ((wsd_variant(shape="1-sqrt", step=128, decay_steps=128, seed=seed), wsd_score),
                                (raw_variant(step=128, seed=seed), wsd_score - 0.05)):
             results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85, sweep, rng))
+        if decay_merge_gain is not None:
+            v = merge_variant(curve="mean", steps=[104, 112, 120, 128], weights=[0.25] * 4, interval=8, duration=32,
+                              seed=seed, branch="wsd_1-sqrt")
+            score = wsd_score + decay_merge_gain + shift
+            results.write_job(folder, v.name, "fp", _rows(v, score, 3.85, sweep, rng))
     if failed_variant:
         bad = merge_variant(curve="ema", steps=[120, 128], weights=[0.5, 0.5], interval=8, duration=16)
         results.write_job(folder, bad.name, "", [results.make_row(sweep=sweep, **bad.row_fields(

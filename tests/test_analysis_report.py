@@ -37,6 +37,18 @@ def test_single_seed_verdicts_are_unconfirmed(tmp_path):
     assert verdict(findings(scores), "WSM beats WSD").startswith("unconfirmed (1 seed")
 
 
+@pytest.mark.parametrize("gain, expected", [(0.0, "reproduced"), (0.05, "not reproduced")])
+def test_decay_then_merge_verdict(tmp_path, gain, expected):
+    """No gain from merging inside the decay supports the paper; a clear gain refutes it."""
+    scores = model_scores(load_results(write_sweep(tmp_path, decay_merge_gain=gain, seed_noise=0.005)))
+    table = findings(scores).set_index("claim")
+    row = table.loc["decay-then-merge gives no gain over the decay"]
+    assert row["verdict"] == expected, row["evidence"]
+    assert "inside wsd_1-sqrt" in row["evidence"] and "decay 1-sqrt" in row["evidence"]
+    # a merge inside the decay is neither a WSM merge nor the WSD baseline
+    assert "inside" not in table.loc["WSM beats WSD", "evidence"]
+
+
 def test_planted_duration_effect_is_attributed_to_duration(tmp_path):
     scores = model_scores(load_results(write_sweep(tmp_path, duration_effect=0.02, seed_noise=0.0)))
     r2 = factor_importance(scores).set_index("factor")["r2"]

@@ -109,6 +109,7 @@ def test_rerun_recomputes_nothing(duration, root, cache):
         ("wsd_vs_wsm", ["merge.duration=32", "merge.interval=4", "merge.curve=mean,1-sqrt",
                         "baselines.wsd_shapes=[1-sqrt,linear]"], {"curve": ["mean", "1-sqrt"]}),
         ("fidelity", ["merge.duration=8", "merge.interval=4", "merge.end=-8,0"], {"end_offset": [-8, 0]}),
+        ("decay_then_merge", ["merge.duration=8,16", "merge.quantity=2"], {"decay_merges": 2}),
     ],
 )
 def test_every_sweep_runs_end_to_end(root, cache, duration, sweep, overrides, expect):
@@ -128,6 +129,11 @@ def test_every_sweep_runs_end_to_end(root, cache, duration, sweep, overrides, ex
         fidelity = frame[frame["branch"].str.startswith("fidelity_")].drop_duplicates("variant")
         assert len(fidelity) == 2 and set(fidelity["duration_steps"]) == {8}
         assert sorted(fidelity["end_step"]) == sorted(merges["end_step"])
+    if sweep == "decay_then_merge":
+        inside = frame[frame["kind"] == "decay_merge"].drop_duplicates("variant")
+        assert len(inside) == expect["decay_merges"] and set(inside["branch"]) == {"wsd_1-sqrt"}
+        assert set(inside["end_step"]) == {frame.loc[frame["kind"] == "wsd", "end_step"].max()}
+        assert "decay-then-merge gives no gain over the decay" in (run.sweep_dir / "report.md").read_text()
     assert (run.sweep_dir / "report.md").is_file()
 
 
@@ -154,6 +160,7 @@ def test_bad_overrides_fail_before_any_work(root, cache, duration):
         (["merge.quantity=100"], ["merge.", "N=100"]),
         (["merge.duration=128"], ["merge.", "Available steps"]),
         (["merge.quantitiy=4"], ["quantitiy"]),
+        (["merge.branch=stage1"], ["merge.branch", "wsd_1-sqrt"]),
     ]:
         fresh = root / "never-trained"
         run = run_sweep(root, "+sweep=duration", *overrides, name="bad", cache=fresh)

@@ -50,9 +50,11 @@ def test_variant_names_are_unique_and_descriptive():
         merge_variant(curve="mean", steps=[8, 16], weights=[0.45, 0.55], interval=8, duration=16, min_lr=0.1).name,
         raw_variant(step=16).name, wsd_variant(shape="1-sqrt", step=16, decay_steps=16).name,
         wsd_variant(shape="1-sqrt", step=16, decay_steps=8, branch=fidelity_branch(16, 8)).name,
+        merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16,
+                      branch="wsd_1-sqrt").name,
     }
-    assert len(names) == 6
-    assert "wsm-mean-N2-I8-E16-m0.1-s0" in names
+    assert len(names) == 7
+    assert {"wsm-mean-N2-I8-E16-m0.1-s0", "decaymerge-1-sqrt-mean-N2-I8-E16-s0"} <= names
 
 
 def test_config_keys_are_checked_with_allowed_list():

@@ -3,7 +3,7 @@
 Example:
     >>> from wsm_exp.study import TrainConfig
     >>> TrainConfig().switch_step
-    300
+    1500
 """
 
 from wsm_exp.study.branches import ensure_branches, study_key

@@ -37,6 +37,7 @@ class MergeConfig:
     weights: list[float] | None = None  # explicit weights, oldest first; overrides curve
     dtype: str | None = None  # output dtype; None keeps the checkpoints' dtype
     accumulate: str = "float32"  # accumulation precision; float64 for bit-exact studies
+    branch: str = "wsm"  # series the window comes from; "wsd_<shape>" merges inside a decay (decay-then-merge)
 
 
 @dataclass(frozen=True)

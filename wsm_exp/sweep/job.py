@@ -59,10 +59,15 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
 
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
+    allowed = ["wsm", *(f"wsd_{s}" for s in source.wsd_shapes)]
+    if merge.branch not in allowed:
+        raise ConfigError(f"merge.branch={merge.branch!r} is not a series here; allowed: {allowed} "
+                          "(wsm: the constant-LR run; wsd_<shape>: merge inside that decay, decay-then-merge).")
     steps = source.planned_wsm_steps()
-    end = merge.end if merge.end is None or merge.end > 0 else steps[-1] + merge.end
+    merge_steps = steps if merge.branch == "wsm" else source.planned_steps(merge.branch)
+    end = merge.end if merge.end is None or merge.end > 0 else merge_steps[-1] + merge.end
     try:
-        window = select_window(planned_series(steps, source.tokens_per_step), end=end,
+        window = select_window(planned_series(merge_steps, source.tokens_per_step), end=end,
                                quantity=merge.quantity, interval=merge.interval, duration=merge.duration)
     except SeriesError as err:
         raise ConfigError(f"merge.quantity/interval/duration/end: {err}") from None
@@ -78,7 +83,7 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     window_steps = [c.step for c in window.checkpoints]
     variant = merge_variant(curve=merge.curve, steps=window_steps, weights=weights,
                             interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
-                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed)
+                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed, branch=merge.branch)
     if "wsm_heldout_bpb" in list(cfg.eval.tasks) and isinstance(source, UserSource) and not source.heldout():
         raise ConfigError(
             "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
@@ -95,6 +100,8 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     decay, branch_end = source.branch_steps, source.branch_start + source.branch_steps
     baselines: list[Variant] = []
     branches = ["wsm", *(f"wsd_{s}" for s in base.wsd_shapes)]
+    if merge.branch not in branches:
+        branches.append(merge.branch)
     if base.raw_last:
         baselines.append(raw_variant(step=last, seed=seed))
     if base.matched_tokens and end != last:
@@ -213,7 +220,7 @@ class _Context:
 
         checkpoints = self._checkpoints(variant, branch_paths)
         merge_seconds = 0.0
-        if variant.kind == "wsm" and variant.quantity > 1:
+        if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
             validate_checkpoints(checkpoints)
             key = merge_key(checkpoints, list(variant.weights), self.merge.dtype, self.merge.accumulate)
             model_dir = self.merges / key

@@ -68,6 +68,10 @@ class EmbeddedSource:
         every, start = int(self.train_cfg.save_every), self.branch_start
         return [start + k * every for k in range(1, self.branch_steps // every + 1)]
 
+    def planned_steps(self, branch: str) -> list[int]:
+        """Checkpoints of a WSD branch: saved at the same steps as the WSM branch."""
+        return self.planned_wsm_steps()
+
     def ensure(self, branches: Sequence[str]) -> dict[str, Path]:
         from wsm_exp.study import ensure_branches
 
@@ -118,7 +122,10 @@ class UserSource:
     decay_min_lr = 0.0
 
     def planned_wsm_steps(self) -> list[int]:
-        return [c.step for c in self._load("wsm").checkpoints]
+        return self.planned_steps("wsm")
+
+    def planned_steps(self, branch: str) -> list[int]:
+        return [c.step for c in self._load(branch).checkpoints]
 
     def ensure(self, branches: Sequence[str]) -> dict[str, Path]:
         paths = {}

@@ -1,7 +1,8 @@
 """What a job evaluates: the merge variant and its baselines, as plain data (no I/O).
 
-A ``Variant`` is one evaluated model: a merge of WSM checkpoints (``wsm``), one checkpoint of a
-real decay (``wsd``), or one unmerged WSM checkpoint (``raw``). Its name is unique within a sweep
+A ``Variant`` is one evaluated model: a merge of WSM checkpoints (``wsm``), a merge of checkpoints
+taken inside a real decay (``decay_merge``, paper Figure 5b), one checkpoint of a real decay
+(``wsd``), or one unmerged WSM checkpoint (``raw``). Its name is unique within a sweep
 and stable across reruns, so results and W&B runs are keyed by it.
 
 Example:
@@ -22,7 +23,7 @@ class Variant:
     """One evaluated model and the fields that describe it in results and W&B."""
 
     name: str  # unique within a sweep, includes the seed
-    kind: str  # "wsm" | "wsd" | "raw"
+    kind: str  # "wsm" | "decay_merge" | "wsd" | "raw"
     branch: str  # series it comes from ("wsm", "wsd_1-sqrt", "fidelity_E96_D32")
     curve: str  # merge curve, decay shape, or "none"
     steps: tuple[int, ...]  # global steps used, oldest first
@@ -55,21 +56,25 @@ class Variant:
 
 def merge_variant(
     *, curve: str, steps: list[int], weights: list[float], interval: int, duration: int,
-    min_lr: float = 0.0, alpha: float | None = None, explicit: bool = False, seed: int = 0,
+    min_lr: float = 0.0, alpha: float | None = None, explicit: bool = False, seed: int = 0, branch: str = "wsm",
 ) -> Variant:
-    """A merge of WSM-branch checkpoints.
+    """A merge of WSM-branch checkpoints, or of a decay branch's checkpoints (``branch="wsd_<shape>"``).
 
     >>> merge_variant(curve="1-sqrt", steps=[8, 16], weights=[0.7, 0.3], interval=8, duration=16).name
     'wsm-1-sqrt-N2-I8-E16-s0'
+    >>> merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16,
+    ...               branch="wsd_1-sqrt").name
+    'decaymerge-1-sqrt-mean-N2-I8-E16-s0'
     """
     label = "explicit" if explicit else curve
-    name = f"wsm-{label}-N{len(steps)}-I{interval}-E{steps[-1]}"
+    kind, prefix = ("wsm", "wsm") if branch == "wsm" else ("decay_merge", f"decaymerge-{branch[4:]}")
+    name = f"{prefix}-{label}-N{len(steps)}-I{interval}-E{steps[-1]}"
     if min_lr:
         name += f"-m{min_lr:g}"
     if alpha is not None and curve == "ema_alpha":
         name += f"-a{alpha:g}"
     return Variant(
-        name=f"{name}-s{seed}", kind="wsm", branch="wsm", curve=label, steps=tuple(steps),
+        name=f"{name}-s{seed}", kind=kind, branch=branch, curve=label, steps=tuple(steps),
         weights=tuple(weights), interval=interval, duration=duration, min_lr=min_lr, seed=seed,
     )
 

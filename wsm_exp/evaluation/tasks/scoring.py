@@ -7,7 +7,7 @@ a wall-clock timeout and an address-space limit.
 
 Example:
     >>> math_answer("So x = 2.\\nFinal Answer: The final answer is $\\\\frac{1}{2}$. I hope it is correct.")
-    '\\\\frac{1}{2}'
+    '$\\\\frac{1}{2}$'
     >>> normalize_math_answer("\\\\dfrac{1}{2}") == normalize_math_answer("\\\\frac12")
     True
 """
