@@ -156,7 +156,8 @@ def test_parallel_launchers_match_sequential(root, cache, duration, launcher):
 def test_bad_overrides_fail_before_any_work(root, cache, duration):
     for overrides, must_say in [
         (["merge.curve=exponential"], ["merge.curve", "1-sqrt", "cosine"]),
-        (["merge.duration=10", "merge.quantity=null", "merge.interval=4"], ["merge.", "10"]),
+        # one good and one bad job: the good one must not start either
+        (["merge.duration=8,10", "merge.quantity=null", "merge.interval=4"], ["merge.", "10", "not started"]),
         (["merge.quantity=100"], ["merge.", "N=100"]),
         (["merge.duration=128"], ["merge.", "Available steps"]),
         (["merge.quantitiy=4"], ["quantitiy"]),

@@ -26,7 +26,15 @@ class SweepCallbacks(Callback):
     """Pre-flight checks and end-of-sweep aggregation."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        preflight(config)
+        from wsm_exp.sweep.config import ConfigError
+
+        try:
+            preflight(config)
+        except ConfigError as err:
+            # Hydra turns a callback's exception into a warning and launches the jobs anyway;
+            # SystemExit is the one way to stop the sweep before any job starts
+            print(f"Error: {err}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finalize(config)
