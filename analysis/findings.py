@@ -114,7 +114,7 @@ def findings(scores: pd.DataFrame) -> pd.DataFrame:
         rows.append(_row("finer granularity is slightly better at fixed duration",
                          evidence="needs several intervals at one duration (the interval sweep)"))
     rows.append(_decay_then_merge(scores, designs, wsd))
-    rows.append(_row(MERGE_THEN_DECAY, evidence="not swept by this framework yet (paper Figure 5c)"))
+    rows.append(_merge_then_decay(scores, designs))
     return pd.DataFrame(rows)
 
 
@@ -130,13 +130,28 @@ def _decay_then_merge(scores: pd.DataFrame, designs: pd.DataFrame, wsd: pd.DataF
     ends = wsd[wsd["branch"] == best["branch"]]
     if ends.empty:
         return _row(DECAY_THEN_MERGE, evidence=f"no evaluated end of {best['branch']} to compare with")
-    end = ends.sort_values("end_step").iloc[-1]
-    c = compare(_per_seed(scores, best, "overall"), _per_seed(scores, end, "overall"))
-    # the claim is an absence of gain: a gain beyond the noise refutes it, anything else supports it
+    return _no_gain(DECAY_THEN_MERGE, scores, best, ends.sort_values("end_step").iloc[-1])
+
+
+def _merge_then_decay(scores: pd.DataFrame, designs: pd.DataFrame) -> dict:
+    """Best decay started from a merge vs the same decay started from the merge's newest checkpoint (Figure 5c)."""
+    best = _best(designs[designs["kind"] == "merge_then_decay"])
+    if best is None:
+        return _row(MERGE_THEN_DECAY, evidence="needs the merge_then_decay sweep (paper Figure 5c)")
+    plain = designs[(designs["kind"] == "wsd") &
+                    (designs["branch"] == f"fidelity_E{best['end_step']}_D{best['duration_steps']}")]
+    if plain.empty:
+        return _row(MERGE_THEN_DECAY, evidence=f"no evaluated plain decay ending at step {best['end_step']}")
+    return _no_gain(MERGE_THEN_DECAY, scores, best, plain.iloc[0])
+
+
+def _no_gain(claim: str, scores: pd.DataFrame, best: pd.Series, reference: pd.Series) -> dict:
+    """A claim that ``best`` gains nothing over ``reference``: a gain beyond the noise refutes it."""
+    c = compare(_per_seed(scores, best, "overall"), _per_seed(scores, reference, "overall"))
     verdict = c.verdict if c.verdict.startswith(("unconfirmed", "not tested")) else \
         "not reproduced" if c.verdict == "reproduced" else "reproduced"
     loss = ""
     if "heldout_bpb" in best and pd.notna(best["heldout_bpb"]):
-        loss = f"; held-out bpb {best['heldout_bpb']:.4f} vs {end['heldout_bpb']:.4f}"
-    return _row(DECAY_THEN_MERGE, c, f"best {label(best)}: {best['overall']:.2f} vs {label(end)}: "
-                f"{end['overall']:.2f} (overall, %){loss}", verdict=verdict)
+        loss = f"; held-out bpb {best['heldout_bpb']:.4f} vs {reference['heldout_bpb']:.4f}"
+    return _row(claim, c, f"best {label(best)}: {best['overall']:.2f} vs {label(reference)}: "
+                f"{reference['overall']:.2f} (overall, %){loss}", verdict=verdict)

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +55,10 @@ def label(row: pd.Series) -> str:
     if row["kind"] == "decay_merge":
         return (f"merge {row['curve']} inside {row['branch']} (N={row['quantity']}, D={row['duration_steps']}, "
                 f"end={row['end_step']})")
+    if row["kind"] == "merge_then_decay":
+        quantity = re.search(r"_N(\d+)_", str(row["branch"]))
+        return (f"merge {row['curve']} (N={quantity.group(1) if quantity else '?'}, Δ={row['interval_steps']}, "
+                f"end={row['end_step'] - row['duration_steps']}) then decay (end={row['end_step']})")
     if row["kind"] == "wsd":
         return f"decay {row['curve']} [{row['branch']}] (end={row['end_step']})"
     return f"raw constant-LR (end={row['end_step']})"

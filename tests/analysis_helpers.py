@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from wsm_exp.sweep import results
-from wsm_exp.sweep.variants import merge_variant, raw_variant, wsd_variant
+from wsm_exp.sweep.variants import fidelity_branch, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
 
 TASKS = {"t_gk": "general_knowledge", "t_lang": "language", "t_math": "math"}
 
@@ -23,9 +23,12 @@ def _rows(variant, score: float, loss: float, sweep: str, rng) -> list[dict]:
 
 
 def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, duration_effect=0.0,
-                wsd_score=0.40, sweep="synthetic", failed_variant=False, decay_merge_gain=None):
+                wsd_score=0.40, sweep="synthetic", failed_variant=False, decay_merge_gain=None,
+                merge_then_decay_gain=None):
     """A grid of mean merges (Δ × N) plus WSD and raw baselines; scores in [0, 1]. With
-    ``decay_merge_gain``, also a merge of the WSD branch's last 4 checkpoints scoring that much above its end."""
+    ``decay_merge_gain``, also a merge of the WSD branch's last 4 checkpoints scoring that much above its end;
+    with ``merge_then_decay_gain``, a decay from the 4-checkpoint merge ending at step 96 scoring that much
+    above the same decay from checkpoint 96."""
     for seed in seeds:
         rng = np.random.default_rng(seed)
         shift = rng.normal(0, seed_noise)
@@ -44,6 +47,13 @@ def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, dura
                               seed=seed, branch="wsd_1-sqrt")
             score = wsd_score + decay_merge_gain + shift
             results.write_job(folder, v.name, "fp", _rows(v, score, 3.85, sweep, rng))
+        if merge_then_decay_gain is not None:
+            merge = merge_variant(curve="mean", steps=[72, 80, 88, 96], weights=[0.25] * 4, interval=8, duration=32,
+                                  seed=seed)
+            after = merge_then_decay_variant(merge=merge, shape="1-sqrt", decay_steps=32)
+            plain = wsd_variant(shape="1-sqrt", step=128, decay_steps=32, seed=seed, branch=fidelity_branch(128, 32))
+            for variant, score in ((after, wsd_score + merge_then_decay_gain), (plain, wsd_score)):
+                results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85, sweep, rng))
     if failed_variant:
         bad = merge_variant(curve="ema", steps=[120, 128], weights=[0.5, 0.5], interval=8, duration=16)
         results.write_job(folder, bad.name, "", [results.make_row(sweep=sweep, **bad.row_fields(

@@ -49,6 +49,20 @@ def test_decay_then_merge_verdict(tmp_path, gain, expected):
     assert "inside" not in table.loc["WSM beats WSD", "evidence"]
 
 
+@pytest.mark.parametrize("gain, expected", [(0.0, "reproduced"), (0.05, "not reproduced")])
+def test_merge_then_decay_verdict(tmp_path, gain, expected):
+    """The decay from a merge is judged against the same decay from the merge's newest checkpoint."""
+    scores = model_scores(load_results(write_sweep(tmp_path, merge_then_decay_gain=gain, seed_noise=0.005)))
+    table = findings(scores).set_index("claim")
+    row = table.loc["merge-then-decay gives no gain"]
+    assert row["verdict"] == expected, row["evidence"]
+    assert "merge mean (N=4, Δ=8, end=96) then decay (end=128)" in row["evidence"]
+    assert "fidelity_E128_D32" in row["evidence"]
+    # neither decay counts as the WSD baseline, nor the decay from the merge as a WSM merge
+    assert "fidelity" not in table.loc["WSM beats WSD", "evidence"]
+    assert "then decay" not in table.loc["WSM beats WSD", "evidence"]
+
+
 def test_planted_duration_effect_is_attributed_to_duration(tmp_path):
     scores = model_scores(load_results(write_sweep(tmp_path, duration_effect=0.02, seed_noise=0.0)))
     r2 = factor_importance(scores).set_index("factor")["r2"]

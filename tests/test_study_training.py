@@ -1,6 +1,7 @@
 """Real training steps, resume equivalence, determinism and the series layout."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from study_helpers import DATA, MODEL, TRAIN
 from wsm_exp.merging.series import load_series
 from wsm_exp.study import ensure_branches
 from wsm_exp.study.branches import StudyError
+from wsm_exp.study.schedules import wsd
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,26 @@ def test_fidelity_branch_and_bad_names(study):
         ensure_branches(MODEL, DATA, TRAIN, seed=0, cache_root=root, branches=["wsd_step"])
     with pytest.raises(StudyError, match="multiples of train.save_every"):
         ensure_branches(MODEL, DATA, TRAIN, seed=0, cache_root=root, branches=[f"fidelity_E{end}_D6"])
+
+
+def test_merge_then_decay_branch_starts_from_the_merge(study):
+    root, paths, _ = study
+    start = TRAIN.switch_step + 8
+    name = f"mergethendecay_E{start}_N2_I4_D8_mean"
+    branch = ensure_branches(MODEL, DATA, TRAIN, seed=0, cache_root=root, branches=[name])[name]
+    meta = json.loads((branch / "series.json").read_text())
+    merge = json.loads((Path(meta["parent"]) / "merge.json").read_text())
+    assert Path(meta["parent"]) == branch / "parent_merge"
+    assert merge["steps"] == [start - 4, start] and merge["weights"] == [0.5, 0.5]
+    assert load_series(branch).steps == [start + 4, start + 8]  # the merge folder is not a checkpoint
+    decay = [wsd(s, peak=TRAIN.peak_lr, warmup=0, decay_start=start, decay_steps=8, shape="1-sqrt", min_ratio=0.0)
+             for s in range(start, start + 8)]
+    assert [meta["lr"][str(s)] for s in range(start, start + 8)] == pytest.approx(decay)  # the 1-sqrt decay
+    end = TRAIN.switch_step + TRAIN.branch_steps
+    for bad, message in [(f"mergethendecay_E{end}_N2_I4_D8_mean", "inside the branch"),
+                         (f"mergethendecay_E{start}_N2_I4_D8_median", "unknown merge curve 'median'")]:
+        with pytest.raises(StudyError, match=message):
+            ensure_branches(MODEL, DATA, TRAIN, seed=0, cache_root=root, branches=[bad])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -110,6 +111,7 @@ def test_rerun_recomputes_nothing(duration, root, cache):
                         "baselines.wsd_shapes=[1-sqrt,linear]"], {"curve": ["mean", "1-sqrt"]}),
         ("fidelity", ["merge.duration=8", "merge.interval=4", "merge.end=-8,0"], {"end_offset": [-8, 0]}),
         ("decay_then_merge", ["merge.duration=8,16", "merge.quantity=2"], {"decay_merges": 2}),
+        ("merge_then_decay", ["merge.quantity=2", "merge.interval=4", "merge.end=-8"], {}),
     ],
 )
 def test_every_sweep_runs_end_to_end(root, cache, duration, sweep, overrides, expect):
@@ -134,7 +136,28 @@ def test_every_sweep_runs_end_to_end(root, cache, duration, sweep, overrides, ex
         assert len(inside) == expect["decay_merges"] and set(inside["branch"]) == {"wsd_1-sqrt"}
         assert set(inside["end_step"]) == {frame.loc[frame["kind"] == "wsd", "end_step"].max()}
         assert "decay-then-merge gives no gain over the decay" in (run.sweep_dir / "report.md").read_text()
+    if sweep == "merge_then_decay":
+        _check_merge_then_decay(frame, merges, cache)
+        assert "merge-then-decay gives no gain" in (run.sweep_dir / "report.md").read_text()
     assert (run.sweep_dir / "report.md").is_file()
+
+
+def _check_merge_then_decay(frame, merges, cache):
+    """One decay from the merge and one from its newest checkpoint, same length, same end; the first
+    really starts from the merged weights."""
+    (merge,) = merges.itertuples()
+    after = frame[frame["kind"] == "merge_then_decay"].drop_duplicates("variant")
+    plain = frame[frame["branch"].str.startswith("fidelity_")].drop_duplicates("variant")
+    assert len(after) == 1 and len(plain) == 1
+    end = merge.end_step + merge.duration_steps
+    assert after["end_step"].iloc[0] == plain["end_step"].iloc[0] == end
+    assert plain["branch"].iloc[0] == f"fidelity_E{end}_D{merge.duration_steps}"
+    (series,) = (cache / "studies").glob(f"*/{after['branch'].iloc[0]}/series.json")
+    parent = json.loads((Path(json.loads(series.read_text())["parent"]) / "merge.json").read_text())
+    assert parent["steps"] == json.loads(merge.steps)
+    assert parent["weights"] == pytest.approx(json.loads(merge.weights))
+    loss = frame[frame["metric"] == "bits_per_byte"].set_index("variant")["value"]
+    assert loss[after["variant"].iloc[0]] != loss[plain["variant"].iloc[0]]  # another start, another model
 
 
 @pytest.mark.parametrize("launcher", [
@@ -162,6 +185,7 @@ def test_bad_overrides_fail_before_any_work(root, cache, duration):
         (["merge.duration=128"], ["merge.", "Available steps"]),
         (["merge.quantitiy=4"], ["quantitiy"]),
         (["merge.branch=stage1"], ["merge.branch", "wsd_1-sqrt"]),
+        (["baselines.merge_then_decay=true", "merge.end=0"], ["merge.end", "merge-then-decay", "past the branch end"]),
     ]:
         fresh = root / "never-trained"
         run = run_sweep(root, "+sweep=duration", *overrides, name="bad", cache=fresh)

@@ -5,6 +5,9 @@
         wsm/step_<n>, series.json        constant LR on the annealing mix, a checkpoint every Δ0
         wsd_<shape>/step_<n>, ...        the same tokens in the same order, LR decayed over the branch
         fidelity_E<e>_D<d>/...           a real decay over the last d steps, from the WSM checkpoint at e − d
+        mergethendecay_E<e>_N<n>_I<i>_D<d>_<curve>/
+            parent_merge/                the <curve> merge of the n WSM checkpoints i apart ending at e
+            step_<n>, ...                a real decay over d steps from that merge (paper Figure 5c)
 
 A branch is complete when its ``series.json`` exists (written last). ``ensure_branches`` trains
 only what is missing, under an exclusive file lock, so parallel jobs train each branch once.
@@ -12,6 +15,8 @@ only what is missing, under an exclusive file lock, so parallel jobs train each 
 Example:
     >>> parse_fidelity("fidelity_E96_D32")
     (96, 32)
+    >>> parse_merge_then_decay("mergethendecay_E64_N4_I8_D32_1-sqrt")
+    (64, 4, 8, 32, '1-sqrt')
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from wsm_exp.merging.weights import CURVES
 from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
 from wsm_exp.study.data import build_data, data_key
 from wsm_exp.study.schedules import SHAPES, warmup_constant, wsd
 from wsm_exp.study.trainer import Logger, build_model, build_optimizer, load_state, train_segment, training_device
 
 FIDELITY = re.compile(r"^fidelity_E(\d+)_D(\d+)$")
+MERGE_THEN_DECAY = re.compile(r"^mergethendecay_E(\d+)_N(\d+)_I(\d+)_D(\d+)_(.+)$")
+PARENT_MERGE = "parent_merge"
 
 
 class StudyError(ValueError):
@@ -41,6 +49,15 @@ class StudyError(ValueError):
 def parse_fidelity(name: str) -> tuple[int, int] | None:
     match = FIDELITY.match(name)
     return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def parse_merge_then_decay(name: str) -> tuple[int, int, int, int, str] | None:
+    """(merge end, quantity, interval, decay steps, curve) of a merge-then-decay branch name."""
+    match = MERGE_THEN_DECAY.match(name)
+    if not match:
+        return None
+    end, quantity, interval, duration = (int(g) for g in match.groups()[:4])
+    return end, quantity, interval, duration, match.group(5)
 
 
 def study_key(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig) -> str:
@@ -63,8 +80,23 @@ def check_branch(name: str, cfg: TrainConfig) -> None:
                              f"(multiples of train.save_every={cfg.save_every} after step {first}) inside "
                              f"the branch [{first}, {last}].")
         return
+    mtd = parse_merge_then_decay(name)
+    if mtd:
+        end, quantity, interval, duration, curve = mtd
+        first, last, every = cfg.switch_step, cfg.switch_step + cfg.branch_steps, cfg.save_every
+        oldest = end - (quantity - 1) * interval
+        if curve not in CURVES or curve == "ema_alpha":
+            raise StudyError(f"Merge-then-decay branch {name!r}: unknown merge curve {curve!r}; allowed: "
+                             f"{', '.join(c for c in CURVES if c != 'ema_alpha')}.")
+        if quantity < 1 or interval % every or duration % every or (end - first) % every \
+                or not first < oldest <= end < end + duration <= last:
+            raise StudyError(f"Merge-then-decay branch {name!r}: the merged WSM checkpoints (steps {oldest}…{end}, "
+                             f"{interval} apart) and the decay after them (to step {end + duration}) must lie on "
+                             f"WSM checkpoints (multiples of train.save_every={every} after step {first}) inside "
+                             f"the branch ({first}, {last}].")
+        return
     raise StudyError(f"Unknown branch {name!r}; allowed: wsm, {', '.join('wsd_' + s for s in SHAPES)}, "
-                     "fidelity_E<end>_D<steps>.")
+                     "fidelity_E<end>_D<steps>, mergethendecay_E<end>_N<n>_I<interval>_D<steps>_<curve>.")
 
 
 def ensure_branches(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig, *, seed: int,
@@ -90,7 +122,7 @@ class _Study:
         self.tokenizer = AutoTokenizer.from_pretrained(self.data.tokenizer_dir)
 
     def train(self, branches: list[str]) -> None:
-        needs_wsm = any(b == "wsm" or parse_fidelity(b) for b in branches)
+        needs_wsm = any(b == "wsm" or parse_fidelity(b) or parse_merge_then_decay(b) for b in branches)
         self._ensure("stage1")
         for name in (["wsm"] if needs_wsm else []) + branches:
             self._ensure(name)
@@ -108,11 +140,18 @@ class _Study:
             lr_at = lambda s: warmup_constant(s, peak=cfg.peak_lr, warmup=cfg.warmup_steps)  # noqa: E731
         else:
             tokens, every = self.data.tokens("anneal"), cfg.save_every
-            fid = parse_fidelity(name)
+            fid, mtd = parse_fidelity(name), parse_merge_then_decay(name)
+            optimizer_parent = None
             if fid:
                 end, duration = fid
                 start, shape = end - duration, cfg.decay_shape
                 parent = self.root / ("stage1" if start == switch else "wsm") / f"step_{start}"
+            elif mtd:
+                start, quantity, interval, duration, curve = mtd
+                end, shape = start + duration, cfg.decay_shape
+                parent = self._parent_merge(name, start, quantity, interval, curve)
+                # a merge has no optimizer state: the moments of the newest merged checkpoint carry on
+                optimizer_parent = self.root / "wsm" / f"step_{start}"
             else:
                 start, end, parent = switch, branch_end, self.root / "stage1" / f"step_{switch}"
                 shape = name[4:] if name.startswith("wsd_") else None
@@ -121,7 +160,7 @@ class _Study:
             lr_at = (lambda s: cfg.peak_lr) if shape is None else (  # noqa: E731
                 lambda s: wsd(s, peak=cfg.peak_lr, warmup=0, decay_start=decay_start, decay_steps=decay_steps,
                               shape=shape, min_ratio=cfg.min_lr_ratio))
-            load_state(model, optimizer, parent)
+            load_state(model, optimizer, parent, optimizer_from=optimizer_parent)
         lrs = train_segment(model, optimizer, self.tokenizer, tokens, cfg=cfg, seed=self.seed, start=start,
                             end=end, data_offset=offset, lr_at=lr_at, folder=self.root / name, save_every=every,
                             logger=self.logger, desc=name)
@@ -132,3 +171,17 @@ class _Study:
         tmp = self.root / name / ".series.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         tmp.replace(self.root / name / "series.json")
+
+    def _parent_merge(self, name: str, end: int, quantity: int, interval: int, curve: str) -> Path:
+        """The merged model a merge-then-decay branch starts from (merged once, then reused)."""
+        from wsm_exp.merging.merger import merge_checkpoints
+        from wsm_exp.merging.series import load_series
+        from wsm_exp.merging.weights import merge_weights
+
+        out = self.root / name / PARENT_MERGE
+        if not (out / "merge.json").is_file():
+            by_step = {c.step: c for c in load_series(self.root / "wsm").checkpoints}
+            checkpoints = [by_step[end - k * interval] for k in reversed(range(quantity))]
+            merge_checkpoints(checkpoints, merge_weights(curve, quantity), out, overwrite=True, progress=False,
+                              provenance={"curve": curve, "purpose": f"parent of {name}"})
+        return out

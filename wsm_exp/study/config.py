@@ -44,7 +44,7 @@ class TrainConfig:
     switch_step: int = 1500  # T_switch: stage 1 ends (~3M tokens), branches switch to the annealing mix
     branch_steps: int = 128  # branch length = the WSD decay budget (~8% of training)
     save_every: int = 8  # Δ0: checkpoint spacing on every branch (16 WSM checkpoints)
-    decay_shape: str = "1-sqrt"  # WSD shape for fidelity branches; the paper's baseline
+    decay_shape: str = "1-sqrt"  # shape of fidelity and merge-then-decay decays; the paper's baseline
     min_lr_ratio: float = 0.0  # WSD decays to this fraction of peak_lr (0 like the paper's merges)
     weight_decay: float = 0.1  # AdamW, as in the paper
     beta1: float = 0.9  # AdamW β1, as in the paper

@@ -86,15 +86,16 @@ def newest_checkpoint(folder: Path, up_to: int) -> tuple[int, Path] | None:
     return max(found) if found else None
 
 
-def load_state(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, checkpoint: Path) -> None:
-    """Weights and optimizer state of a saved checkpoint (in place)."""
+def load_state(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, checkpoint: Path, *,
+               optimizer_from: Path | None = None) -> None:
+    """Weights of a saved checkpoint and optimizer state of it, or of ``optimizer_from`` (in place)."""
     from safetensors.torch import load_file
 
     weights = load_file(checkpoint / "model.safetensors")
     model.load_state_dict(weights, strict=False)
     if model.config.tie_word_embeddings:
         model.tie_weights()
-    state = torch.load(checkpoint / STATE_FILE, weights_only=True, map_location="cpu")
+    state = torch.load((optimizer_from or checkpoint) / STATE_FILE, weights_only=True, map_location="cpu")
     optimizer.load_state_dict(state["optimizer"])
 
 

@@ -59,6 +59,7 @@ class BaselinesConfig:
     raw_last: bool = True  # the newest WSM checkpoint unmerged: what merging must beat
     matched_tokens: bool = True  # WSD/raw checkpoints at each variant's end step (fair token budget)
     fidelity: bool = False  # a real decay over each variant's last D steps (Figure 5a)
+    merge_then_decay: bool = False  # a real decay over D steps from the merge vs from its newest checkpoint (Figure 5c)
 
 
 @dataclass(frozen=True)

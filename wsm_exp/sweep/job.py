@@ -30,7 +30,8 @@ from wsm_exp.merging.weights import explicit_weights, merge_weights
 from wsm_exp.sweep import results, tracking
 from wsm_exp.sweep.config import BaselinesConfig, ConfigError, LoggerConfig, MergeConfig, from_node
 from wsm_exp.sweep.sources import EmbeddedSource, UserSource, make_source
-from wsm_exp.sweep.variants import Variant, fidelity_branch, merge_variant, raw_variant, wsd_variant
+from wsm_exp.sweep.variants import (Variant, fidelity_branch, merge_then_decay_variant, merge_variant, raw_variant,
+                                    wsd_variant)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,32 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
         shape = source.train_cfg.decay_shape
         baselines.append(wsd_variant(shape=shape, step=end, decay_steps=window.duration, seed=seed,
                                      branch=branch, min_lr=source.decay_min_lr))
+    if base.merge_then_decay:
+        baselines += _merge_then_decay(merge, variant, source, branches)
     return JobPlan(variant=variant, baselines=baselines, branches=branches)
+
+
+def _merge_then_decay(merge: MergeConfig, variant: Variant, source, branches: list[str]) -> list[Variant]:
+    """Figure 5c: a real decay over D steps from the merge, and the same decay from its newest checkpoint."""
+    if isinstance(source, UserSource):
+        raise ConfigError("baselines.merge_then_decay: decays started from a merge are trained by the embedded "
+                          "study; set baselines.merge_then_decay=false for your own series.")
+    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr:
+        raise ConfigError("baselines.merge_then_decay: needs a WSM merge by a named curve (merge.branch=wsm, no "
+                          "merge.weights, merge.alpha or merge.min_lr); the decay's parent is named by its curve.")
+    decay, end = variant.duration, variant.end_step
+    branch_end = source.branch_start + source.branch_steps
+    if end + decay > branch_end:
+        raise ConfigError(
+            f"merge.end: merge-then-decay decays for D={decay} steps after the window's newest step {end}, past "
+            f"the branch end {branch_end}; pick merge.end ≤ {branch_end - decay} (relative: ≤ {-decay})."
+        )
+    shape, min_lr = source.train_cfg.decay_shape, source.decay_min_lr
+    after_merge = merge_then_decay_variant(merge=variant, shape=shape, decay_steps=decay, min_lr=min_lr)
+    plain = fidelity_branch(end + decay, decay)
+    branches += [after_merge.branch, plain]
+    return [after_merge, wsd_variant(shape=shape, step=end + decay, decay_steps=decay, seed=variant.seed,
+                                     branch=plain, min_lr=min_lr)]
 
 
 def run_job(cfg: DictConfig) -> list[str]:

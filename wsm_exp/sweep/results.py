@@ -30,7 +30,7 @@ COLUMNS: dict[str, str] = {
     "sweep": "string",  # sweep name (conf/sweep/<name>.yaml), e.g. "duration"
     "sweep_dir": "string",  # folder holding results.parquet
     "variant": "string",  # id of the evaluated model, unique within a sweep (includes the seed)
-    "kind": "string",  # "wsm" merge | "decay_merge" merge inside a decay | "wsd" real-decay checkpoint | "raw"
+    "kind": "string",  # wsm | decay_merge | merge_then_decay | wsd | raw (wsm_exp.sweep.variants)
     "branch": "string",  # series the model comes from: "wsm", "wsd_1-sqrt", "fidelity_E128_D32", ...
     "curve": "string",  # merge curve (wsm), decay shape (wsd) or "none" (raw)
     "min_lr": "float64",  # emulated / real final LR as a fraction of the constant LR

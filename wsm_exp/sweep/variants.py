@@ -1,8 +1,9 @@
 """What a job evaluates: the merge variant and its baselines, as plain data (no I/O).
 
 A ``Variant`` is one evaluated model: a merge of WSM checkpoints (``wsm``), a merge of checkpoints
-taken inside a real decay (``decay_merge``, paper Figure 5b), one checkpoint of a real decay
-(``wsd``), or one unmerged WSM checkpoint (``raw``). Its name is unique within a sweep
+taken inside a real decay (``decay_merge``, paper Figure 5b), the end of a real decay started from
+a merge (``merge_then_decay``, Figure 5c), one checkpoint of a real decay (``wsd``), or one
+unmerged WSM checkpoint (``raw``). Its name is unique within a sweep
 and stable across reruns, so results and W&B runs are keyed by it.
 
 Example:
@@ -23,8 +24,8 @@ class Variant:
     """One evaluated model and the fields that describe it in results and W&B."""
 
     name: str  # unique within a sweep, includes the seed
-    kind: str  # "wsm" | "decay_merge" | "wsd" | "raw"
-    branch: str  # series it comes from ("wsm", "wsd_1-sqrt", "fidelity_E96_D32")
+    kind: str  # "wsm" | "decay_merge" | "merge_then_decay" | "wsd" | "raw"
+    branch: str  # series it comes from ("wsm", "wsd_1-sqrt", "fidelity_E96_D32", "mergethendecay_...")
     curve: str  # merge curve, decay shape, or "none"
     steps: tuple[int, ...]  # global steps used, oldest first
     weights: tuple[float, ...]  # merge weights, oldest first
@@ -100,6 +101,21 @@ def wsd_variant(*, shape: str, step: int, decay_steps: int, seed: int = 0, branc
         name = f"wsd-{shape}-E{step}-s{seed}"
     return Variant(name=name, kind="wsd", branch=branch or f"wsd_{shape}", curve=shape, steps=(step,),
                    weights=(1.0,), duration=decay_steps, min_lr=min_lr, seed=seed)
+
+
+def merge_then_decay_variant(*, merge: Variant, shape: str, decay_steps: int, min_lr: float = 0.0) -> Variant:
+    """The end of a real ``shape`` decay over ``decay_steps`` steps started from the ``merge`` variant.
+
+    >>> m = merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16)
+    >>> v = merge_then_decay_variant(merge=m, shape="1-sqrt", decay_steps=16)
+    >>> v.name, v.branch, v.steps
+    ('mergethendecay-mean-N2-I8-E16-1-sqrt-D16-s0', 'mergethendecay_E16_N2_I8_D16_mean', (32,))
+    """
+    branch = f"mergethendecay_E{merge.end_step}_N{merge.quantity}_I{merge.interval}_D{decay_steps}_{merge.curve}"
+    name = f"mergethendecay-{merge.curve}-N{merge.quantity}-I{merge.interval}-E{merge.end_step}-{shape}-D{decay_steps}"
+    return Variant(name=f"{name}-s{merge.seed}", kind="merge_then_decay", branch=branch, curve=merge.curve,
+                   steps=(merge.end_step + decay_steps,), weights=(1.0,), interval=merge.interval,
+                   duration=decay_steps, min_lr=min_lr, seed=merge.seed)
 
 
 def fidelity_branch(end: int, duration: int) -> str:
