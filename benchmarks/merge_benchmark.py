@@ -95,7 +95,7 @@ def tools(paths: list[Path], work: Path, out_dtype: str) -> dict[str, tuple[list
     out = {
         "wsm-merge": ([str(BIN / "wsm-merge"), str(paths[0].parent), "--curve", "mean", "--quantity",
                        str(len(paths)), "--out", str(work / "wsm"), "--overwrite", "--quiet"],
-                      work / "wsm" / "model.safetensors"),
+                      work / "wsm"),  # a folder: one file, or shards past 2 GiB
         "plain script": ([sys.executable, str(work / "plain.py"), str(work / "plain.safetensors"),
                           *[str(p / "model.safetensors") for p in paths]], work / "plain.safetensors"),
     }

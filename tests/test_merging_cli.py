@@ -60,6 +60,8 @@ def test_explicit_weights_and_bf16(series, tmp_path):
     (["--duration", "30", "--interval", "20"], "D=30 is not a multiple of Δ=20"),
     (["--weights", "1,-1", "--quantity", "2"], "non-negative"),
     (["--quantity", "2", "--min-lr", "1.5"], "min_lr"),
+    (["--weights", "1,1,2", "--min-lr", "0.5"], "--curve, --min-lr and --alpha would be ignored"),
+    (["--weights", "1,1", "--curve", "cosine"], "--curve, --min-lr and --alpha would be ignored"),
 ])
 def test_errors_are_one_paragraph_exit_2_and_write_nothing(series, tmp_path, args, message, capsys):
     """The CLI's own main() in-process (the subprocess path is covered by the tests above)."""
@@ -67,6 +69,27 @@ def test_errors_are_one_paragraph_exit_2_and_write_nothing(series, tmp_path, arg
     err = capsys.readouterr().err
     assert message in err and err.startswith("wsm-merge: error:")
     assert not (tmp_path / "m").exists()
+
+
+def test_missing_out_and_unwritable_out_are_clear_errors(series, tmp_path, capsys):
+    assert main([str(series), "--quantity", "2"]) == 2
+    assert "--out is required" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main([str(series), "--quantity", "2", "--out", str(blocker / "m"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wsm-merge: error: could not read the series or write") and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_overwrite_never_replaces_the_series_itself(series, tmp_path, capsys):
+    """--out naming the series folder (which holds the inputs) must not delete the checkpoints."""
+    before = sorted(p.name for p in series.iterdir())
+    assert main([str(series), "--quantity", "2", "--out", str(series), "--overwrite", "--quiet"]) == 2
+    assert "would destroy the checkpoints" in capsys.readouterr().err
+    assert main([str(series), "--quantity", "2", "--out", str(series / "step_40" / "m"), "--quiet"]) == 2
+    assert sorted(p.name for p in series.iterdir()) == before
+    assert not (series / "step_40" / "m").exists()
 
 
 def test_existing_output_needs_overwrite(series, tmp_path):
@@ -79,6 +102,7 @@ def test_existing_output_needs_overwrite(series, tmp_path):
 def test_help_explains_every_option():
     out = cli("--help")
     assert out.returncode == 0
-    for option in ("--curve", "--quantity", "--interval", "--duration", "--end", "--min-lr", "--weights",
-                   "--dtype", "--dry-run", "--overwrite", "examples:"):
+    for option in ("--curve", "--quantity", "--interval", "--duration", "--end", "--min-lr", "--alpha", "--weights",
+                   "--dtype", "--accumulate", "--tokens-per-step", "--shard-size", "--dry-run", "--overwrite",
+                   "--allow-nonfinite", "--quiet", "examples:"):
         assert option in out.stdout

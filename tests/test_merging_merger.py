@@ -96,6 +96,34 @@ def test_non_float_tensors_copied_or_refused(tmp_path):
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad*"))
 
 
+def _recast(checkpoints, name, dtype):
+    for checkpoint in checkpoints:
+        state = load_file(checkpoint.files[0])
+        state[name] = state[name].to(dtype)
+        save_file(state, checkpoint.files[0])
+
+
+def test_float8_tensors_refused_with_the_fix(tmp_path):
+    file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    _recast(cks, "b", torch.float8_e4m3fn)
+    with pytest.raises(MergeError, match=r"Tensor 'b' .* is F8_E4M3; only F64, F32, BF16 and F16 .* Dequantise"):
+        merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_float64_tensors_accumulate_in_float64(tmp_path):
+    states = file_series(tmp_path / "s", [1, 2])
+    cks = load_series(tmp_path / "s").checkpoints
+    _recast(cks, "w", torch.float64)
+    merged = merge_checkpoints(cks, [0.3, 0.7], tmp_path / "out", progress=False)
+    expected = states[1]["w"].double() * 0.3 + states[2]["w"].double() * 0.7
+    error = (load_file(merged.out_dir / "model.safetensors")["w"] - expected).abs().max().item()
+    assert error < 1e-14  # fp32 accumulation would be off by ~1e-8
+    record = json.loads((merged.out_dir / "merge.json").read_text())
+    assert record["accumulate"] == "float64" and record["input_dtypes"] == ["F32", "F64", "I64"]
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nonfinite_input_refused_and_nothing_written(tmp_path, bad):
     file_series(tmp_path / "s", [1, 2])
@@ -118,6 +146,7 @@ def test_nonfinite_input_with_zero_weight_still_refused(tmp_path):
     save_file(state, cks[0].files[0])
     with pytest.raises(MergeError, match=r"checkpoint-1.safetensors \(step 1\) contains NaN or Inf"):
         merge_checkpoints(cks, [0.0, 1.0], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
 def test_overflowing_sum_of_finite_inputs_refused(tmp_path):

@@ -66,6 +66,9 @@ def test_duration_sweep_writes_results_report_and_wandb(duration):
     heldout = ok(frame)[ok(frame)["category"] == "heldout"]
     assert set(heldout["variant"]) == set(frame["variant"])
     assert (heldout["value"] > 0).all()
+    # every score says which harness, task version and task definitions produced it
+    assert (frame["harness_version"] != "").all() and (frame["task_version"] != "").all()
+    assert frame["task_hash"].str.fullmatch(r"[0-9a-f]{16}").all()
     # report and CSV twin
     assert (duration.sweep_dir / "report.md").is_file()
     assert len(pd.read_csv(duration.sweep_dir / "results.csv")) == len(frame)
@@ -185,6 +188,7 @@ def test_bad_overrides_fail_before_any_work(root, cache, duration):
         (["merge.duration=128"], ["merge.", "Available steps"]),
         (["merge.quantitiy=4"], ["quantitiy"]),
         (["merge.branch=stage1"], ["merge.branch", "wsd_1-sqrt"]),
+        (["eval.categories.wsm_piqa=general-knowledge"], ["eval.categories.wsm_piqa", "general_knowledge"]),
         (["baselines.merge_then_decay=true", "merge.end=0"], ["merge.end", "merge-then-decay", "past the branch end"]),
     ]:
         fresh = root / "never-trained"

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wsm-merge", description=__doc__.splitlines()[0].split(": ", 1)[1],
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("series", help="folder of step-named checkpoints (e.g. ckpts/run with step_1000/, step_2000/ …)")
-    p.add_argument("--curve", default="mean", help=f"decay curve to emulate: {', '.join(CURVES)} (default: mean)")
+    p.add_argument("--curve", help=f"decay curve to emulate: {', '.join(CURVES)} (default: mean)")
     p.add_argument("--quantity", "-n", type=int, help="N, number of checkpoints to merge (e.g. 8)")
     p.add_argument("--interval", type=int, help="Δ in steps between merged checkpoints (default: the saved spacing)")
     p.add_argument("--duration", type=int, help="D = N·Δ in steps; give it with --quantity or --interval")
@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 def plan(args: argparse.Namespace) -> tuple[object, list[float], dict]:
     """Series -> window -> weights; returns (window, weights, the JSON plan)."""
     from wsm_exp.merging.series import load_series, select_window
-    from wsm_exp.merging.weights import CONVENTION, explicit_weights, merge_weights
+    from wsm_exp.merging.weights import CONVENTION, WeightsError, explicit_weights, merge_weights
 
+    if args.weights and (args.curve or args.min_lr or args.alpha is not None):
+        raise WeightsError("--weights gives the merge weights directly, so --curve, --min-lr and --alpha would be "
+                           "ignored; drop them, or drop --weights to derive the weights from a curve.")
     series = load_series(args.series, tokens_per_step=args.tokens_per_step)
     quantity = args.quantity
     if args.weights and quantity is None and args.duration is None:
@@ -66,10 +69,10 @@ def plan(args: argparse.Namespace) -> tuple[object, list[float], dict]:
     if args.weights:
         weights = explicit_weights([float(x) for x in args.weights.split(",")], window.quantity)
     else:
-        weights = merge_weights(args.curve, window.quantity, min_lr=args.min_lr, alpha=args.alpha)
+        weights = merge_weights(args.curve or "mean", window.quantity, min_lr=args.min_lr, alpha=args.alpha)
     payload = {
         "checkpoints": [{"step": c.step, "path": str(c.path), "weight": w} for c, w in zip(window.checkpoints, weights)],
-        "curve": "explicit" if args.weights else args.curve, "quantity": window.quantity,
+        "curve": "explicit" if args.weights else args.curve or "mean", "quantity": window.quantity,
         "interval": window.interval, "duration": window.duration, "span": window.span,
         "end": window.end_step, "min_lr": args.min_lr, "convention": CONVENTION,
         "tokens_per_step": series.tokens_per_step, "duration_tokens": window.tokens(window.duration),
@@ -100,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (SeriesError, WeightsError, MergeError, ValueError) as err:
         print(f"wsm-merge: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # full disk, no permission, missing parent folder: nothing was published
+        print(f"wsm-merge: error: could not read the series or write {args.out}: {err}. Nothing was written to "
+              "the output folder; free space or pick a writable --out and rerun.", file=sys.stderr)
         return 2
     print(f"merged {window.quantity} checkpoints (steps {[c.step for c in window.checkpoints]}) into {result.out_dir} "
           f"in {result.seconds:.1f}s ({result.bytes_read / 1e9 / max(result.seconds, 1e-9):.2f} GB/s), key {result.key}")

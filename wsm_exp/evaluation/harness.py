@@ -103,7 +103,9 @@ def evaluate_model(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str 
     for task in suite.tasks:
         path = _cache_path(cache_dir, model_hash, task, suite, data_identity)
         if path is not None and path.is_file():
-            scores += [Score(**{**row, "from_cache": True}) for row in json.loads(path.read_text())]
+            # categories are the suite's, not the cache's: editing eval.categories needs no re-evaluation
+            scores += [Score(**{**row, "category": suite.category_of(task), "from_cache": True})
+                       for row in json.loads(path.read_text())]
         else:
             todo.append((task, path))
     if todo:

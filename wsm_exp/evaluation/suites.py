@@ -4,6 +4,9 @@ Example:
     >>> s = SuiteConfig(name="x", tasks=["wsm_piqa"], categories={"wsm_piqa": "language"}, limit=10)
     >>> s.limit_for("wsm_piqa"), s.category_of("wsm_piqa")
     (10, 'language')
+    >>> SuiteConfig(categories={"wsm_piqa": "general-knowledge"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: eval.categories.wsm_piqa='general-knowledge' is not a report category; allowed: ...
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ class SuiteConfig:
     dtype: str = "float32"  # evaluation precision; bfloat16 on GPUs for large models
     builtin: bool = False  # also index lm-eval's built-in tasks (the lm_eval suite; costs ~4 s)
     allow_code_execution: bool = False  # run model-written code (wsm_humaneval, wsm_mbpp pass@1); off: unsafe
+
+    def __post_init__(self) -> None:
+        wrong = {task: cat for task, cat in self.categories.items() if cat not in CATEGORIES}
+        if wrong:
+            task, cat = next(iter(wrong.items()))
+            raise ValueError(f"eval.categories.{task}={cat!r} is not a report category; allowed: "
+                             f"{', '.join(CATEGORIES)}. Fix the spelling, or the task drops out of every table.")
 
     def limit_for(self, task: str) -> int | None:
         return self.limits.get(task, self.limit)

@@ -82,13 +82,22 @@ def merge_checkpoints(
     out_dir = Path(out_dir)
     _check_request(checkpoints, weights, out_dir, dtype, accumulate, overwrite)
     layout = validate_checkpoints(checkpoints)
-    acc_dtype = DTYPES[accumulate]
+    input_dtypes = sorted({st for st, _ in layout.values()})
+    unsupported = [st for st in input_dtypes if st.startswith("F") and st not in SAFETENSORS_DTYPES]
+    if unsupported:
+        name = next(n for n, (st, _) in layout.items() if st in unsupported)
+        raise MergeError(f"Tensor {name!r} of {checkpoints[0].path} is {unsupported[0]}; only F64, F32, BF16 and F16 "
+                         "float tensors can be averaged. Dequantise the checkpoints (e.g. to bfloat16) first.")
+    # fp64 inputs are never summed in a narrower type than they are stored in
+    accumulated = "float64" if "F64" in input_dtypes else accumulate
+    acc_dtype = DTYPES[accumulated]
     key = merge_key(checkpoints, weights, dtype, accumulate)
     record = {
         **(provenance or {}), "key": key,
         "inputs": [{"step": c.step, "path": str(c.path), "identity": checkpoint_identity(c)} for c in checkpoints],
         "steps": [c.step for c in checkpoints], "weights": [float(w) for w in weights],
-        "dtype": dtype or "input", "accumulate": accumulate, "package_version": _version(),
+        "input_dtypes": input_dtypes, "dtype": dtype or "input", "accumulate": accumulated,
+        "package_version": _version(),
     }
     plan = _plan_shards(layout, dtype, shard_size_bytes)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -202,8 +211,12 @@ def _check_request(checkpoints, weights, out_dir: Path, dtype, accumulate, overw
     if out_dir.exists() and not overwrite:
         raise MergeError(f"Output folder {out_dir} already exists. Choose another --out, or pass --overwrite "
                          "to replace it (it is replaced only once the new merge is complete).")
-    if any(out_dir.resolve() == c.path.resolve() for c in checkpoints):
-        raise MergeError(f"Output folder {out_dir} is one of the inputs; write the merge somewhere else.")
+    out = out_dir.resolve()
+    for c in checkpoints:
+        inp = c.path.resolve()
+        if out == inp or inp.is_relative_to(out) or out.is_relative_to(inp):
+            raise MergeError(f"Output folder {out_dir} is, holds or lies inside the input {c.path}; replacing it "
+                             "would destroy the checkpoints. Write the merge to a folder outside the series.")
 
 
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
@@ -212,7 +225,11 @@ def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
             raise MergeError(f"Output folder {out_dir} appeared while merging; nothing was replaced.")
         trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(out_dir, trash)
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except BaseException:
+            os.replace(trash, out_dir)  # put the old model back rather than leave the path empty
+            raise
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, out_dir)

@@ -43,10 +43,6 @@ class Checkpoint:
     path: Path
     files: tuple[Path, ...]
 
-    @property
-    def is_folder(self) -> bool:
-        return self.path.is_dir()
-
 
 @dataclass
 class Series:

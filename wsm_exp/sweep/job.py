@@ -58,8 +58,14 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     from wsm_exp.merging.series import SeriesError, planned_series, select_window
     from wsm_exp.merging.weights import WeightsError
 
+    from wsm_exp.evaluation import SuiteConfig
+
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
+    try:
+        from_node(SuiteConfig, cfg.eval, key="eval")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     allowed = ["wsm", *(f"wsd_{s}" for s in source.wsd_shapes)]
     if merge.branch not in allowed:
         raise ConfigError(f"merge.branch={merge.branch!r} is not a series here; allowed: {allowed} "
@@ -270,7 +276,7 @@ class _Context:
                 task=s.task, category=s.category, metric=s.metric, value=float(s.value),
                 stderr=float(s.stderr), higher_is_better=bool(s.higher_is_better),
                 merge_seconds=merge_seconds, eval_seconds=0.0 if getattr(s, "from_cache", False) else s.seconds,
-                harness_version=s.harness_version, task_hash=s.task_hash,
+                harness_version=s.harness_version, task_version=s.task_version, task_hash=s.task_hash,
             )
             for s in scores
         ]

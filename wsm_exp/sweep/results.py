@@ -55,7 +55,8 @@ COLUMNS: dict[str, str] = {
     "merge_seconds": "float64",  # 0 for reused merges and unmerged models
     "eval_seconds": "float64",  # 0 for cached scores
     "harness_version": "string",  # lm_eval.__version__
-    "task_hash": "string",  # lm-eval's task hash or a hash of the task config
+    "task_version": "string",  # lm-eval's version of the task (its metadata.version)
+    "task_hash": "string",  # hash of the package's task definitions (lm_eval-<version> for built-in tasks)
     "status": "string",  # "ok" | "failed"
     "error": "string",  # one-paragraph error for failed rows, "" otherwise
 }
@@ -66,7 +67,7 @@ _DEFAULTS: dict[str, Any] = {
     "duration_tokens": 0, "end_step": 0, "end_tokens": 0, "branch_steps": 0, "steps": "[]",
     "weights": "[]", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
     "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
-    "eval_seconds": 0.0, "harness_version": "", "task_hash": "", "status": "ok", "error": "",
+    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "status": "ok", "error": "",
 }
 
 
