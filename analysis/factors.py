@@ -1,14 +1,15 @@
 """Factor importance: how much of the score variation do duration D, interval Δ and quantity N explain?
 
-Method: over the merge variants (each seed a row), regress the score on log2 of one factor at a
+Method: over the merge variants with N ≥ 2 (each seed a row; N = 1 is the raw checkpoint, whose
+nominal D = Δ means nothing), regress the score on log2 of one factor at a
 time (ordinary least squares with an intercept) and report R². Because log D = log N + log Δ the
 three are collinear, so they are compared one at a time rather than in one regression; the paper's
 claim "duration matters most" reads as R²(D) > R²(Δ) and R²(D) > R²(N).
 
 Example:
     >>> import pandas as pd
-    >>> s = pd.DataFrame({"kind": ["wsm"] * 4, "quantity": [1, 2, 1, 2], "interval_steps": [4, 4, 8, 8],
-    ...                   "duration_steps": [4, 8, 8, 16], "overall": [1.0, 2.0, 2.0, 3.0]})
+    >>> s = pd.DataFrame({"kind": ["wsm"] * 4, "quantity": [2, 4, 2, 4], "interval_steps": [4, 4, 8, 8],
+    ...                   "duration_steps": [8, 16, 16, 32], "overall": [1.0, 2.0, 2.0, 3.0]})
     >>> float(factor_importance(s).set_index("factor").loc["duration D", "r2"])
     1.0
 """
@@ -34,12 +35,11 @@ def r_squared(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def factor_importance(scores: pd.DataFrame, metric: str = "overall") -> pd.DataFrame:
-    """R² of ``metric`` on log2 of each factor, over merge variants with N ≥ 1."""
-    merges = scores[(scores["kind"] == "wsm") & scores[metric].notna()]
-    merges = merges.assign(interval_steps=merges["interval_steps"].clip(lower=1))
+    """R² of ``metric`` on log2 of each factor, over merge variants with N ≥ 2."""
+    merges = scores[(scores["kind"] == "wsm") & (scores["quantity"] >= 2) & scores[metric].notna()]
     y = merges[metric].to_numpy(dtype=float)
     rows = []
     for name, column in FACTORS.items():
-        x = np.log2(merges[column].to_numpy(dtype=float).clip(min=1))
+        x = np.log2(merges[column].to_numpy(dtype=float))
         rows.append({"factor": name, "r2": round(r_squared(x, y), 4), "variants": len(merges)})
     return pd.DataFrame(rows)

@@ -71,7 +71,7 @@ def _pick_best(designs: pd.DataFrame) -> pd.Series | None:
 def table1(scores: pd.DataFrame) -> pd.DataFrame:
     """WSD vs WSM by category: best-vs-best and at the WSD token budget (matched tokens)."""
     designs = by_design(scores)
-    wsd = designs[designs["branch"].str.startswith("wsd_")]
+    wsd = designs[(designs["kind"] == "wsd") & designs["branch"].str.startswith("wsd_")]
     wsm = designs[designs["kind"] == "wsm"]
     budget_end = wsd["end_step"].max() if not wsd.empty else None
     rows = []
@@ -94,7 +94,7 @@ def table3(scores: pd.DataFrame) -> pd.DataFrame:
     """Merge curves vs the 1-sqrt decay: the best window of each curve, and the WSD baseline."""
     designs = by_design(scores)
     rows = []
-    decay = _pick_best(designs[designs["branch"] == "wsd_1-sqrt"])
+    decay = _pick_best(designs[(designs["kind"] == "wsd") & (designs["branch"] == "wsd_1-sqrt")])
     if decay is not None:
         rows.append({"row": "decay_1-sqrt (WSD)", **{c: decay[c] for c in COLUMNS},
                      "overall_std": decay["overall_std"], "overall_ci95": decay["overall_ci95"]})

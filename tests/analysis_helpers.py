@@ -38,6 +38,8 @@ def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, dura
                 v = merge_variant(curve="mean", steps=steps, weights=[1 / quantity] * quantity,
                                   interval=interval, duration=interval * quantity, seed=seed)
                 score = wsd_score + wsm_gain + duration_effect * np.log2(interval * quantity / 8) + shift
+                if quantity == 1:  # no merge: the raw checkpoint, whatever its nominal D = Δ
+                    score = wsd_score - 0.05 + shift
                 results.write_job(folder, v.name, "fp", _rows(v, score, 3.9 + 0.01 * seed, sweep, rng))
         for variant, score in ((wsd_variant(shape="1-sqrt", step=128, decay_steps=128, seed=seed), wsd_score),
                                (raw_variant(step=128, seed=seed), wsd_score - 0.05)):

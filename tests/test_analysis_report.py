@@ -29,12 +29,32 @@ def test_advantage_smaller_than_seed_noise_is_inconclusive(tmp_path):
     noise = {0: 0.03, 1: -0.04, 2: 0.01}
     mask = frame["kind"] == "wsm"
     frame.loc[mask, "value"] += 0.005 + frame.loc[mask, "seed"].map(noise)
-    assert verdict(findings(model_scores(frame)), "WSM beats WSD") == "inconclusive"
+    table = findings(model_scores(frame))
+    assert verdict(table, "WSM beats WSD") == "inconclusive"
+    # the merge's higher loss is clear, its better score is not: the two-part claim is not shown
+    assert verdict(table, "merged models can have higher loss yet better scores") == "inconclusive"
 
 
 def test_single_seed_verdicts_are_unconfirmed(tmp_path):
-    scores = model_scores(load_results(write_sweep(tmp_path, seeds=(0,))))
-    assert verdict(findings(scores), "WSM beats WSD").startswith("unconfirmed (1 seed")
+    scores = model_scores(load_results(write_sweep(tmp_path, seeds=(0,), duration_effect=0.02)))
+    table = findings(scores)
+    for claim in ("WSM beats WSD", "merged models can have higher loss yet better scores",
+                  "merge duration matters more than interval and quantity"):
+        assert verdict(table, claim).startswith("unconfirmed (1 seed"), claim
+
+
+@pytest.mark.parametrize("gain, expected", [(0.08, "reproduced"), (-0.05, "not reproduced")])
+def test_higher_loss_yet_better_scores_needs_both_halves(tmp_path, gain, expected):
+    """Merges here always have the higher held-out loss; the claim stands or falls with the score."""
+    scores = model_scores(load_results(write_sweep(tmp_path, wsm_gain=gain, seed_noise=0.005)))
+    assert verdict(findings(scores), "merged models can have higher loss yet better scores") == expected
+
+
+def test_merges_inside_a_decay_never_stand_in_for_the_wsd_baseline(tmp_path):
+    scores = model_scores(load_results(write_sweep(tmp_path, decay_merge_gain=0.2)))
+    wsd_row = table1(scores).query("row == 'WSD'")["model"]
+    assert len(wsd_row) == 2 and not wsd_row.str.contains("inside").any()
+    assert table3(scores).iloc[0]["overall"] == pytest.approx(40.0, abs=1.0)  # the decay's end, not the merge
 
 
 @pytest.mark.parametrize("gain, expected", [(0.0, "reproduced"), (0.05, "not reproduced")])
