@@ -220,12 +220,19 @@ def test_failing_variant_does_not_sink_the_sweep_and_user_series_work(root, cach
     refused = run_sweep(root, f"series.path={series}", "baselines.wsd_shapes=[]", "merge.quantity=2", name="user0",
                         cache=cache)
     assert refused.returncode != 0 and "series.heldout" in refused.stdout + refused.stderr
-    run = run_sweep(root, f"series.path={series}", "baselines.wsd_shapes=[]", "baselines.raw_last=false",
-                    "eval.tasks=[wsm_piqa]",
+    # the user's WSD run stopped one checkpoint before the constant-LR run: its own end is the baseline
+    wsd = next(p.parent for p in (cache / "studies").rglob("series.json")
+               if json.loads(p.read_text())["branch"] == "wsd_1-sqrt")
+    shutil.copytree(wsd, root / "user-wsd", ignore=shutil.ignore_patterns(f"step_{steps[-1]}"))
+    run = run_sweep(root, f"series.path={series}", f"series.wsd={{1-sqrt:{root / 'user-wsd'}}}",
+                    "series.wsd_decay_steps=28", "baselines.raw_last=false", "eval.tasks=[wsm_piqa]",
                     "baselines.matched_tokens=false", "merge.interval=4",
                     "merge.quantity=2", f"merge.end={steps[-1]},{steps[-2]}", "-m", name="user", cache=cache)
-    assert run.returncode == 1
+    assert run.returncode == 1, run.stderr[-3000:]
     frame = run.results()
+    baseline = frame[frame["kind"] == "wsd"]
+    assert set(baseline["variant"]) == {f"wsd-1-sqrt-E{steps[-2]}-s0"} and set(baseline["status"]) == {"ok"}
+    assert set(baseline["duration_steps"]) == {28}
     failed = frame[frame["status"] == "failed"]
     assert set(failed["variant"]) == {f"wsm-mean-N2-I4-E{steps[-1]}-s0"}
     assert "NaN" in failed["error"].iloc[0] or "nan" in failed["error"].iloc[0].lower()

@@ -52,8 +52,14 @@ def test_variant_names_are_unique_and_descriptive():
         wsd_variant(shape="1-sqrt", step=16, decay_steps=8, branch=fidelity_branch(16, 8)).name,
         merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16,
                       branch="wsd_1-sqrt").name,
+        # what changes the merged weights but not the window: dtype, accumulation, explicit weights
+        merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16, dtype="bfloat16").name,
+        merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16,
+                      accumulate="float64").name,
+        merge_variant(curve="mean", steps=[8, 16], weights=[0.2, 0.8], interval=8, duration=16, explicit=True).name,
+        merge_variant(curve="mean", steps=[8, 16], weights=[0.3, 0.7], interval=8, duration=16, explicit=True).name,
     }
-    assert len(names) == 7
+    assert len(names) == 11
     assert {"wsm-mean-N2-I8-E16-m0.1-s0", "decaymerge-1-sqrt-mean-N2-I8-E16-s0"} <= names
 
 

@@ -48,6 +48,7 @@ class SeriesConfig:
     tokens_per_step: int | None = None  # tokens per optimizer step; overrides series.json
     branch_start: int | None = None  # step the branch starts at (tokens count from here); None = 0 / T_switch
     wsd: dict[str, str] | None = None  # decay shape -> folder of a WSD baseline run; None = no WSD baseline
+    wsd_decay_steps: int | None = None  # decay length of those runs, for the results; None = branch_start to their end
     heldout: str | None = None  # jsonl of {"text": ...} held-out documents for wsm_heldout_bpb
 
 

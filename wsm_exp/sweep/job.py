@@ -90,7 +90,8 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     window_steps = [c.step for c in window.checkpoints]
     variant = merge_variant(curve=merge.curve, steps=window_steps, weights=weights,
                             interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
-                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed, branch=merge.branch)
+                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed, branch=merge.branch,
+                            dtype=merge.dtype, accumulate=merge.accumulate)
     if "wsm_heldout_bpb" in list(cfg.eval.tasks) and isinstance(source, UserSource) and not source.heldout():
         raise ConfigError(
             "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
@@ -104,7 +105,6 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
             "For your own series, give each WSD run as series.wsd.<shape>=/path."
         )
     last, end = steps[-1], variant.end_step
-    decay, branch_end = source.branch_steps, source.branch_start + source.branch_steps
     baselines: list[Variant] = []
     branches = ["wsm", *(f"wsd_{s}" for s in base.wsd_shapes)]
     if merge.branch not in branches:
@@ -114,9 +114,14 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     if base.matched_tokens and end != last:
         baselines.append(raw_variant(step=end, seed=seed))
     for shape in base.wsd_shapes:
-        baselines.append(wsd_variant(shape=shape, step=branch_end, decay_steps=decay, seed=seed,
+        try:
+            wsd_steps = source.planned_steps(f"wsd_{shape}")  # the run's own last step: its budget may differ
+        except SeriesError as err:
+            raise ConfigError(f"series.wsd.{shape}: {err}") from None
+        decay = source.wsd_decay_steps(wsd_steps[-1])
+        baselines.append(wsd_variant(shape=shape, step=wsd_steps[-1], decay_steps=decay, seed=seed,
                                      min_lr=source.decay_min_lr))
-        if base.matched_tokens and end != branch_end:
+        if base.matched_tokens and end != wsd_steps[-1] and end in wsd_steps:
             baselines.append(wsd_variant(shape=shape, step=end, decay_steps=decay, seed=seed,
                                          min_lr=source.decay_min_lr))
     if base.fidelity:
@@ -138,9 +143,10 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source, branches: li
     if isinstance(source, UserSource):
         raise ConfigError("baselines.merge_then_decay: decays started from a merge are trained by the embedded "
                           "study; set baselines.merge_then_decay=false for your own series.")
-    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr:
+    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype:
         raise ConfigError("baselines.merge_then_decay: needs a WSM merge by a named curve (merge.branch=wsm, no "
-                          "merge.weights, merge.alpha or merge.min_lr); the decay's parent is named by its curve.")
+                          "merge.weights, merge.alpha, merge.min_lr or merge.dtype); the decay's parent is named "
+                          "by its curve and merged in the checkpoints' dtype.")
     decay, end = variant.duration, variant.end_step
     branch_end = source.branch_start + source.branch_steps
     if end + decay > branch_end:
@@ -174,7 +180,12 @@ def run_job(cfg: DictConfig) -> list[str]:
     finally:
         train_log.finish()
     for variant in [plan.variant, *plan.baselines]:
-        if not context.evaluate(variant, branch_paths):
+        try:
+            ok = context.evaluate(variant, branch_paths)
+        except Exception as err:  # noqa: BLE001 — even an error outside the variant's own work is a row
+            context.record_failure(variant, err)
+            ok = False
+        if not ok:
             failed.append(variant.name)
     return failed
 
@@ -207,11 +218,11 @@ class _Context:
                 return True
             try:
                 rows = self._rows(variant, branch_paths)
-            except Exception as err:  # noqa: BLE001 — recorded as a failed row
+                # W&B first: a kill between the two redoes the variant, whose run (same id) is replaced
+                tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
+            except Exception as err:  # noqa: BLE001 — recorded as a failed row; a rerun retries it
                 self.record_failure(variant, err, fingerprint)
                 return False
-            # W&B first: a kill between the two redoes the variant, whose run (same id) is replaced
-            tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
             results.write_job(self.sweep_dir, variant.name, fingerprint, rows)
             return True
 

@@ -72,6 +72,10 @@ class EmbeddedSource:
         """Checkpoints of a WSD branch: saved at the same steps as the WSM branch."""
         return self.planned_wsm_steps()
 
+    def wsd_decay_steps(self, wsd_end: int) -> int:
+        """Length of the WSD decay: the whole branch."""
+        return self.branch_steps
+
     def ensure(self, branches: Sequence[str]) -> dict[str, Path]:
         from wsm_exp.study import ensure_branches
 
@@ -104,7 +108,14 @@ class UserSource:
 
     @property
     def tokens_per_step(self) -> int:
-        return int(self.cfg.tokens_per_step or self._load("wsm").tokens_per_step or 1)
+        tokens = self.cfg.tokens_per_step or self._load("wsm").tokens_per_step
+        if not tokens:
+            raise ConfigError(
+                f"series.tokens_per_step: unknown for {self.cfg.path} (no series.json with tokens_per_step). "
+                "Give it on the command line, e.g. series.tokens_per_step=4194304 (batch size × sequence "
+                "length), so token budgets and the W&B x-axis are in tokens, not steps."
+            )
+        return int(tokens)
 
     @property
     def branch_start(self) -> int:
@@ -126,6 +137,10 @@ class UserSource:
 
     def planned_steps(self, branch: str) -> list[int]:
         return [c.step for c in self._load(branch).checkpoints]
+
+    def wsd_decay_steps(self, wsd_end: int) -> int:
+        """Length of the WSD decay: series.wsd_decay_steps, else from branch_start to the run's end."""
+        return int(self.cfg.wsd_decay_steps or wsd_end - self.branch_start)
 
     def ensure(self, branches: Sequence[str]) -> dict[str, Path]:
         paths = {}

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -58,22 +59,36 @@ class Variant:
 def merge_variant(
     *, curve: str, steps: list[int], weights: list[float], interval: int, duration: int,
     min_lr: float = 0.0, alpha: float | None = None, explicit: bool = False, seed: int = 0, branch: str = "wsm",
+    dtype: str | None = None, accumulate: str = "float32",
 ) -> Variant:
     """A merge of WSM-branch checkpoints, or of a decay branch's checkpoints (``branch="wsd_<shape>"``).
+
+    Everything that changes the merged weights is in the name, so two variants never share a result file.
 
     >>> merge_variant(curve="1-sqrt", steps=[8, 16], weights=[0.7, 0.3], interval=8, duration=16).name
     'wsm-1-sqrt-N2-I8-E16-s0'
     >>> merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16,
     ...               branch="wsd_1-sqrt").name
     'decaymerge-1-sqrt-mean-N2-I8-E16-s0'
+    >>> merge_variant(curve="mean", steps=[8, 16], weights=[0.25, 0.75], interval=8, duration=16,
+    ...               explicit=True, dtype="bfloat16").name
+    'wsm-explicit-fe59e0-N2-I8-E16-bfloat16-s0'
     """
     label = "explicit" if explicit else curve
     kind, prefix = ("wsm", "wsm") if branch == "wsm" else ("decay_merge", f"decaymerge-{branch[4:]}")
-    name = f"{prefix}-{label}-N{len(steps)}-I{interval}-E{steps[-1]}"
+    if explicit:
+        digest = hashlib.sha256(json.dumps([round(w, 10) for w in weights]).encode()).hexdigest()[:6]
+        name = f"{prefix}-explicit-{digest}-N{len(steps)}-I{interval}-E{steps[-1]}"
+    else:
+        name = f"{prefix}-{label}-N{len(steps)}-I{interval}-E{steps[-1]}"
     if min_lr:
         name += f"-m{min_lr:g}"
     if alpha is not None and curve == "ema_alpha":
         name += f"-a{alpha:g}"
+    if dtype:
+        name += f"-{dtype}"
+    if accumulate != "float32":
+        name += f"-acc{accumulate}"
     return Variant(
         name=f"{name}-s{seed}", kind=kind, branch=branch, curve=label, steps=tuple(steps),
         weights=tuple(weights), interval=interval, duration=duration, min_lr=min_lr, seed=seed,
