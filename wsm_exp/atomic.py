@@ -1,4 +1,8 @@
-"""Atomic file writes: readers see the old file or the new one, never a partial one.
+"""Atomic writes: readers see the old file or folder or the new one, never a partial one.
+
+Folders are built in a temporary sibling named after their writer (``.<name>.tmp-<host>-<pid>-<rand>``)
+and renamed into place; a later writer of the same target deletes siblings whose process is gone
+(a killed run), never those of a live process or of another host sharing the file system.
 
 Example:
     >>> import tempfile, pathlib, json
@@ -9,9 +13,13 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
+import socket
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +38,32 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temp_path(target: Path) -> Path:
+    """A private temporary path beside ``target``, named after this host and process."""
+    target = Path(target)
+    return target.parent / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Delete temporaries of ``target`` left by processes of this host that no longer run; return them."""
+    target = Path(target)
+    prefix, host, removed = f".{target.name}.tmp-", socket.gethostname(), []
+    for path in target.parent.glob(glob.escape(prefix) + "*"):
+        parts = path.name[len(prefix):].rsplit("-", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

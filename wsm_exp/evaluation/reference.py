@@ -17,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+from wsm_exp.atomic import remove_stale_temps, temp_path
+
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # lm-eval 0-shot, SmolLM2-135M-Instruct (full precision), as reported in the model card of
@@ -51,8 +53,8 @@ def export_smollm2(out: str | Path) -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(dequantised.state_dict())
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_temps(out)
+    tmp = temp_path(out)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsm_exp.atomic import remove_stale_temps, temp_path
 from wsm_exp.study.config import DataConfig
 
 EOS = "<|endoftext|>"
@@ -165,8 +166,8 @@ def build_data(cfg: DataConfig, cache_root: Path) -> BuiltData:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (root / "done").is_file():
             return BuiltData(root)
-        tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_stale_temps(root)  # left by a killed build
+        tmp = temp_path(root)
         tmp.mkdir()
         from wsm_exp.study.tokenizer import train_tokenizer
 
