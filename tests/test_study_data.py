@@ -2,8 +2,16 @@
 
 import json
 
+import pytest
+
 from study_helpers import DATA
+from wsm_exp.evaluation.tasks import utils as benchmark_data
 from wsm_exp.study.data import build_data, mixes, split_of, wikipedia
+
+
+@pytest.fixture(scope="module")
+def study_mixes():
+    return mixes(DATA)
 
 
 def test_build_is_deterministic_and_cached(tmp_path):
@@ -19,8 +27,8 @@ def test_build_is_deterministic_and_cached(tmp_path):
     assert (first.tokenizer_dir / "tokenizer.json").is_file()
 
 
-def test_heldout_articles_never_reach_training():
-    general, anneal, heldout = mixes(DATA)
+def test_heldout_articles_never_reach_training(study_mixes):
+    general, anneal, heldout = study_mixes
     titles = {row["title"] for row in heldout}
     assert titles and all(split_of(t, DATA.heldout_percent) == "heldout" for t in titles)
     articles = wikipedia()
@@ -36,3 +44,14 @@ def test_heldout_articles_never_reach_training():
 def test_heldout_file_is_jsonl_text(tmp_path):
     rows = [json.loads(line) for line in build_data(DATA, tmp_path).heldout.read_text().splitlines()]
     assert len(rows) == DATA.heldout_docs and all(r["text"] for r in rows)
+
+
+def test_benchmark_passages_never_reach_training(study_mixes):
+    """The evaluated texts (LAMBADA passages, ARC questions, PIQA goals) are not in the training mixes."""
+    general, anneal, _ = study_mixes
+    training_text = "\n".join(general + anneal)
+    probes = [row["text"][-100:] for row in benchmark_data.lambada()["test"].select(range(1000))]
+    probes += [row["question"] for row in benchmark_data.arc_easy()["test"].select(range(500))]
+    probes += [row["goal"] for row in benchmark_data.piqa()["test"].select(range(500)) if len(row["goal"]) > 30]
+    assert len(probes) > 1500
+    assert [p for p in probes if p in training_text] == []
