@@ -37,7 +37,7 @@ class DataConfig:
 class TrainConfig:
     """Stage 1 (warmup + constant LR), then branches: WSM (constant) and WSD (decays)."""
 
-    seq_len: int = 256  # context of the tiny model; lm-eval uses the same max length
+    seq_len: int = 256  # training context; the held-out loss task scores ~600-character pieces that fit in it
     batch_size: int = 8  # sequences per step: 2048 tokens per step
     peak_lr: float = 1e-2  # high constant LR, so decay and merging both have noise to remove
     warmup_steps: int = 30  # linear warmup at the start of stage 1
