@@ -201,6 +201,21 @@ def test_bad_overrides_fail_before_any_work(root, cache, duration):
         assert not (root / "bad" / "jobs").exists()
 
 
+def test_a_sweep_folder_holds_one_study_and_suite(root, cache, duration):
+    """Rows of another study would be mixed into (or replace) this folder's: refused before any work."""
+    fresh = root / "never-trained-2"
+    before = sorted(p.name for p in (duration.sweep_dir / "jobs").iterdir())
+    run = run_sweep(root, "+sweep=duration", "merge.quantity=2", "merge.duration=8", "model.hidden_size=32,48",
+                    name="duration", cache=fresh)
+    text = run.stdout + run.stderr
+    assert run.returncode == 2, text[-3000:]
+    assert "already holds results of another study or eval suite" in text  # the hidden_size=48 job
+    assert "train or evaluate different studies or suites" in text  # 32 and 48 in one sweep
+    assert not fresh.exists()
+    assert sorted(p.name for p in (duration.sweep_dir / "jobs").iterdir()) == before
+    assert "hidden_size" in (duration.sweep_dir / "sweep.json").read_text()
+
+
 def _user_series(cache, dest, nan_step):
     """A user's series: copies of the trained WSM checkpoints, one of them corrupted with a NaN."""
     wsm = next(p for p in (cache / "studies").rglob("series.json") if json.loads(p.read_text())["branch"] == "wsm")

@@ -74,20 +74,31 @@ def job_config(config: DictConfig, overrides: list[str]) -> DictConfig:
 
 def preflight(config: DictConfig) -> None:
     """Plan every job of the sweep; raise one error listing each job that cannot work."""
+    from wsm_exp.sweep import folder
     from wsm_exp.sweep.config import ConfigError
     from wsm_exp.sweep.job import plan_job
     from wsm_exp.sweep.sources import make_source
 
-    problems = []
+    problems, identities = [], {}
     for overrides in job_overrides(config):
         cfg = job_config(config, overrides)
         try:
-            plan_job(cfg, make_source(cfg))
+            source = make_source(cfg)
+            plan_job(cfg, source)
+            key, payload = folder.identity(cfg, source)
+            identities.setdefault(key, (overrides, payload))
+            folder.check(Path(cfg.paths.sweep_dir), key)
         except ConfigError as err:
             problems.append(f"  job [{' '.join(overrides)}]: {err}")
+    if len(identities) > 1:
+        problems.append("  the jobs train or evaluate different studies or suites (e.g. a swept model.*, "
+                        "train.*, data.* or eval key); one sweep folder holds one, so run each as its own "
+                        "sweep with sweep_name=... (seeds and merge settings may vary freely)")
     if problems:
         raise ConfigError("The sweep was not started; nothing was trained, merged or evaluated.\n"
                           + "\n".join(problems))
+    for key, (_, payload) in identities.items():
+        folder.claim(Path(config.paths.sweep_dir), key, payload)
 
 
 def finalize(config: DictConfig) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.merging.weights import explicit_weights, merge_weights
-from wsm_exp.sweep import results, tracking
+from wsm_exp.sweep import folder, results, tracking
 from wsm_exp.sweep.config import BaselinesConfig, ConfigError, LoggerConfig, MergeConfig, from_node
 from wsm_exp.sweep.sources import EmbeddedSource, UserSource, make_source
 from wsm_exp.sweep.variants import (Variant, fidelity_branch, merge_then_decay_variant, merge_variant, raw_variant,
@@ -173,6 +173,10 @@ def run_job(cfg: DictConfig) -> list[str]:
     context = _Context(cfg, sweep, sweep_dir, source, logger_cfg, merge)
     failed: list[str] = []
     try:
+        # a swept config group (eval=a,b) escapes the pre-flight check: refuse the job, not the sweep
+        key, payload = folder.identity(cfg, source)
+        folder.check(sweep_dir, key)
+        folder.claim(sweep_dir, key, payload)
         branch_paths = source.ensure(plan.branches)
     except Exception as err:  # noqa: BLE001 — the failure is recorded as a row, the sweep goes on
         context.record_failure(plan.variant, err)
