@@ -20,7 +20,7 @@ import pandas as pd
 CATEGORIES = ["general_knowledge", "language", "math", "code", "professional_knowledge"]
 HELDOUT_TASK = "wsm_heldout_bpb"
 IDENTITY = ["variant", "kind", "branch", "curve", "min_lr", "quantity", "interval_steps", "duration_steps",
-            "end_step", "end_tokens", "branch_steps", "seed"]
+            "interval_tokens", "duration_tokens", "end_step", "end_tokens", "branch_steps", "seed"]
 DESIGN = [c for c in IDENTITY if c not in ("variant", "seed")]
 
 

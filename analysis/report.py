@@ -71,9 +71,18 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
 
 
 def _md(table: pd.DataFrame, digits: int = 2) -> str:
+    """Markdown; a column ``c`` with a ``c_std`` twin shows as "mean ± std" (CSVs keep both)."""
     if table.empty:
         return "_(no rows)_\n"
-    return table.round(digits).to_markdown(index=False) + "\n"
+    places = {c: max(digits, 4) if "bpb" in c else digits for c in table.columns}  # losses need 4 decimals
+    table = table.round(places)
+    for std in [c for c in table.columns if c.endswith("_std") and c[:-4] in table.columns]:
+        mean, n = std[:-4], places[std]
+        if table[std].notna().any():
+            table[mean] = [m if pd.isna(s) or pd.isna(m) else f"{m:.{n}f} ± {s:.{n}f}"
+                           for m, s in zip(table[mean], table[std])]
+        table = table.drop(columns=std)
+    return table.to_markdown(index=False) + "\n"
 
 
 def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: list[Path], out: Path) -> str:

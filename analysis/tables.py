@@ -19,6 +19,7 @@ import pandas as pd
 from analysis.load import CATEGORIES, DESIGN
 
 COLUMNS = [*CATEGORIES, "overall"]
+STD_COLUMNS = [f"{c}_std" for c in CATEGORIES]  # seed std of each category (overall_std sits beside overall)
 PAPER = Path(__file__).with_name("paper_data")
 
 
@@ -85,9 +86,10 @@ def table1(scores: pd.DataFrame) -> pd.DataFrame:
                 rows.append({"comparison": comparison, "row": name, "model": label(best),
                              **{c: best[c] for c in COLUMNS}, "overall_std": best["overall_std"],
                              "overall_ci95": best["overall_ci95"], "heldout_bpb": best["heldout_bpb"],
+                             "heldout_bpb_std": best["heldout_bpb_std"], **{c: best[c] for c in STD_COLUMNS},
                              "seeds": best["seeds"]})
     return pd.DataFrame(rows, columns=["comparison", "row", "model", *COLUMNS, "overall_std", "overall_ci95",
-                                       "heldout_bpb", "seeds"])
+                                       "heldout_bpb", "heldout_bpb_std", *STD_COLUMNS, "seeds"])
 
 
 def table3(scores: pd.DataFrame) -> pd.DataFrame:
@@ -97,12 +99,14 @@ def table3(scores: pd.DataFrame) -> pd.DataFrame:
     decay = _pick_best(designs[(designs["kind"] == "wsd") & (designs["branch"] == "wsd_1-sqrt")])
     if decay is not None:
         rows.append({"row": "decay_1-sqrt (WSD)", **{c: decay[c] for c in COLUMNS},
-                     "overall_std": decay["overall_std"], "overall_ci95": decay["overall_ci95"]})
+                     "overall_std": decay["overall_std"], "overall_ci95": decay["overall_ci95"],
+                     **{c: decay[c] for c in STD_COLUMNS}})
     for curve, pool in designs[designs["kind"] == "wsm"].groupby("curve"):
         best = _pick_best(pool)
         rows.append({"row": f"merge_{curve}", **{c: best[c] for c in COLUMNS},
-                     "overall_std": best["overall_std"], "overall_ci95": best["overall_ci95"]})
-    return pd.DataFrame(rows, columns=["row", *COLUMNS, "overall_std", "overall_ci95"])
+                     "overall_std": best["overall_std"], "overall_ci95": best["overall_ci95"],
+                     **{c: best[c] for c in STD_COLUMNS}})
+    return pd.DataFrame(rows, columns=["row", *COLUMNS, "overall_std", "overall_ci95", *STD_COLUMNS])
 
 
 def table4(scores: pd.DataFrame) -> pd.DataFrame:
@@ -110,15 +114,17 @@ def table4(scores: pd.DataFrame) -> pd.DataFrame:
     designs = by_design(scores)
     merges = designs[designs["kind"] == "wsm"]
     rows = merges.sort_values(["duration_steps", "interval_steps"])
-    return rows[["curve", "interval_steps", "quantity", "duration_steps", "end_step", *COLUMNS,
-                 "overall_std", "overall_ci95", "seeds"]].reset_index(drop=True)
+    return rows[["curve", "interval_tokens", "quantity", "duration_tokens", *COLUMNS, "interval_steps",
+                 "duration_steps", "end_step", "overall_std", "overall_ci95", *STD_COLUMNS,
+                 "seeds"]].reset_index(drop=True)
 
 
 def table5(scores: pd.DataFrame) -> pd.DataFrame:
     """Held-out loss vs downstream score for the best WSD and the best WSM model (Table 5 analogue)."""
     best = table1(scores)
     best = best[best["comparison"] == "best vs best"]
-    return best[["row", "model", "heldout_bpb", "overall"]].reset_index(drop=True)
+    return best[["row", "model", "heldout_bpb", "overall", "heldout_bpb_std", "overall_std",
+                 "overall_ci95", "seeds"]].reset_index(drop=True)
 
 
 def duration_curves(scores: pd.DataFrame) -> pd.DataFrame:

@@ -3,8 +3,12 @@
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+
+import analysis
 
 from analysis import factor_importance, findings, load_results, model_scores, table1, table3, table4, write_report
 from analysis.stats import compare
@@ -104,8 +108,12 @@ def test_table_shapes_follow_the_paper(tmp_path):
     t3 = table3(scores)
     assert t3["row"].tolist()[0] == "decay_1-sqrt (WSD)" and list(t3.columns)[1:7] == PAPER_COLUMNS
     t4 = table4(scores)
-    assert {"interval_steps", "quantity", "duration_steps"} <= set(t4.columns)
+    paper4 = pd.read_csv(Path(analysis.__file__).with_name("paper_data") / "table4.csv")
+    assert list(t4.columns)[1:1 + len(paper4.columns)] == list(paper4.columns)  # Δ, N, D in tokens, then scores
+    assert {"interval_steps", "duration_steps"} <= set(t4.columns)
     assert len(t4) == 9
+    # several seeds: every category carries its seed std, and the report shows "mean ± std"
+    assert {f"{c}_std" for c in PAPER_COLUMNS} <= set(t1.columns) and t1["language_std"].notna().all()
 
 
 def test_failed_rows_are_excluded_and_listed(tmp_path):
@@ -127,6 +135,8 @@ def test_report_cli_writes_markdown_tables_and_figures(tmp_path):
     for heading in ("## Findings", "## Table 1", "## Table 3", "## Table 4", "## Table 5", "Factor importance"):
         assert heading in text
     assert "seeds [0, 1, 2]" in text
+    table1_md = text[text.index("## Table 1"):text.index("## Table 3")]
+    assert " ± " in table1_md and "language_std" not in table1_md  # mean ± std in the markdown
     assert (tmp_path / "r" / "figures" / "figure2_weights.png").stat().st_size > 10_000
     assert (tmp_path / "r" / "figures" / "duration_score.png").is_file()
     assert (tmp_path / "r" / "figures" / "factors.png").is_file()  # the grid varies Δ and N
