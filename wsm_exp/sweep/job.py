@@ -55,10 +55,9 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
 
     Raises ConfigError naming the key (merge.curve, merge.duration, ...) and what would work.
     """
+    from wsm_exp.evaluation import SuiteConfig
     from wsm_exp.merging.series import SeriesError, planned_series, select_window
     from wsm_exp.merging.weights import WeightsError
-
-    from wsm_exp.evaluation import SuiteConfig
 
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
