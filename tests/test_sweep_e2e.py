@@ -107,7 +107,7 @@ def test_rerun_recomputes_nothing(duration, root, cache):
     [
         ("quantity", ["merge.interval=4", "merge.quantity=1,2,4"], {"quantity": [1, 2, 4]}),
         ("interval", ["merge.duration=16", "merge.interval=4,8,16"], {"quantity": [4, 2, 1]}),
-        ("grid", ["merge.interval=4,8", "merge.quantity=1,2"], {"quantity": [1, 1, 2, 2]}),
+        ("grid", ["merge.interval=4,8", "merge.quantity=2,4"], {"quantity": [2, 2, 4, 4]}),
         ("method", ["merge.duration=16", "merge.interval=4", "merge.curve=1-sqrt,ema,ema_alpha"],
          {"curve": ["1-sqrt", "ema", "ema_alpha"]}),
         ("wsd_vs_wsm", ["merge.duration=32", "merge.interval=4", "merge.curve=mean,1-sqrt",
