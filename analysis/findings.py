@@ -16,6 +16,7 @@ from analysis.factors import factor_importance
 from analysis.load import DESIGN
 from analysis.stats import compare
 from analysis.tables import by_design, label
+from wsm_exp.sweep.variants import fidelity_branch
 
 
 def _per_seed(scores: pd.DataFrame, design: pd.Series, metric: str) -> list[float]:
@@ -156,7 +157,7 @@ def _merge_then_decay(scores: pd.DataFrame, designs: pd.DataFrame) -> dict:
     if best is None:
         return _row(MERGE_THEN_DECAY, evidence="needs the merge_then_decay sweep (paper Figure 5c)")
     plain = designs[(designs["kind"] == "wsd") &
-                    (designs["branch"] == f"fidelity_E{best['end_step']}_D{best['duration_steps']}")]
+                    (designs["branch"] == fidelity_branch(best["end_step"], best["duration_steps"]))]
     if plain.empty:
         return _row(MERGE_THEN_DECAY, evidence=f"no evaluated plain decay ending at step {best['end_step']}")
     return _no_gain(MERGE_THEN_DECAY, scores, best, plain.iloc[0])

@@ -1,7 +1,10 @@
 """Test-wide setup: offline and hermetic (no network, caches and W&B files under a temp folder)."""
 
 import os
+import subprocess
 import tempfile
+
+import pytest
 
 _HERMETIC = tempfile.mkdtemp(prefix="wsm-exp-tests-")
 for key, value in {
@@ -18,3 +21,11 @@ for key, value in {
     "HF_DATASETS_CACHE": os.path.join(_HERMETIC, "hf-datasets"),
 }.items():
     os.environ[key] = value
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (as a killed writer's would be)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

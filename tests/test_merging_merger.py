@@ -206,16 +206,13 @@ def test_bad_requests(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_rerun_after_a_killed_merge_removes_its_temporary(tmp_path):
+def test_rerun_after_a_killed_merge_removes_its_temporary(tmp_path, dead_pid):
     """A merge killed mid-write leaves .out.tmp-<host>-<pid>-*; the next merge of the same target deletes it."""
     import socket
-    import subprocess
 
     file_series(tmp_path / "s", [1, 2])
     cks = load_series(tmp_path / "s").checkpoints
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    stale = tmp_path / f".out.tmp-{socket.gethostname()}-{dead.pid}-0badf00d"
+    stale = tmp_path / f".out.tmp-{socket.gethostname()}-{dead_pid}-0badf00d"
     stale.mkdir()
     (stale / "model.safetensors").write_bytes(b"half a shard")
     merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)

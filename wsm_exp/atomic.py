@@ -41,8 +41,10 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def temp_path(target: Path) -> Path:
-    """A private temporary path beside ``target``, named after this host and process."""
+    """A private temporary path beside ``target``, named after this host and process; temporaries of
+    the same target left by dead local processes (a killed run) are removed first."""
     target = Path(target)
+    remove_stale_temps(target)
     return target.parent / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 

@@ -61,6 +61,7 @@ def plan(args: argparse.Namespace) -> tuple[object, list[float], dict]:
     if args.weights and (args.curve or args.min_lr or args.alpha is not None):
         raise WeightsError("--weights gives the merge weights directly, so --curve, --min-lr and --alpha would be "
                            "ignored; drop them, or drop --weights to derive the weights from a curve.")
+    curve = "explicit" if args.weights else args.curve or "mean"
     series = load_series(args.series, tokens_per_step=args.tokens_per_step)
     quantity = args.quantity
     if args.weights and quantity is None and args.duration is None:
@@ -69,10 +70,10 @@ def plan(args: argparse.Namespace) -> tuple[object, list[float], dict]:
     if args.weights:
         weights = explicit_weights([float(x) for x in args.weights.split(",")], window.quantity)
     else:
-        weights = merge_weights(args.curve or "mean", window.quantity, min_lr=args.min_lr, alpha=args.alpha)
+        weights = merge_weights(curve, window.quantity, min_lr=args.min_lr, alpha=args.alpha)
     payload = {
         "checkpoints": [{"step": c.step, "path": str(c.path), "weight": w} for c, w in zip(window.checkpoints, weights)],
-        "curve": "explicit" if args.weights else args.curve or "mean", "quantity": window.quantity,
+        "curve": curve, "quantity": window.quantity,
         "interval": window.interval, "duration": window.duration, "span": window.span,
         "end": window.end_step, "min_lr": args.min_lr, "convention": CONVENTION,
         "tokens_per_step": series.tokens_per_step, "duration_tokens": window.tokens(window.duration),

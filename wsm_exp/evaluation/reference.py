@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from wsm_exp.atomic import remove_stale_temps, temp_path
+from wsm_exp.atomic import temp_path
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -53,7 +53,6 @@ def export_smollm2(out: str | Path) -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(dequantised.state_dict())
-    remove_stale_temps(out)
     tmp = temp_path(out)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)

@@ -33,7 +33,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from wsm_exp.atomic import remove_stale_temps, temp_path
+from wsm_exp.atomic import temp_path
 from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, SeriesError, checkpoint_identity, validate_checkpoints
 from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter, tensor_nbytes
 
@@ -102,8 +102,7 @@ def merge_checkpoints(
     }
     plan = _plan_shards(layout, dtype, shard_size_bytes)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out_dir)  # left by a killed merge of the same target
-    tmp = temp_path(out_dir)
+    tmp = temp_path(out_dir)  # also removes those left by a killed merge of the same target
     tmp.mkdir()
     bytes_read = 0
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsm_exp.atomic import remove_stale_temps, temp_path
+from wsm_exp.atomic import temp_path
 from wsm_exp.study.config import DataConfig
 
 EOS = "<|endoftext|>"
@@ -166,8 +166,7 @@ def build_data(cfg: DataConfig, cache_root: Path) -> BuiltData:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (root / "done").is_file():
             return BuiltData(root)
-        remove_stale_temps(root)  # left by a killed build
-        tmp = temp_path(root)
+        tmp = temp_path(root)  # also removes those left by a killed build
         tmp.mkdir()
         from wsm_exp.study.tokenizer import train_tokenizer
 

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from wsm_exp.atomic import remove_stale_temps, temp_path
+from wsm_exp.atomic import temp_path
 from wsm_exp.study.config import ModelConfig, TrainConfig
 
 STATE_FILE = "trainer_state.pt"
@@ -103,8 +103,7 @@ def load_state(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, checkp
 def save_checkpoint(model, optimizer, tokenizer, folder: Path, step: int, lr: float) -> Path:
     """Publish ``folder/step_<step>`` atomically (HF files + tokenizer + optimizer state)."""
     final = folder / f"step_{step}"
-    remove_stale_temps(final)  # left by a run killed while saving this step
-    tmp = temp_path(final)
+    tmp = temp_path(final)  # also removes those left by a run killed while saving this step
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "lr": lr}, tmp / STATE_FILE)

@@ -85,8 +85,8 @@ def preflight(config: DictConfig) -> None:
         try:
             source = make_source(cfg)
             plan_job(cfg, source)
-            key, payload = folder.identity(cfg, source)
-            identities.setdefault(key, (overrides, payload))
+            key, payload = folder.identity(source.identity(), OmegaConf.to_container(cfg.eval, resolve=True))
+            identities[key] = payload
             folder.check(Path(cfg.paths.sweep_dir), key)
         except ConfigError as err:
             problems.append(f"  job [{' '.join(overrides)}]: {err}")
@@ -97,7 +97,7 @@ def preflight(config: DictConfig) -> None:
     if problems:
         raise ConfigError("The sweep was not started; nothing was trained, merged or evaluated.\n"
                           + "\n".join(problems))
-    for key, (_, payload) in identities.items():
+    for key, payload in identities.items():  # one: several were refused above
         folder.claim(Path(config.paths.sweep_dir), key, payload)
 
 

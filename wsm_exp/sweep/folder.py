@@ -21,18 +21,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from wsm_exp.atomic import write_json_atomic
 from wsm_exp.sweep.config import ConfigError
 
 RECORD = "sweep.json"
 
 
-def identity(cfg: DictConfig, source) -> tuple[str, dict[str, Any]]:
+def identity(source_identity: dict[str, Any], eval_identity: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(key, payload): the study or series without its seed, and the eval suite."""
-    payload = {"source": {k: v for k, v in source.identity().items() if k != "seed"},
-               "eval": OmegaConf.to_container(cfg.eval, resolve=True)}
+    payload = {"source": {k: v for k, v in source_identity.items() if k != "seed"}, "eval": eval_identity}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return key, payload
 

@@ -133,11 +133,13 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
         baselines.append(wsd_variant(shape=shape, step=end, decay_steps=window.duration, seed=seed,
                                      branch=branch, min_lr=source.decay_min_lr))
     if base.merge_then_decay:
-        baselines += _merge_then_decay(merge, variant, source, branches)
+        decays = _merge_then_decay(merge, variant, source)
+        baselines += decays
+        branches += [v.branch for v in decays]
     return JobPlan(variant=variant, baselines=baselines, branches=branches)
 
 
-def _merge_then_decay(merge: MergeConfig, variant: Variant, source, branches: list[str]) -> list[Variant]:
+def _merge_then_decay(merge: MergeConfig, variant: Variant, source) -> list[Variant]:
     """Figure 5c: a real decay over D steps from the merge, and the same decay from its newest checkpoint."""
     if isinstance(source, UserSource):
         raise ConfigError("baselines.merge_then_decay: decays started from a merge are trained by the embedded "
@@ -155,10 +157,8 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source, branches: li
         )
     shape, min_lr = source.train_cfg.decay_shape, source.decay_min_lr
     after_merge = merge_then_decay_variant(merge=variant, shape=shape, decay_steps=decay, min_lr=min_lr)
-    plain = fidelity_branch(end + decay, decay)
-    branches += [after_merge.branch, plain]
     return [after_merge, wsd_variant(shape=shape, step=end + decay, decay_steps=decay, seed=variant.seed,
-                                     branch=plain, min_lr=min_lr)]
+                                     branch=fidelity_branch(end + decay, decay), min_lr=min_lr)]
 
 
 def run_job(cfg: DictConfig) -> list[str]:
@@ -173,7 +173,7 @@ def run_job(cfg: DictConfig) -> list[str]:
     failed: list[str] = []
     try:
         # a swept config group (eval=a,b) escapes the pre-flight check: refuse the job, not the sweep
-        key, payload = folder.identity(cfg, source)
+        key, payload = folder.identity(context.source_identity, context.eval_identity)
         folder.check(sweep_dir, key)
         folder.claim(sweep_dir, key, payload)
         branch_paths = source.ensure(plan.branches)

@@ -76,11 +76,10 @@ def merge_variant(
     """
     label = "explicit" if explicit else curve
     kind, prefix = ("wsm", "wsm") if branch == "wsm" else ("decay_merge", f"decaymerge-{branch[4:]}")
-    if explicit:
-        digest = hashlib.sha256(json.dumps([round(w, 10) for w in weights]).encode()).hexdigest()[:6]
-        name = f"{prefix}-explicit-{digest}-N{len(steps)}-I{interval}-E{steps[-1]}"
-    else:
-        name = f"{prefix}-{label}-N{len(steps)}-I{interval}-E{steps[-1]}"
+    weights_id = label
+    if explicit:  # the weights themselves tell two explicit merges apart
+        weights_id += "-" + hashlib.sha256(json.dumps([round(w, 10) for w in weights]).encode()).hexdigest()[:6]
+    name = f"{prefix}-{weights_id}-N{len(steps)}-I{interval}-E{steps[-1]}"
     if min_lr:
         name += f"-m{min_lr:g}"
     if alpha is not None and curve == "ema_alpha":
