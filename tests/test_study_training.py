@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from study_helpers import DATA, MODEL, TRAIN
 from wsm_exp.merging.series import load_series
 from wsm_exp.study import ensure_branches
-from wsm_exp.study.branches import StudyError
+from wsm_exp.study.branch_spec import StudyError
 from wsm_exp.study.schedules import wsd
 
 
@@ -121,3 +121,28 @@ def test_cuda_training_without_a_gpu_is_refused_with_the_fix(tmp_path):
     with pytest.raises(RuntimeError, match=r"train.device='cuda' but torch sees no CUDA GPU.*train.device=cpu"):
         ensure_branches(MODEL, DATA, replace(TRAIN, device="cuda"), seed=0, cache_root=tmp_path, branches=["wsm"])
     assert not any((tmp_path).rglob("step_*"))
+
+
+def test_parent_with_a_missing_or_extra_tensor_is_refused_by_name(study, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from wsm_exp.study.trainer import build_model, build_optimizer, load_state
+
+    _, paths, _ = study
+    source = paths["wsm"] / f"step_{TRAIN.switch_step + TRAIN.branch_steps}"
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = build_model(MODEL, TRAIN, tokenizer, seed=0)
+    optimizer = build_optimizer(model, TRAIN)
+    load_state(model, optimizer, source)  # the real checkpoint loads strictly
+    tensors = load_file(source / "model.safetensors")
+    dropped = sorted(tensors)[1]
+    for label, edit in [("missing", lambda t: t.pop(dropped)), ("unexpected", lambda t: t.update(extra=t[dropped].clone()))]:
+        broken = tmp_path / label
+        shutil.copytree(source, broken)
+        changed = dict(tensors)
+        edit(changed)
+        save_file(changed, broken / "model.safetensors", metadata={"format": "pt"})
+        with pytest.raises(RuntimeError, match=f"{label} tensor\\(s\\) \\['{dropped if label == 'missing' else 'extra'}'\\]"):
+            load_state(model, optimizer, broken)

@@ -27,15 +27,21 @@ def test_rows_follow_the_schema_and_round_trip_parquet(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_finished_job_needs_same_fingerprint_and_ok_rows(tmp_path):
+def test_stored_jobs_are_keyed_by_suite_and_read_back_with_their_inputs(tmp_path):
     row = results.make_row(variant="raw-E8-s0", kind="raw", task="t", metric="acc", value=1.0)
-    results.write_job(tmp_path, "raw-E8-s0", "abc", [row])
-    assert results.finished_job(tmp_path, "raw-E8-s0", "abc")
-    assert not results.finished_job(tmp_path, "raw-E8-s0", "changed-config")
+    results.write_job(tmp_path, "raw-E8-s0", "old", [row])  # stored before suites were part of the key
+    assert results.read_job(tmp_path, "raw-E8-s0", "suiteA")["fingerprint"] == "old"
+    results.write_job(tmp_path, "raw-E8-s0", "abc", [row], suite="suiteA", inputs={"held-out file": "h1"})
+    assert not results.job_file(tmp_path, "raw-E8-s0").exists()  # replaced, not duplicated
+    stored = results.read_job(tmp_path, "raw-E8-s0", "suiteA")
+    assert stored["fingerprint"] == "abc" and stored["inputs"] == {"held-out file": "h1"}
+    assert results.all_ok(stored) and results.read_job(tmp_path, "raw-E8-s0", "suiteB") is None
     failed = results.make_row(variant="raw-E8-s0", kind="raw", status="failed", error="boom")
-    results.write_job(tmp_path, "raw-E8-s0", "abc", [failed])
-    assert not results.finished_job(tmp_path, "raw-E8-s0", "abc")
-    assert math.isnan(results.gather(tmp_path)["value"][0])
+    results.write_job(tmp_path, "raw-E8-s0", "abc", [failed], suite="suiteA")
+    assert not results.all_ok(results.read_job(tmp_path, "raw-E8-s0", "suiteA"))
+    assert len(results.gather(tmp_path)) == 1 and math.isnan(results.gather(tmp_path)["value"][0])
+    (tmp_path / "jobs" / "raw-E9-s0@suiteA.json").write_text("{not json")  # a torn file reads as absent
+    assert results.read_job(tmp_path, "raw-E9-s0", "suiteA") is None
 
 
 def test_unknown_result_column_is_refused():
@@ -68,3 +74,58 @@ def test_config_keys_are_checked_with_allowed_list():
         from_node(MergeConfig, {"curve": "mean", "quantitiy": 4}, key="merge")
     assert "merge.quantitiy" in str(err.value) and "quantity" in str(err.value)
     assert from_node(LoggerConfig, {"kind": "none"}).kind == "none"
+
+
+def test_rows_carry_the_columns_analysis_needs():
+    from wsm_exp.sweep.variants import merge_then_decay_variant
+
+    merge = merge_variant(curve="ema_alpha", steps=[8, 16], weights=[0.4, 0.6], interval=8, duration=16, alpha=0.3,
+                          dtype="bfloat16", accumulate="float64")
+    fields = merge.row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)
+    assert (fields["alpha"], fields["merge_dtype"], fields["accumulate"], fields["branch_kind"]) == \
+        (0.3, "bfloat16", "float64", "wsm")
+    explicit = merge_variant(curve="mean", steps=[8, 16], weights=[0.2, 0.8], interval=8, duration=16, explicit=True)
+    assert len(explicit.row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)["weights_hash"]) == 6
+    decay = merge_then_decay_variant(merge=merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8,
+                                                         duration=16), shape="1-sqrt", decay_steps=8)
+    fields = decay.row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)
+    assert (fields["branch_kind"], fields["parent_quantity"], fields["parent_interval"]) == ("merge_then_decay", 2, 8)
+    fidelity = wsd_variant(shape="1-sqrt", step=16, decay_steps=8, branch=fidelity_branch(16, 8))
+    assert fidelity.row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)["branch_kind"] == "fidelity"
+    assert math.isnan(raw_variant(step=8).row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)["alpha"])
+
+
+@pytest.mark.parametrize("name, error", [
+    ("wsd_step", "decay shape 'step'"),
+    ("fidelity_E40_D6", "multiples of train.save_every"),
+    ("fidelity_E48_D8", "inside the branch"),
+    ("mergethendecay_E40_N2_I4_D8_median", "unknown merge curve 'median'"),
+    ("mergethendecay_E40_N2_I4_D8_mean", "inside the branch"),
+    ("wsm2", "allowed: wsm, wsd_1-sqrt"),
+])
+def test_branch_specs_round_trip_and_refuse_what_the_study_cannot_train(name, error):
+    from types import SimpleNamespace
+
+    from wsm_exp.study.branch_spec import StudyError, check_branch, parse_branch
+
+    bounds = SimpleNamespace(switch_step=8, branch_steps=32, save_every=4)  # branch (8, 40]
+    for good in ["wsm", "stage1", "wsd_cosine", "fidelity_E40_D8", "mergethendecay_E16_N2_I4_D8_mean"]:
+        assert check_branch(good, bounds).name == good
+    with pytest.raises(StudyError, match=error):
+        check_branch(name, bounds)
+
+
+def test_freshness_names_what_changed():
+    from wsm_exp.sweep.freshness import fingerprint, package_versions, what_changed
+
+    base = {"checkpoint wsm/step_400": "a", "held-out file": "h", "packages": package_versions(), "variant": "v"}
+    assert fingerprint(base) == fingerprint(dict(reversed(base.items())))  # order-free
+    for key, value, said in [("checkpoint wsm/step_400", "b", "checkpoint wsm/step_400 changed"),
+                             ("held-out file", "h2", "held-out file changed"),
+                             ("packages", {**package_versions(), "torch": "0.0"}, "packages changed (torch")]:
+        changed = {**base, key: value}
+        assert fingerprint(changed) != fingerprint(base)
+        assert what_changed(base, changed).startswith(said)
+    assert what_changed(base, {**base, "task configs": "t"}) == "task configs is new"
+    assert set(package_versions()) == {"lm_eval", "torch", "transformers", "safetensors"}
+    assert "missing" not in package_versions().values()

@@ -93,8 +93,17 @@ def load_state(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, checkp
     from safetensors.torch import load_file
 
     weights = load_file(checkpoint / "model.safetensors")
-    model.load_state_dict(weights, strict=False)
-    if model.config.tie_word_embeddings:
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()  # saved once, as the embedding
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(weights) - tied), sorted(set(weights) - expected)
+    if missing or unexpected:
+        raise RuntimeError(
+            f"{checkpoint / 'model.safetensors'} does not match the study's model: missing tensor(s) "
+            f"{missing or 'none'}, unexpected tensor(s) {unexpected or 'none'}. The checkpoint was written by "
+            "another model config or is damaged; delete the branch folder to retrain it."
+        )
+    model.load_state_dict(weights, strict=not tied)
+    if tied:
         model.tie_weights()
     state = torch.load((optimizer_from or checkpoint) / STATE_FILE, weights_only=True, map_location="cpu")
     optimizer.load_state_dict(state["optimizer"])

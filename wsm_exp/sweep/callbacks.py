@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,16 @@ log = logging.getLogger(__name__)
 class SweepCallbacks(Callback):
     """Pre-flight checks and end-of-sweep aggregation."""
 
+    def __init__(self) -> None:
+        self.started = time.time()  # job files written after this were computed by this run
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from wsm_exp.sweep.config import ConfigError
 
+        self.started = time.time()
         try:
             preflight(config)
         except ConfigError as err:
@@ -37,10 +45,10 @@ class SweepCallbacks(Callback):
             sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        finalize(config)
+        finalize(config, since=self.started)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        finalize(config)
+        finalize(config, since=self.started)
 
 
 def job_overrides(config: DictConfig) -> list[list[str]]:
@@ -101,8 +109,11 @@ def preflight(config: DictConfig) -> None:
         folder.claim(Path(config.paths.sweep_dir), key, payload)
 
 
-def finalize(config: DictConfig) -> None:
-    """Gather results, write the report and the summary run, print the folder; exit 1 on failures."""
+def finalize(config: DictConfig, since: float = 0.0) -> None:
+    """Gather results, write the report and the summary run, print the findings and the folder.
+
+    Exits 1 when a variant failed or the report could not be written (after writing everything else).
+    """
     from wsm_exp.sweep import results, tracking
     from wsm_exp.sweep.config import LoggerConfig, from_node
     from wsm_exp.sweep.job import sweep_paths
@@ -111,21 +122,37 @@ def finalize(config: DictConfig) -> None:
     if not (sweep_dir / "jobs").is_dir():
         return  # the job failed before any result; Hydra reports its error and exits non-zero
     frame = results.write_results(sweep_dir)
-    report = None
+    report, report_error = None, ""
     try:
         from analysis import write_report
 
         report = write_report([sweep_dir])
     except Exception as err:  # noqa: BLE001 — the results are safe; say why the report is missing
-        log.exception("report failed: %s", err)
-        print(f"The report could not be written ({type(err).__name__}: {err}); results are in {sweep_dir}.")
+        log.info("report failed", exc_info=True, extra={"file_only": True})
+        report_error = f"{type(err).__name__}: {err}"
     tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame, report)
     failed = sorted(frame.loc[frame["status"] == "failed", "variant"].unique())
-    ok = frame.loc[frame["status"] == "ok", "variant"].nunique()
-    print(f"{ok} variant(s) evaluated, {len(failed)} failed.")
+    ok = frame.loc[frame["status"] == "ok", "variant"].unique()
+    computed = {p.name.split("@")[0].removesuffix(".json") for p in (sweep_dir / "jobs").glob("*.json")
+                if p.stat().st_mtime >= since}
+    fresh = sum(name in computed for name in ok)
+    findings = report.tables.get("findings") if report is not None else None
+    if findings is not None and len(findings):
+        print(_findings_text(findings))
+    print(f"{len(ok) + len(failed)} variant(s): {fresh} computed, {len(ok) - fresh} reused, {len(failed)} failed.")
     for name in failed:
         error = frame.loc[frame["variant"] == name, "error"].iloc[0]
         print(f"  FAILED {name}: {error}")
+    if report is not None:
+        print(f"Report: {report.path}")
+    else:
+        print(f"The report could not be written ({report_error}); the results are in {sweep_dir}.")
     print(f"Sweep folder: {Path(sweep_dir)}")
-    if failed:
+    if failed or report is None:
         sys.exit(1)
+
+
+def _findings_text(findings) -> str:
+    """The findings table as plain text for the terminal."""
+    columns = [c for c in ("claim", "verdict", "evidence") if c in findings.columns]
+    return "Findings:\n" + findings[columns].to_string(index=False, max_colwidth=90)

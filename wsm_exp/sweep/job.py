@@ -1,11 +1,12 @@
 """One Hydra job = one merge variant (plus its baselines), walked through the whole flow once.
 
-    plan (no work) -> ensure series -> select window -> merge (or reuse) -> evaluate (or reuse)
-    -> result rows (atomic, per variant) -> W&B run
+    plan (no work, wsm_exp.sweep.plan) -> ensure series -> fingerprint the inputs -> reuse, or
+    merge + evaluate -> result rows (atomic, per variant) -> W&B run
 
-Every evaluated model is keyed by content and every variant's rows by its name and config
-fingerprint, so a rerun, a resumed sweep or a second sweep sharing variants recomputes nothing.
-A failure inside one variant becomes a ``failed`` row; the sweep goes on.
+Every evaluated model is keyed by content, and every variant's rows by a fingerprint of every input
+that made them (wsm_exp.sweep.freshness): a rerun reuses a variant only when nothing changed, and
+otherwise says why it recomputes. A failure inside one variant becomes a ``failed`` row; the sweep
+goes on. A refused job (config error) raises ConfigError and writes nothing.
 
 Example (what ``python -m wsm_exp`` runs for each job):
     >>> from wsm_exp.sweep.job import run_job   # run_job(cfg) -> list of failed variant names
@@ -16,33 +17,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from wsm_exp.merging.weights import explicit_weights, merge_weights
-from wsm_exp.sweep import folder, results, tracking
-from wsm_exp.sweep.config import BaselinesConfig, ConfigError, LoggerConfig, MergeConfig, from_node
-from wsm_exp.sweep.sources import EmbeddedSource, UserSource, make_source
-from wsm_exp.sweep.variants import (Variant, fidelity_branch, merge_then_decay_variant, merge_variant, raw_variant,
-                                    wsd_variant)
+from wsm_exp.sweep import folder, freshness, results, tracking
+from wsm_exp.sweep.console import FILE_ONLY, library_output_to_log, quiet_terminal
+from wsm_exp.sweep.config import LoggerConfig, MergeConfig, from_node
+from wsm_exp.sweep.plan import plan_job
+from wsm_exp.sweep.sources import SeriesSource, make_source
+from wsm_exp.sweep.variants import Variant
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class JobPlan:
-    """Everything a job will evaluate, decided from config alone."""
-
-    variant: Variant
-    baselines: list[Variant]
-    branches: list[str]  # series the job needs (trained on demand for the embedded study)
 
 
 def sweep_paths(cfg: DictConfig) -> tuple[str, Path]:
@@ -50,132 +41,19 @@ def sweep_paths(cfg: DictConfig) -> tuple[str, Path]:
     return str(cfg.sweep_name), Path(cfg.paths.sweep_dir)
 
 
-def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
-    """Check the variant and decide its baselines without training, merging or evaluating.
-
-    Raises ConfigError naming the key (merge.curve, merge.duration, ...) and what would work.
-    """
-    from wsm_exp.evaluation import SuiteConfig
-    from wsm_exp.merging.series import SeriesError, planned_series, select_window
-    from wsm_exp.merging.weights import WeightsError
-
-    merge = from_node(MergeConfig, cfg.merge, key="merge")
-    base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
-    try:
-        from_node(SuiteConfig, cfg.eval, key="eval")
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    allowed = ["wsm", *(f"wsd_{s}" for s in source.wsd_shapes)]
-    if merge.branch not in allowed:
-        raise ConfigError(f"merge.branch={merge.branch!r} is not a series here; allowed: {allowed} "
-                          "(wsm: the constant-LR run; wsd_<shape>: merge inside that decay, decay-then-merge).")
-    steps = source.planned_wsm_steps()
-    merge_steps = steps if merge.branch == "wsm" else source.planned_steps(merge.branch)
-    end = merge.end if merge.end is None or merge.end > 0 else merge_steps[-1] + merge.end
-    try:
-        window = select_window(planned_series(merge_steps, source.tokens_per_step), end=end,
-                               quantity=merge.quantity, interval=merge.interval, duration=merge.duration)
-    except SeriesError as err:
-        raise ConfigError(f"merge.quantity/interval/duration/end: {err}") from None
-    try:
-        if merge.weights is not None:
-            weights = explicit_weights([float(w) for w in merge.weights], window.quantity)
-        else:
-            weights = merge_weights(merge.curve, window.quantity, min_lr=merge.min_lr, alpha=merge.alpha)
-    except WeightsError as err:
-        key = "merge.weights" if merge.weights is not None else "merge.curve/min_lr/alpha"
-        raise ConfigError(f"{key}: {err}") from None
-    seed = int(cfg.seed)
-    window_steps = [c.step for c in window.checkpoints]
-    variant = merge_variant(curve=merge.curve, steps=window_steps, weights=weights,
-                            interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
-                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed, branch=merge.branch,
-                            dtype=merge.dtype, accumulate=merge.accumulate)
-    if "wsm_heldout_bpb" in list(cfg.eval.tasks) and isinstance(source, UserSource) and not source.heldout():
-        raise ConfigError(
-            "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
-            "series.heldout=/path/heldout.jsonl ({\"text\": ...} per line), or use a suite without it "
-            "(eval=benchmarks)."
-        )
-    unknown = sorted(set(base.wsd_shapes) - set(source.wsd_shapes))
-    if unknown:
-        raise ConfigError(
-            f"baselines.wsd_shapes: {unknown} not available; allowed: {list(source.wsd_shapes)}. "
-            "For your own series, give each WSD run as series.wsd.<shape>=/path."
-        )
-    last, end = steps[-1], variant.end_step
-    baselines: list[Variant] = []
-    branches = ["wsm", *(f"wsd_{s}" for s in base.wsd_shapes)]
-    if merge.branch not in branches:
-        branches.append(merge.branch)
-    if base.raw_last:
-        baselines.append(raw_variant(step=last, seed=seed))
-    if base.matched_tokens and end != last:
-        baselines.append(raw_variant(step=end, seed=seed))
-    for shape in base.wsd_shapes:
-        try:
-            wsd_steps = source.planned_steps(f"wsd_{shape}")  # the run's own last step: its budget may differ
-        except SeriesError as err:
-            raise ConfigError(f"series.wsd.{shape}: {err}") from None
-        decay = source.wsd_decay_steps(wsd_steps[-1])
-        baselines.append(wsd_variant(shape=shape, step=wsd_steps[-1], decay_steps=decay, seed=seed,
-                                     min_lr=source.decay_min_lr))
-        if base.matched_tokens and end != wsd_steps[-1] and end in wsd_steps:
-            baselines.append(wsd_variant(shape=shape, step=end, decay_steps=decay, seed=seed,
-                                         min_lr=source.decay_min_lr))
-    if base.fidelity:
-        if isinstance(source, UserSource):
-            raise ConfigError("baselines.fidelity: real-decay fidelity branches need the embedded study; "
-                              "set baselines.fidelity=false for your own series.")
-        branch = fidelity_branch(end, window.duration)
-        branches.append(branch)
-        shape = source.train_cfg.decay_shape
-        baselines.append(wsd_variant(shape=shape, step=end, decay_steps=window.duration, seed=seed,
-                                     branch=branch, min_lr=source.decay_min_lr))
-    if base.merge_then_decay:
-        decays = _merge_then_decay(merge, variant, source)
-        baselines += decays
-        branches += [v.branch for v in decays]
-    return JobPlan(variant=variant, baselines=baselines, branches=branches)
-
-
-def _merge_then_decay(merge: MergeConfig, variant: Variant, source) -> list[Variant]:
-    """Figure 5c: a real decay over D steps from the merge, and the same decay from its newest checkpoint."""
-    if isinstance(source, UserSource):
-        raise ConfigError("baselines.merge_then_decay: decays started from a merge are trained by the embedded "
-                          "study; set baselines.merge_then_decay=false for your own series.")
-    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype:
-        raise ConfigError("baselines.merge_then_decay: needs a WSM merge by a named curve (merge.branch=wsm, no "
-                          "merge.weights, merge.alpha, merge.min_lr or merge.dtype); the decay's parent is named "
-                          "by its curve and merged in the checkpoints' dtype.")
-    decay, end = variant.duration, variant.end_step
-    branch_end = source.branch_start + source.branch_steps
-    if end + decay > branch_end:
-        raise ConfigError(
-            f"merge.end: merge-then-decay decays for D={decay} steps after the window's newest step {end}, past "
-            f"the branch end {branch_end}; pick merge.end ≤ {branch_end - decay} (relative: ≤ {-decay})."
-        )
-    shape, min_lr = source.train_cfg.decay_shape, source.decay_min_lr
-    after_merge = merge_then_decay_variant(merge=variant, shape=shape, decay_steps=decay, min_lr=min_lr)
-    return [after_merge, wsd_variant(shape=shape, step=end + decay, decay_steps=decay, seed=variant.seed,
-                                     branch=fidelity_branch(end + decay, decay), min_lr=min_lr)]
-
-
 def run_job(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; return the names of variants that failed."""
+    quiet_terminal()
     sweep, sweep_dir = sweep_paths(cfg)
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
     train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{cfg.seed}", job_type="train")
     source = make_source(cfg, logger=train_log.log)
-    plan = plan_job(cfg, source)
-    merge = from_node(MergeConfig, cfg.merge, key="merge")
-    context = _Context(cfg, sweep, sweep_dir, source, logger_cfg, merge)
+    plan = plan_job(cfg, source)  # ConfigError: refused, nothing written
+    context = _Context(cfg, sweep, sweep_dir, source, logger_cfg, from_node(MergeConfig, cfg.merge, key="merge"))
+    folder.check(sweep_dir, context.folder_key)  # another study or suite here: refused, nothing written
+    folder.claim(sweep_dir, context.folder_key, context.folder_payload)
     failed: list[str] = []
     try:
-        # a swept config group (eval=a,b) escapes the pre-flight check: refuse the job, not the sweep
-        key, payload = folder.identity(context.source_identity, context.eval_identity)
-        folder.check(sweep_dir, key)
-        folder.claim(sweep_dir, key, payload)
         branch_paths = source.ensure(plan.branches)
     except Exception as err:  # noqa: BLE001 — the failure is recorded as a row, the sweep goes on
         context.record_failure(plan.variant, err)
@@ -196,49 +74,88 @@ def run_job(cfg: DictConfig) -> list[str]:
 class _Context:
     """What the variants of one job share: paths, the series, the eval suite, the logger."""
 
-    def __init__(self, cfg, sweep, sweep_dir, source, logger_cfg, merge: MergeConfig):
+    def __init__(self, cfg, sweep, sweep_dir, source: SeriesSource, logger_cfg, merge: MergeConfig):
         from wsm_exp.evaluation import SuiteConfig
 
         self.sweep, self.sweep_dir, self.source = sweep, sweep_dir, source
         self.merges, self.scores = Path(cfg.paths.merges), Path(cfg.paths.scores)
         self.logger_cfg, self.merge = logger_cfg, merge
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
-        self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
-        self.source_identity = source.identity()
+        eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
+        self.folder_key, self.folder_payload = folder.identity(source.identity(), eval_identity)
+        self.suite_key = freshness.digest(eval_identity)[:8]
+        self.study_key = freshness.digest(self.folder_payload["source"])[:8]
+        self.eval_identity = eval_identity
         self._series: dict[str, Any] = {}
+        self._identities: dict[Path, str] = {}
+        self._heldout_hash: str | None = None
 
-    def fingerprint(self, variant: Variant) -> str:
-        payload = {"source": self.source_identity, "eval": self.eval_identity, "variant": asdict(variant),
-                   "merge_dtype": self.merge.dtype, "accumulate": self.merge.accumulate}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    def inputs(self, variant: Variant, branch_paths: dict[str, Path]) -> dict[str, Any]:
+        """Every input that determines the variant's rows, by name (see wsm_exp.sweep.freshness)."""
+        from wsm_exp.evaluation.harness import tasks_fingerprint
+
+        inputs: dict[str, Any] = {
+            "variant": freshness.digest(asdict(variant)), "eval settings": self.eval_identity,
+            "task configs": tasks_fingerprint(), "packages": freshness.package_versions(),
+        }
+        for checkpoint in self._checkpoints(variant, branch_paths):
+            inputs[f"checkpoint {variant.branch}/{checkpoint.path.name}"] = self._identity(checkpoint)
+        if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
+            inputs["merger"] = _merger_version()
+        heldout = self.source.heldout()
+        if heldout and "wsm_heldout_bpb" in self.suite.tasks:
+            inputs["held-out file"] = self._heldout_digest(heldout)
+        return inputs
 
     def evaluate(self, variant: Variant, branch_paths: dict[str, Path]) -> bool:
-        """Evaluate one variant unless finished; write its rows; True when ok."""
-        fingerprint = self.fingerprint(variant)
+        """Evaluate one variant unless its stored rows are fresh; write its rows; True when ok."""
+        inputs = self.inputs(variant, branch_paths)
+        fingerprint = freshness.fingerprint(inputs)
         with _variant_lock(self.sweep_dir, variant.name):
-            if results.finished_job(self.sweep_dir, variant.name, fingerprint):
-                log.info("skip %s: finished earlier with the same config", variant.name)
+            stored = results.read_job(self.sweep_dir, variant.name, self.suite_key)
+            if stored and stored.get("fingerprint") == fingerprint and results.all_ok(stored):
+                log.info("reused %s: %s", variant.name, _headline(stored["rows"]))
                 return True
+            if results.all_ok(stored):
+                log.info("recomputed %s: %s", variant.name, freshness.what_changed(stored.get("inputs"), inputs))
+            started = time.perf_counter()
             try:
                 rows = self._rows(variant, branch_paths)
                 # W&B first: a kill between the two redoes the variant, whose run (same id) is replaced
                 tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
             except Exception as err:  # noqa: BLE001 — recorded as a failed row; a rerun retries it
-                self.record_failure(variant, err, fingerprint)
+                self.record_failure(variant, err, fingerprint, inputs)
                 return False
-            results.write_job(self.sweep_dir, variant.name, fingerprint, rows)
+            results.write_job(self.sweep_dir, variant.name, fingerprint, rows, suite=self.suite_key, inputs=inputs)
+            log.info("computed %s: %s (%.1f s)", variant.name, _headline(rows), time.perf_counter() - started)
             return True
 
-    def record_failure(self, variant: Variant, err: BaseException, fingerprint: str = "") -> None:
+    def record_failure(self, variant: Variant, err: BaseException, fingerprint: str = "failed",
+                       inputs: dict[str, Any] | None = None) -> None:
         message = f"{type(err).__name__}: {err}"
-        log.error("variant %s failed: %s\n%s", variant.name, message, traceback.format_exc())
+        log.error("FAILED %s: %s", variant.name, message)
+        log.info("traceback of %s:\n%s", variant.name, traceback.format_exc(), extra=FILE_ONLY)
         row = results.make_row(sweep=self.sweep, sweep_dir=str(self.sweep_dir), **self._fields(variant),
                                status="failed", error=message)
-        results.write_job(self.sweep_dir, variant.name, fingerprint or "failed", [row])
+        results.write_job(self.sweep_dir, variant.name, fingerprint, [row], suite=self.suite_key, inputs=inputs)
+
+    def _identity(self, checkpoint) -> str:
+        """Content identity of a checkpoint, computed once per process."""
+        from wsm_exp.merging.series import checkpoint_identity
+
+        if checkpoint.path not in self._identities:
+            self._identities[checkpoint.path] = checkpoint_identity(checkpoint)
+        return self._identities[checkpoint.path]
+
+    def _heldout_digest(self, path: Path) -> str:
+        if self._heldout_hash is None:
+            self._heldout_hash = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        return self._heldout_hash
 
     def _fields(self, variant: Variant) -> dict[str, Any]:
-        return variant.row_fields(tokens_per_step=self.source.tokens_per_step,
-                                  branch_start=self.source.branch_start, branch_steps=self.source.branch_steps)
+        return {**variant.row_fields(tokens_per_step=self.source.tokens_per_step,
+                                     branch_start=self.source.branch_start, branch_steps=self.source.branch_steps),
+                "eval_suite": self.suite_key, "study": self.study_key}
 
     def _series_of(self, branch: str, path: Path):
         from wsm_exp.merging.series import load_series
@@ -261,7 +178,7 @@ class _Context:
     def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
         from wsm_exp.evaluation import evaluate_model
         from wsm_exp.merging.merger import merge_key, merge_checkpoints
-        from wsm_exp.merging.series import checkpoint_identity, validate_checkpoints
+        from wsm_exp.merging.series import validate_checkpoints
         from wsm_exp.merging.weights import CONVENTION
 
         checkpoints = self._checkpoints(variant, branch_paths)
@@ -279,10 +196,11 @@ class _Context:
                 merge_seconds = time.perf_counter() - started
             model_hash = key
         else:
-            model_dir, model_hash = checkpoints[0].path, checkpoint_identity(checkpoints[0])
+            model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])
         heldout = self.source.heldout()
-        scores = evaluate_model(Path(model_dir), self.suite, cache_dir=self.scores,
-                                extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
+        with library_output_to_log():
+            scores = evaluate_model(Path(model_dir), self.suite, cache_dir=self.scores,
+                                    extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
         fields = self._fields(variant)
         return [
             results.make_row(
@@ -294,6 +212,22 @@ class _Context:
             )
             for s in scores
         ]
+
+
+def _headline(rows: list[dict[str, Any]]) -> str:
+    """The variant's one-line result: held-out bits per byte when measured, else the mean score."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    for row in ok:
+        if row["task"] == "wsm_heldout_bpb" and row["metric"] == "bits_per_byte":
+            return f"held-out bpb {row['value']:.4f}"
+    scores = [r["value"] for r in ok if r["metric"] in ("acc", "acc_norm", "exact_match")]
+    return f"mean score {sum(scores) / len(scores):.4f} over {len(scores)} metrics" if scores else "no scores"
+
+
+def _merger_version() -> str:
+    from wsm_exp import __version__
+
+    return __version__
 
 
 @contextlib.contextmanager

@@ -1,14 +1,14 @@
 """The tidy result row: one per variant × task × metric. The one place the schema lives.
 
-Jobs write their rows to ``<sweep_dir>/jobs/<variant>.json`` atomically; the end-of-sweep
+Jobs write their rows to ``<sweep_dir>/jobs/<variant>@<suite>.json`` atomically; the end-of-sweep
 callback gathers every job file into ``results.parquet`` (plus ``results.csv``). A job file also
-stores the fingerprint of the config that produced it, so a rerun with the same config skips the
-variant and a rerun with a changed config (e.g. another eval suite) recomputes it.
+stores the fingerprint of every input that produced it (``wsm_exp.sweep.freshness``), so a rerun
+reuses the variant only when nothing changed.
 
 Example:
     >>> row = make_row(variant="raw-E64", kind="raw", task="t", metric="acc", value=0.5)
     >>> row["schema_version"], row["status"]
-    (1, 'ok')
+    (3, 'ok')
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pandas as pd
 
 from wsm_exp.atomic import write_json_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3  # 3: branch_kind, parent_*, alpha, weights_hash, merge_dtype, accumulate, eval_suite, study
 
 COLUMNS: dict[str, str] = {
     "schema_version": "int64",  # bumped on any incompatible change to this table
@@ -44,6 +44,15 @@ COLUMNS: dict[str, str] = {
     "branch_steps": "int64",  # branch length: the WSD token budget in steps
     "steps": "string",  # JSON list of merged global steps, oldest first
     "weights": "string",  # JSON list of merge weights, oldest first
+    "branch_kind": "string",  # stage1 | wsm | wsd | fidelity | merge_then_decay (wsm_exp.study.branch_spec)
+    "parent_quantity": "int64",  # N of the merge a merge-then-decay branch starts from (0 otherwise)
+    "parent_interval": "int64",  # Δ of that merge in steps (0 otherwise)
+    "alpha": "float64",  # EMA factor of curve=ema_alpha (NaN otherwise)
+    "weights_hash": "string",  # short hash of explicit merge weights ("" for a named curve)
+    "merge_dtype": "string",  # dtype the merge was written in ("" = the checkpoints')
+    "accumulate": "string",  # merge accumulation precision
+    "eval_suite": "string",  # key of the eval suite and its settings (one per sweep folder)
+    "study": "string",  # key of the study or series (without seed) the model comes from
     "model_hash": "string",  # content key of the evaluated weights
     "seed": "int64",  # training seed of the series
     "task": "string",
@@ -65,7 +74,8 @@ _DEFAULTS: dict[str, Any] = {
     "schema_version": SCHEMA_VERSION, "sweep": "", "sweep_dir": "", "branch": "", "curve": "none",
     "min_lr": 0.0, "quantity": 1, "interval_steps": 0, "interval_tokens": 0, "duration_steps": 0,
     "duration_tokens": 0, "end_step": 0, "end_tokens": 0, "branch_steps": 0, "steps": "[]",
-    "weights": "[]", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
+    "weights": "[]", "branch_kind": "", "parent_quantity": 0, "parent_interval": 0, "alpha": math.nan,
+    "weights_hash": "", "merge_dtype": "", "accumulate": "float32", "eval_suite": "", "study": "", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
     "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
     "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "status": "ok", "error": "",
 }
@@ -89,29 +99,37 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.astype(COLUMNS)
 
 
-def job_file(sweep_dir: Path, variant: str) -> Path:
-    """Where a variant's rows live inside a sweep folder."""
-    return Path(sweep_dir) / "jobs" / f"{variant}.json"
+def job_file(sweep_dir: Path, variant: str, suite: str = "") -> Path:
+    """Where a variant's rows under one eval suite (its key) live inside a sweep folder."""
+    return Path(sweep_dir) / "jobs" / (f"{variant}@{suite}.json" if suite else f"{variant}.json")
 
 
-def write_job(sweep_dir: Path, variant: str, fingerprint: str, rows: list[dict[str, Any]]) -> Path:
-    """Publish a variant's rows (all or nothing) with the fingerprint of its config."""
-    path = job_file(sweep_dir, variant)
-    write_json_atomic(path, {"fingerprint": fingerprint, "rows": [make_row(**r) for r in rows]})
+def write_job(sweep_dir: Path, variant: str, fingerprint: str, rows: list[dict[str, Any]], *, suite: str = "",
+              inputs: dict[str, Any] | None = None) -> Path:
+    """Publish a variant's rows (all or nothing) with the fingerprint and the inputs that made them."""
+    path = job_file(sweep_dir, variant, suite)
+    write_json_atomic(path, {"fingerprint": fingerprint, "inputs": inputs, "rows": [make_row(**r) for r in rows]})
+    if suite:  # the same result stored before suites were part of the key
+        job_file(sweep_dir, variant).unlink(missing_ok=True)
     return path
 
 
-def finished_job(sweep_dir: Path, variant: str, fingerprint: str) -> bool:
-    """True when the variant already has ``ok`` rows from the same config (skip it on rerun)."""
-    path = job_file(sweep_dir, variant)
-    if not path.is_file():
-        return False
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    rows = payload.get("rows", [])
-    return payload.get("fingerprint") == fingerprint and bool(rows) and all(r["status"] == "ok" for r in rows)
+def read_job(sweep_dir: Path, variant: str, suite: str = "") -> dict[str, Any] | None:
+    """A variant's stored job file ({fingerprint, inputs, rows}), or None when absent or unreadable."""
+    for path in dict.fromkeys((job_file(sweep_dir, variant, suite), job_file(sweep_dir, variant))):
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
+            return payload
+    return None
+
+
+def all_ok(payload: dict[str, Any] | None) -> bool:
+    """True when a stored job holds rows and every one is ``ok``."""
+    rows = (payload or {}).get("rows") or []
+    return bool(rows) and all(r.get("status") == "ok" for r in rows)
 
 
 def gather(sweep_dir: Path) -> pd.DataFrame:

@@ -15,11 +15,35 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
 from wsm_exp.sweep.config import ConfigError, SeriesConfig
+
+
+class SeriesSource(Protocol):
+    """What the runner asks of a source of checkpoint series (the embedded study or a user's run)."""
+
+    trains_branches: bool  # can train real decays on demand (fidelity, merge-then-decay)
+    tokens_per_step: int
+    branch_start: int  # step the branch starts at; tokens count from here
+    branch_steps: int  # branch length in steps: the WSD token budget
+    wsd_shapes: Sequence[str]  # decay shapes with a WSD baseline series
+    decay_min_lr: float  # final LR fraction of the WSD decays
+    decay_shape: str  # shape of the decays the study trains for fidelity / merge-then-decay
+
+    def planned_wsm_steps(self) -> list[int]: ...
+
+    def planned_steps(self, branch: str) -> list[int]: ...
+
+    def wsd_decay_steps(self, wsd_end: int) -> int: ...
+
+    def ensure(self, branches: Sequence[str]) -> dict[str, Path]: ...
+
+    def heldout(self) -> Path | None: ...
+
+    def identity(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -32,6 +56,7 @@ class EmbeddedSource:
     seed: int
     cache_root: Path
     logger: Callable[[dict, int], None] | None = None
+    trains_branches = True
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, logger=None) -> "EmbeddedSource":
@@ -62,6 +87,10 @@ class EmbeddedSource:
     @property
     def decay_min_lr(self) -> float:
         return float(self.train_cfg.min_lr_ratio)
+
+    @property
+    def decay_shape(self) -> str:
+        return str(self.train_cfg.decay_shape)
 
     def planned_wsm_steps(self) -> list[int]:
         """The WSM checkpoints the trainer will save (branch start excluded: conservative)."""
@@ -131,6 +160,8 @@ class UserSource:
         return tuple(self.wsd)
 
     decay_min_lr = 0.0
+    decay_shape = "1-sqrt"
+    trains_branches = False
 
     def planned_wsm_steps(self) -> list[int]:
         return self.planned_steps("wsm")
@@ -162,11 +193,10 @@ class UserSource:
         return Path(self.cfg.heldout) if self.cfg.heldout else None
 
     def identity(self) -> dict[str, Any]:
-        from wsm_exp.merging.series import checkpoint_identity
-
-        series = self._load("wsm")
-        return {"path": str(Path(self.cfg.path).resolve()), "seed": self.seed,
-                "checkpoints": [checkpoint_identity(c) for c in series.checkpoints]}
+        """The run by place and steps; its content is fingerprinted per variant (freshness)."""
+        return {"path": str(Path(self.cfg.path).resolve()), "seed": self.seed, "steps": self.planned_wsm_steps(),
+                "wsd": {shape: str(Path(p).resolve()) for shape, p in sorted(self.wsd.items())},
+                "tokens_per_step": self.cfg.tokens_per_step, "branch_start": self.branch_start}
 
     def _load(self, branch: str):
         if branch not in self._series:
@@ -177,7 +207,7 @@ class UserSource:
         return self._series[branch]
 
 
-def make_source(cfg: DictConfig, logger=None) -> EmbeddedSource | UserSource:
+def make_source(cfg: DictConfig, logger=None) -> SeriesSource:
     """The embedded study unless ``series.path`` names the user's own checkpoints."""
     from wsm_exp.sweep.config import from_node
 

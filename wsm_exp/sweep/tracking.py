@@ -1,18 +1,21 @@
 """Weights & Biases logging: one run per evaluated variant, a training run, a summary run per sweep.
 
 Runs are offline by default (``WANDB_MODE=offline`` is set when ``wsm_exp`` is imported) and live
-under ``<sweep_dir>/wandb/``. Run ids are derived from the sweep folder and the variant name, so a
-variant redone after a crash replaces its stale run instead of adding a duplicate.
-``logger=none`` turns all of it off.
+under ``<sweep_dir>/wandb/offline-run-<time>-<id>``, where the id starts with the run's name (the
+variant), so ``ls wandb/*raw-E96-s0*`` finds a variant's run. Ids are stable per sweep folder and name:
+a variant redone after a crash replaces its stale run; a training run resumed after a kill continues
+its run (``resume="allow"``: the history before the kill stays, the new part is appended under the same id).
+``logger=none`` turns all of it off. Upload later with ``wandb sync`` (docs/runner.md).
 
 Example:
-    >>> run_id(Path("/tmp/sweeps/duration"), "raw-E96-s0")[:4].isalnum()
-    True
+    >>> run_id(Path("/tmp/sweeps/duration"), "raw-E96-s0")[:15]
+    'raw-E96-s0-'
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,14 @@ from wsm_exp.sweep.config import LoggerConfig
 
 
 def run_id(sweep_dir: Path, name: str) -> str:
-    """Stable W&B run id for a named run of a sweep folder."""
-    return hashlib.sha1(f"{Path(sweep_dir).resolve()}::{name}".encode()).hexdigest()[:16]
+    """Stable W&B run id for a named run of a sweep folder: the name (made id-safe) + a folder hash."""
+    digest = hashlib.sha1(f"{Path(sweep_dir).resolve()}::{name}".encode()).hexdigest()[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:48]}-{digest}"
 
 
 def start_run(cfg: LoggerConfig, sweep_dir: Path, sweep: str, name: str, *, job_type: str,
-              config: dict[str, Any] | None = None):
-    """A fresh W&B run (stale offline runs of the same id are removed first), or None when off."""
+              config: dict[str, Any] | None = None, resume: bool = False):
+    """A W&B run, or None when off: fresh (stale offline runs of its id removed) or, with ``resume``, continued."""
     if cfg.kind == "none":
         return None
     if cfg.kind != "wandb":
@@ -38,12 +42,13 @@ def start_run(cfg: LoggerConfig, sweep_dir: Path, sweep: str, name: str, *, job_
 
     rid = run_id(sweep_dir, name)
     wandb_dir = Path(sweep_dir) / "wandb"
-    for stale in wandb_dir.glob(f"*-run-*-{rid}"):
-        shutil.rmtree(stale, ignore_errors=True)
+    if not resume:
+        for stale in wandb_dir.glob(f"*-run-*-{rid}"):
+            shutil.rmtree(stale, ignore_errors=True)
     wandb_dir.mkdir(parents=True, exist_ok=True)
     return wandb.init(project=cfg.project, entity=cfg.entity, group=sweep, name=name, id=rid,
                       job_type=job_type, tags=[sweep, *cfg.tags], config=config or {}, dir=str(sweep_dir),
-                      reinit="finish_previous")
+                      reinit="finish_previous", resume="allow" if resume else None)
 
 
 def log_variant(cfg: LoggerConfig, sweep_dir: Path, sweep: str, variant, rows: list[dict[str, Any]]) -> None:
@@ -64,7 +69,8 @@ def log_variant(cfg: LoggerConfig, sweep_dir: Path, sweep: str, variant, rows: l
 
 
 class LazyRun:
-    """A run created on first use: training logs only exist when something was trained."""
+    """A run created on first use and continued across restarts: training logs only exist when something
+    was trained, and a training resumed after a kill appends to the run it started."""
 
     def __init__(self, cfg: LoggerConfig, sweep_dir: Path, sweep: str, *, name: str, job_type: str):
         self._args = (cfg, sweep_dir, sweep, name)
@@ -73,7 +79,7 @@ class LazyRun:
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         if self._run is None:
-            self._run = start_run(*self._args, job_type=self._job_type)
+            self._run = start_run(*self._args, job_type=self._job_type, resume=True)
         if self._run is not None:
             self._run.log(metrics, step=step)
 

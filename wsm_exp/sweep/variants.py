@@ -14,10 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from wsm_exp.study.branch_spec import BranchSpec, Fidelity, MergeThenDecay, parse_branch
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,22 @@ class Variant:
     duration: int = 0  # D = N·Δ for merges, the decay length for wsd
     min_lr: float = 0.0
     seed: int = 0
+    alpha: float | None = None  # EMA factor of curve=ema_alpha
+    explicit: bool = False  # weights given by the user, not by a curve
+    dtype: str | None = None  # merged model's dtype; None keeps the checkpoints'
+    accumulate: str = "float32"  # merge accumulation precision
+
+    @property
+    def spec(self) -> BranchSpec:
+        """The typed branch the model comes from."""
+        return parse_branch(self.branch)
+
+    @property
+    def weights_hash(self) -> str:
+        """Short hash of explicit weights ("" for weights given by a curve)."""
+        if not self.explicit:
+            return ""
+        return hashlib.sha256(json.dumps([round(w, 10) for w in self.weights]).encode()).hexdigest()[:6]
 
     @property
     def quantity(self) -> int:
@@ -53,6 +73,10 @@ class Variant:
             "end_step": self.end_step, "end_tokens": (self.end_step - branch_start) * tokens_per_step,
             "branch_steps": branch_steps, "steps": json.dumps(list(self.steps)),
             "weights": json.dumps([round(w, 10) for w in self.weights]),
+            "branch_kind": self.spec.kind, "parent_quantity": self.spec.parent_quantity,
+            "parent_interval": self.spec.parent_interval,
+            "alpha": math.nan if self.alpha is None else float(self.alpha), "weights_hash": self.weights_hash,
+            "merge_dtype": self.dtype or "", "accumulate": self.accumulate,
         }
 
 
@@ -76,9 +100,11 @@ def merge_variant(
     """
     label = "explicit" if explicit else curve
     kind, prefix = ("wsm", "wsm") if branch == "wsm" else ("decay_merge", f"decaymerge-{branch[4:]}")
-    weights_id = label
-    if explicit:  # the weights themselves tell two explicit merges apart
-        weights_id += "-" + hashlib.sha256(json.dumps([round(w, 10) for w in weights]).encode()).hexdigest()[:6]
+    variant = Variant(name="", kind=kind, branch=branch, curve=label, steps=tuple(steps), weights=tuple(weights),
+                      interval=interval, duration=duration, min_lr=min_lr, seed=seed,
+                      alpha=alpha if curve == "ema_alpha" else None, explicit=explicit, dtype=dtype,
+                      accumulate=accumulate)
+    weights_id = f"{label}-{variant.weights_hash}" if explicit else label  # explicit merges differ by weights
     name = f"{prefix}-{weights_id}-N{len(steps)}-I{interval}-E{steps[-1]}"
     if min_lr:
         name += f"-m{min_lr:g}"
@@ -88,10 +114,7 @@ def merge_variant(
         name += f"-{dtype}"
     if accumulate != "float32":
         name += f"-acc{accumulate}"
-    return Variant(
-        name=f"{name}-s{seed}", kind=kind, branch=branch, curve=label, steps=tuple(steps),
-        weights=tuple(weights), interval=interval, duration=duration, min_lr=min_lr, seed=seed,
-    )
+    return dataclasses.replace(variant, name=f"{name}-s{seed}")
 
 
 def raw_variant(*, step: int, seed: int = 0) -> Variant:
@@ -125,7 +148,7 @@ def merge_then_decay_variant(*, merge: Variant, shape: str, decay_steps: int, mi
     >>> v.name, v.branch, v.steps
     ('mergethendecay-mean-N2-I8-E16-1-sqrt-D16-s0', 'mergethendecay_E16_N2_I8_D16_mean', (32,))
     """
-    branch = f"mergethendecay_E{merge.end_step}_N{merge.quantity}_I{merge.interval}_D{decay_steps}_{merge.curve}"
+    branch = MergeThenDecay(merge.end_step, merge.quantity, merge.interval, decay_steps, merge.curve).name
     name = f"mergethendecay-{merge.curve}-N{merge.quantity}-I{merge.interval}-E{merge.end_step}-{shape}-D{decay_steps}"
     return Variant(name=f"{name}-s{merge.seed}", kind="merge_then_decay", branch=branch, curve=merge.curve,
                    steps=(merge.end_step + decay_steps,), weights=(1.0,), interval=merge.interval,
@@ -138,4 +161,4 @@ def fidelity_branch(end: int, duration: int) -> str:
     >>> fidelity_branch(96, 32)
     'fidelity_E96_D32'
     """
-    return f"fidelity_E{end}_D{duration}"
+    return Fidelity(end, duration).name
