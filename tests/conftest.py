@@ -29,3 +29,15 @@ def dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    """Sweep folders of the end-to-end tests (one per session)."""
+    return tmp_path_factory.mktemp("sweeps")
+
+
+@pytest.fixture(scope="session")
+def cache(root):
+    """The content-keyed cache the end-to-end sweeps share: the micro study is trained into it once."""
+    return root / "_cache"

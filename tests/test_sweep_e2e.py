@@ -24,16 +24,6 @@ from sweep_helpers import MICRO, ROOT, run_sweep, wandb_runs
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tmp_path_factory.mktemp("sweeps")
-
-
-@pytest.fixture(scope="module")
-def cache(root):
-    return root / "_cache"
-
-
-@pytest.fixture(scope="module")
 def duration(root, cache):
     run = run_sweep(root, "+sweep=duration", "merge.quantity=2", "merge.duration=8,16,32", name="duration", cache=cache)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]

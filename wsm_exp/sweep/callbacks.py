@@ -95,7 +95,7 @@ def preflight(config: DictConfig) -> None:
             plan_job(cfg, source)
             key, payload = folder.identity(source.identity(), OmegaConf.to_container(cfg.eval, resolve=True))
             identities[key] = payload
-            folder.check(Path(cfg.paths.sweep_dir), key)
+            folder.check(Path(cfg.paths.sweep_dir), key, payload)
         except ConfigError as err:
             problems.append(f"  job [{' '.join(overrides)}]: {err}")
     if len(identities) > 1:

@@ -9,9 +9,9 @@ Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> claim(folder, "abc", {"eval": "tiny"}); check(folder, "abc")
-    >>> check(folder, "other")  # doctest: +ELLIPSIS
+    >>> check(folder, "other", {"eval": "benchmarks"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    wsm_exp.sweep.config.ConfigError: Sweep folder ... already holds results of another study or eval suite...
+    wsm_exp.sweep.config.ConfigError: Sweep folder ... The settings that differ: eval: 'tiny' → 'benchmarks'...
 """
 
 from __future__ import annotations
@@ -27,25 +27,50 @@ from wsm_exp.sweep.config import ConfigError
 RECORD = "sweep.json"
 
 
+EXECUTION = ("device", "batch_size")
+"""Eval settings that say how, not what, is measured: they may change within a folder (freshness still
+recomputes the variants they touch)."""
+
+
 def identity(source_identity: dict[str, Any], eval_identity: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(key, payload): the study or series without its seed, and the eval suite."""
-    payload = {"source": {k: v for k, v in source_identity.items() if k != "seed"}, "eval": eval_identity}
+    """(key, payload): the study or series without its seed, and what the eval suite measures."""
+    payload = {"source": {k: v for k, v in source_identity.items() if k != "seed"},
+               "eval": {k: v for k, v in eval_identity.items() if k not in EXECUTION}}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return key, payload
 
 
-def check(sweep_dir: Path, key: str) -> None:
-    """Raise ConfigError when ``sweep_dir`` was claimed by another study or suite."""
+def check(sweep_dir: Path, key: str, payload: dict[str, Any] | None = None) -> None:
+    """Raise ConfigError when ``sweep_dir`` was claimed by another study or suite, naming what differs."""
     path = Path(sweep_dir) / RECORD
     if not path.is_file():
         return
     recorded = json.loads(path.read_text())
     if recorded.get("key") != key:
+        differ = _differences(recorded, payload) if payload else []
+        what = f" The settings that differ: {'; '.join(differ)}." if differ else ""
         raise ConfigError(
             f"Sweep folder {sweep_dir} already holds results of another study or eval suite (recorded in "
-            f"{path}); their rows would be mixed with these. Give this run its own folder (sweep_name=...), "
-            "or delete the old one."
+            f"{path}); their rows would be mixed with these.{what} Either give this run its own folder "
+            "(sweep_name=...), or delete the old folder to start over."
         )
+
+
+def _differences(recorded: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    """``key: old → new`` for every dotted key whose value differs (the study's under model/data/train)."""
+    old, new = _flat(recorded.get("source", {}), ""), _flat(payload.get("source", {}), "")
+    old.update(_flat(recorded.get("eval", {}), "eval."))
+    new.update(_flat(payload.get("eval", {}), "eval."))
+    return [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def _flat(tree: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
 
 
 def claim(sweep_dir: Path, key: str, payload: dict[str, Any]) -> None:

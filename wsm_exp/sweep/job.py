@@ -50,7 +50,7 @@ def run_job(cfg: DictConfig) -> list[str]:
     source = make_source(cfg, logger=train_log.log)
     plan = plan_job(cfg, source)  # ConfigError: refused, nothing written
     context = _Context(cfg, sweep, sweep_dir, source, logger_cfg, from_node(MergeConfig, cfg.merge, key="merge"))
-    folder.check(sweep_dir, context.folder_key)  # another study or suite here: refused, nothing written
+    folder.check(sweep_dir, context.folder_key, context.folder_payload)  # another study or suite here: refused, nothing written
     folder.claim(sweep_dir, context.folder_key, context.folder_payload)
     failed: list[str] = []
     try:
@@ -83,7 +83,7 @@ class _Context:
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
         eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
         self.folder_key, self.folder_payload = folder.identity(source.identity(), eval_identity)
-        self.suite_key = freshness.digest(eval_identity)[:8]
+        self.suite_key = freshness.digest(self.folder_payload["eval"])[:8]  # what is measured, not how
         self.study_key = freshness.digest(self.folder_payload["source"])[:8]
         self.eval_identity = eval_identity
         self._series: dict[str, Any] = {}

@@ -8,7 +8,7 @@ its run (``resume="allow"``: the history before the kill stays, the new part is 
 ``logger=none`` turns all of it off. Upload later with ``wandb sync`` (docs/runner.md).
 
 Example:
-    >>> run_id(Path("/tmp/sweeps/duration"), "raw-E96-s0")[:15]
+    >>> run_id(Path("/tmp/sweeps/duration"), "raw-E96-s0")[:11]
     'raw-E96-s0-'
 """
 
