@@ -18,6 +18,9 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import signal
+import sys
+import threading
 import time
 import traceback
 from dataclasses import asdict
@@ -44,6 +47,7 @@ def sweep_paths(cfg: DictConfig) -> tuple[str, Path]:
 def run_job(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; return the names of variants that failed."""
     quiet_terminal()
+    _exit_cleanly_on_sigterm()
     sweep, sweep_dir = sweep_paths(cfg)
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
     train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{cfg.seed}", job_type="train")
@@ -222,6 +226,16 @@ def _headline(rows: list[dict[str, Any]]) -> str:
             return f"held-out bpb {row['value']:.4f}"
     scores = [r["value"] for r in ok if r["metric"] in ("acc", "acc_norm", "exact_match")]
     return f"mean score {sum(scores) / len(scores):.4f} over {len(scores)} metrics" if scores else "no scores"
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (``kill``, a Slurm preemption) unwinds like an error, so W&B runs are flushed and closed.
+
+    Python's default would end the process at once and lose what W&B had not written yet. (SIGKILL
+    cannot be caught: W&B's unflushed records are lost, but a rerun still resumes the training run.)
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def _merger_version() -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from wsm_exp.atomic import write_json_atomic
+from wsm_exp.atomic import temp_path, write_json_atomic
 
 SCHEMA_VERSION = 3  # 3: branch_kind, parent_*, alpha, weights_hash, merge_dtype, accumulate, eval_suite, study
 
@@ -146,7 +146,7 @@ def write_results(sweep_dir: Path) -> pd.DataFrame:
     frame = gather(sweep_dir)
     for name, writer in (("results.parquet", frame.to_parquet), ("results.csv", frame.to_csv)):
         target = Path(sweep_dir) / name
-        tmp = target.with_name(f".{name}.tmp")
+        tmp = temp_path(target)  # private: two sweeps finishing at once never share a temporary
         writer(tmp, index=False)
         os.replace(tmp, target)
     return frame
