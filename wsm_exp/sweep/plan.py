@@ -70,7 +70,7 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
                             interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
                             alpha=merge.alpha, explicit=merge.weights is not None, seed=seed, branch=merge.branch,
                             dtype=merge.dtype, accumulate=merge.accumulate)
-    if "wsm_heldout_bpb" in list(cfg.eval.tasks) and not source.heldout():
+    if "wsm_heldout_bpb" in list(cfg.eval.tasks) and not source.has_heldout:
         raise ConfigError(
             "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
             "series.heldout=/path/heldout.jsonl ({\"text\": ...} per line), or use a suite without it "

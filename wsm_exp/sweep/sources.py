@@ -26,6 +26,7 @@ class SeriesSource(Protocol):
     """What the runner asks of a source of checkpoint series (the embedded study or a user's run)."""
 
     trains_branches: bool  # can train real decays on demand (fidelity, merge-then-decay)
+    has_heldout: bool  # held-out text exists for the loss task (answered without building anything)
     tokens_per_step: int
     branch_start: int  # step the branch starts at; tokens count from here
     branch_steps: int  # branch length in steps: the WSD token budget
@@ -57,6 +58,7 @@ class EmbeddedSource:
     cache_root: Path
     logger: Callable[[dict, int], None] | None = None
     trains_branches = True
+    has_heldout = True  # the study holds out Wikipedia articles
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, logger=None) -> "EmbeddedSource":
@@ -162,6 +164,10 @@ class UserSource:
     decay_min_lr = 0.0
     decay_shape = "1-sqrt"
     trains_branches = False
+
+    @property
+    def has_heldout(self) -> bool:
+        return bool(self.cfg.heldout)
 
     def planned_wsm_steps(self) -> list[int]:
         return self.planned_steps("wsm")
