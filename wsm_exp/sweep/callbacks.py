@@ -3,7 +3,8 @@
 Registered in conf/config.yaml under ``hydra.callbacks``. On ``on_multirun_start`` every job's
 merge settings are planned (no training, merging or evaluation) so a bad override fails at once
 with the key and the allowed values. On ``on_multirun_end`` (and ``on_run_end`` for a single job)
-the job files become ``results.parquet`` + ``results.csv``, the report is written, the summary W&B
+the job files become ``results.parquet`` + ``results.csv`` (a planned variant without one, e.g.
+of a cancelled Slurm job, becomes a failed row), the report is written, the summary W&B
 run is logged, and the sweep folder's path is printed last. Any failed variant makes the command
 exit non-zero after all of that.
 """
@@ -110,6 +111,7 @@ def finalize(config: DictConfig) -> None:
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
         return  # the job failed before any result; Hydra reports its error and exits non-zero
+    record_lost_variants(config, sweep, sweep_dir)
     frame = results.write_results(sweep_dir)
     report = None
     try:
@@ -129,3 +131,30 @@ def finalize(config: DictConfig) -> None:
     print(f"Sweep folder: {Path(sweep_dir)}")
     if failed:
         sys.exit(1)
+
+
+LOST = ("no result: its job ended before writing one (cancelled, killed, or past its time or memory limit; "
+        "the launcher's log names the job). Rerun the same command to redo it.")
+
+
+def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path) -> None:
+    """Write a failed row for every planned variant that has no job file (e.g. its Slurm job was cancelled)."""
+    from wsm_exp.sweep import results
+    from wsm_exp.sweep.config import ConfigError
+    from wsm_exp.sweep.job import plan_job
+    from wsm_exp.sweep.sources import make_source
+
+    for overrides in job_overrides(config):
+        cfg = job_config(config, overrides)
+        try:
+            source = make_source(cfg)
+            plan = plan_job(cfg, source)
+        except ConfigError:
+            continue  # a job that cannot be planned reported its own error
+        for variant in [plan.variant, *plan.baselines]:
+            if results.job_file(sweep_dir, variant.name).is_file():
+                continue
+            fields = variant.row_fields(tokens_per_step=source.tokens_per_step, branch_start=source.branch_start,
+                                        branch_steps=source.branch_steps)
+            row = results.make_row(sweep=sweep, sweep_dir=str(sweep_dir), **fields, status="failed", error=LOST)
+            results.write_job(sweep_dir, variant.name, "lost", [row])
