@@ -199,21 +199,18 @@ def test_stop_never_kills_a_process_that_reuses_a_recorded_pid(tmp_path):
 
 
 def test_start_without_root_says_why_and_exits_77():
-    if os.geteuid() != 0:
-        command = [str(SCRIPT), "start"]
-    elif shutil.which("runuser"):
-        copy = Path(tempfile.mkdtemp(prefix="slurm-local-"))  # readable by an unprivileged user
-        copy.chmod(0o755)
-        shutil.copy(SCRIPT, copy / SCRIPT.name)
-        command = ["runuser", "-u", "nobody", "--", str(copy / SCRIPT.name), "start"]
-    else:
-        pytest.skip("root without runuser: cannot start the script as another user")
-    env = {**os.environ, "SLURM_LOCAL_DIR": str(Path(tempfile.mkdtemp(prefix="slurm-local-")) / "state")}
+    scratch = Path(tempfile.mkdtemp(prefix="slurm-local-"))  # outside pytest's root-only temp folders
     try:
+        scratch.chmod(0o755)
+        command = [str(SCRIPT), "start"]
+        if os.geteuid() == 0:
+            if not shutil.which("runuser"):
+                pytest.skip("root without runuser: cannot start the script as another user")
+            shutil.copy(SCRIPT, scratch / SCRIPT.name)  # the worktree may be unreadable to nobody
+            command = ["runuser", "-u", "nobody", "--", str(scratch / SCRIPT.name), "start"]
+        env = {**os.environ, "SLURM_LOCAL_DIR": str(scratch / "state")}
         refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     finally:
-        for made in {Path(env["SLURM_LOCAL_DIR"]).parent, Path(command[-2]).parent}:
-            if made.name.startswith("slurm-local-"):
-                shutil.rmtree(made)
+        shutil.rmtree(scratch)
     assert refused.returncode == CANNOT_HOST
     assert "cannot host a Slurm cluster here" in refused.stderr and "root" in refused.stderr

@@ -5,12 +5,8 @@ result (cancelled with ``scancel``, killed, past its time or memory limit): the 
 no longer waited for and the end-of-sweep callback never runs. This one waits for every job, logs
 each lost one (its Slurm id, state and log file) and lets the sweep end normally: the end-of-sweep
 callback records the variants left without a result as failed rows, and rerunning the same command
-redoes them. Selected by ``_target_`` in conf/hydra/launcher/slurm.yaml; docs/cluster.md.
-
-Example:
-    >>> from hydra_plugins.wsm_exp_slurm.launcher import SlurmLauncher
-    >>> SlurmLauncher._EXECUTOR
-    'slurm'
+redoes them. Selected by ``_target_`` in conf/hydra/launcher/slurm.yaml, so
+``python -m wsm_exp +sweep=duration hydra/launcher=slurm`` uses it; docs/cluster.md.
 """
 
 from __future__ import annotations
