@@ -133,8 +133,8 @@ def finalize(config: DictConfig) -> None:
         sys.exit(1)
 
 
-LOST = ("no result: its job ended before writing one (cancelled, killed, or past its time or memory limit; "
-        "the launcher's log names the job). Rerun the same command to redo it.")
+LOST = ("no result: its job ended without writing one (cancelled, killed, past its time or memory limit, or "
+        "failed before reaching it; the launcher's log names the job). Rerun the same command to redo it.")
 
 
 def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path) -> None:
