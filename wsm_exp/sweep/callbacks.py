@@ -3,7 +3,8 @@
 Registered in conf/config.yaml under ``hydra.callbacks``. On ``on_multirun_start`` every job's
 merge settings are planned (no training, merging or evaluation) so a bad override fails at once
 with the key and the allowed values. On ``on_multirun_end`` (and ``on_run_end`` for a single job)
-the job files become ``results.parquet`` + ``results.csv``, the report is written, the summary W&B
+the job files become ``results.parquet`` + ``results.csv`` (a planned variant without one, e.g.
+of a cancelled Slurm job, becomes a failed row), the report is written, the summary W&B
 run is logged, and the sweep folder's path is printed last. Any failed variant makes the command
 exit non-zero after all of that.
 """
@@ -121,6 +122,7 @@ def finalize(config: DictConfig, since: float = 0.0) -> None:
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
         return  # the job failed before any result; Hydra reports its error and exits non-zero
+    record_lost_variants(config, sweep, sweep_dir)
     frame = results.write_results(sweep_dir)
     report, report_error = None, ""
     try:
@@ -156,3 +158,32 @@ def _findings_text(findings) -> str:
     """The findings table as plain text for the terminal."""
     columns = [c for c in ("claim", "verdict", "evidence") if c in findings.columns]
     return "Findings:\n" + findings[columns].to_string(index=False, max_colwidth=90)
+
+
+LOST = ("no result: its job ended without writing one (cancelled, killed, past its time or memory limit, or "
+        "failed before reaching it; the launcher's log names the job). Rerun the same command to redo it.")
+
+
+def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path) -> None:
+    """Write a failed row for every planned variant that has no job file (e.g. its Slurm job was cancelled)."""
+    from wsm_exp.sweep import folder, results
+    from wsm_exp.sweep.config import ConfigError
+    from wsm_exp.sweep.plan import plan_job
+    from wsm_exp.sweep.sources import make_source
+
+    for overrides in job_overrides(config):
+        cfg = job_config(config, overrides)
+        try:
+            source = make_source(cfg)
+            plan = plan_job(cfg, source)
+        except ConfigError:
+            continue  # a job that cannot be planned reported its own error
+        keys = folder.Keys.of(source.identity(), OmegaConf.to_container(cfg.eval, resolve=True))
+        for variant in [plan.variant, *plan.baselines]:
+            if results.read_job(sweep_dir, variant.name, keys.suite) is not None:
+                continue
+            fields = variant.row_fields(tokens_per_step=source.tokens_per_step, branch_start=source.branch_start,
+                                        branch_steps=source.branch_steps)
+            row = results.make_row(sweep=sweep, sweep_dir=str(sweep_dir), **fields, eval_suite=keys.suite,
+                                   study=keys.study, status="failed", error=LOST)
+            results.write_job(sweep_dir, variant.name, "lost", [row], suite=keys.suite)

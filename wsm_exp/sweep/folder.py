@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,25 @@ def identity(source_identity: dict[str, Any], eval_identity: dict[str, Any]) -> 
                "eval": {k: v for k, v in eval_identity.items() if k not in EXECUTION}}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return key, payload
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A job's identity keys: the folder's (study + suite), the suite's alone and the study's alone."""
+
+    folder: str
+    payload: dict[str, Any]
+    suite: str  # what the eval suite measures (device and batch size left out)
+    study: str  # the study or series, without seed
+
+    @classmethod
+    def of(cls, source_identity: dict[str, Any], eval_identity: dict[str, Any]) -> "Keys":
+        key, payload = identity(source_identity, eval_identity)
+        return cls(key, payload, _digest(payload["eval"]), _digest(payload["source"]))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def check(sweep_dir: Path, key: str, payload: dict[str, Any] | None = None) -> None:

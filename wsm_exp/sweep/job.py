@@ -54,8 +54,8 @@ def run_job(cfg: DictConfig) -> list[str]:
     source = make_source(cfg, logger=train_log.log)
     plan = plan_job(cfg, source)  # ConfigError: refused, nothing written
     context = _Context(cfg, sweep, sweep_dir, source, logger_cfg, from_node(MergeConfig, cfg.merge, key="merge"))
-    folder.check(sweep_dir, context.folder_key, context.folder_payload)  # another study or suite here: refused, nothing written
-    folder.claim(sweep_dir, context.folder_key, context.folder_payload)
+    folder.check(sweep_dir, context.keys.folder, context.keys.payload)  # another study or suite: refused, nothing written
+    folder.claim(sweep_dir, context.keys.folder, context.keys.payload)
     failed: list[str] = []
     try:
         branch_paths = source.ensure(plan.branches)
@@ -85,11 +85,8 @@ class _Context:
         self.merges, self.scores = Path(cfg.paths.merges), Path(cfg.paths.scores)
         self.logger_cfg, self.merge = logger_cfg, merge
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
-        eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
-        self.folder_key, self.folder_payload = folder.identity(source.identity(), eval_identity)
-        self.suite_key = freshness.digest(self.folder_payload["eval"])[:8]  # what is measured, not how
-        self.study_key = freshness.digest(self.folder_payload["source"])[:8]
-        self.eval_identity = eval_identity
+        self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
+        self.keys = folder.Keys.of(source.identity(), self.eval_identity)
         self._series: dict[str, Any] = {}
         self._identities: dict[Path, str] = {}
         self._heldout_hash: str | None = None
@@ -116,7 +113,7 @@ class _Context:
         inputs = self.inputs(variant, branch_paths)
         fingerprint = freshness.fingerprint(inputs)
         with _variant_lock(self.sweep_dir, variant.name):
-            stored = results.read_job(self.sweep_dir, variant.name, self.suite_key)
+            stored = results.read_job(self.sweep_dir, variant.name, self.keys.suite)
             if stored and stored.get("fingerprint") == fingerprint and results.all_ok(stored):
                 log.info("reused %s: %s", variant.name, _headline(stored["rows"]))
                 return True
@@ -130,7 +127,7 @@ class _Context:
             except Exception as err:  # noqa: BLE001 — recorded as a failed row; a rerun retries it
                 self.record_failure(variant, err, fingerprint, inputs)
                 return False
-            results.write_job(self.sweep_dir, variant.name, fingerprint, rows, suite=self.suite_key, inputs=inputs)
+            results.write_job(self.sweep_dir, variant.name, fingerprint, rows, suite=self.keys.suite, inputs=inputs)
             log.info("computed %s: %s (%.1f s)", variant.name, _headline(rows), time.perf_counter() - started)
             return True
 
@@ -141,7 +138,7 @@ class _Context:
         log.info("traceback of %s:\n%s", variant.name, traceback.format_exc(), extra=FILE_ONLY)
         row = results.make_row(sweep=self.sweep, sweep_dir=str(self.sweep_dir), **self._fields(variant),
                                status="failed", error=message)
-        results.write_job(self.sweep_dir, variant.name, fingerprint, [row], suite=self.suite_key, inputs=inputs)
+        results.write_job(self.sweep_dir, variant.name, fingerprint, [row], suite=self.keys.suite, inputs=inputs)
 
     def _identity(self, checkpoint) -> str:
         """Content identity of a checkpoint, computed once per process."""
@@ -159,7 +156,7 @@ class _Context:
     def _fields(self, variant: Variant) -> dict[str, Any]:
         return {**variant.row_fields(tokens_per_step=self.source.tokens_per_step,
                                      branch_start=self.source.branch_start, branch_steps=self.source.branch_steps),
-                "eval_suite": self.suite_key, "study": self.study_key}
+                "eval_suite": self.keys.suite, "study": self.keys.study}
 
     def _series_of(self, branch: str, path: Path):
         from wsm_exp.merging.series import load_series
