@@ -1,13 +1,14 @@
 """``wsm-merge``: merge a window of a constant-LR checkpoint series so it emulates a LR decay.
 
-parse -> series -> window -> weights -> validate -> merge. Errors are one paragraph on stderr,
-exit code 2, and nothing written.
+parse -> series -> window -> ``build_plan`` -> merge (hashing the inputs as it streams them).
+Errors are one paragraph on stderr, exit code 2, and nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -53,64 +54,56 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def plan(args: argparse.Namespace) -> tuple[object, list[float], dict]:
-    """Series -> window -> weights; returns (window, weights, the JSON plan)."""
+def make_plan(args: argparse.Namespace):
+    """Series -> window -> ``build_plan`` (identities only from the cache: nothing is hashed here)."""
+    from wsm_exp.merging.plan import build_plan
     from wsm_exp.merging.series import load_series, select_window
-    from wsm_exp.merging.weights import CONVENTION, WeightsError, explicit_weights, merge_weights
 
-    if args.weights and (args.curve or args.min_lr or args.alpha is not None):
-        raise WeightsError("--weights gives the merge weights directly, so --curve, --min-lr and --alpha would be "
-                           "ignored; drop them, or drop --weights to derive the weights from a curve.")
-    curve = "explicit" if args.weights else args.curve or "mean"
-    series = load_series(args.series, tokens_per_step=args.tokens_per_step)
+    weights = [float(x) for x in args.weights.split(",")] if args.weights else None
     quantity = args.quantity
-    if args.weights and quantity is None and args.duration is None:
-        quantity = len(args.weights.split(","))
+    if weights and quantity is None and args.duration is None:
+        quantity = len(weights)
+    series = load_series(args.series, tokens_per_step=args.tokens_per_step)
     window = select_window(series, end=args.end, quantity=quantity, interval=args.interval, duration=args.duration)
-    if args.weights:
-        weights = explicit_weights([float(x) for x in args.weights.split(",")], window.quantity)
-    else:
-        weights = merge_weights(curve, window.quantity, min_lr=args.min_lr, alpha=args.alpha)
-    payload = {
-        "checkpoints": [{"step": c.step, "path": str(c.path), "weight": w} for c, w in zip(window.checkpoints, weights)],
-        "curve": curve, "quantity": window.quantity,
-        "interval": window.interval, "duration": window.duration, "span": window.span,
-        "end": window.end_step, "min_lr": args.min_lr, "convention": CONVENTION,
-        "tokens_per_step": series.tokens_per_step, "duration_tokens": window.tokens(window.duration),
-    }
-    return window, weights, payload
+    return build_plan(window, curve=args.curve, weights=weights, min_lr=args.min_lr, alpha=args.alpha,
+                      dtype=args.dtype, accumulate=args.accumulate, identify=False)
+
+
+def in_cli_terms(message: str) -> str:
+    """Shared messages name Hydra keys (``merge.curve=1-sqrt``); here they name the options (``--curve 1-sqrt``).
+
+    >>> in_cli_terms("e.g. merge.min_lr=0.1, or merge.weights=[0.2,0.8]; merge.alpha")
+    'e.g. --min-lr 0.1, or --weights 0.2,0.8; --alpha'
+    """
+    message = re.sub(r"merge\.(\w+)=\[([^\]]*)\]", lambda m: f"--{m[1].replace('_', '-')} {m[2]}", message)
+    message = re.sub(r"merge\.(\w+)=", lambda m: f"--{m[1].replace('_', '-')} ", message)
+    return re.sub(r"merge\.(\w+)", lambda m: f"--{m[1].replace('_', '-')}", message)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wsm_exp.merging.merger import MergeError, merge_checkpoints
-    from wsm_exp.merging.series import SeriesError, validate_window
-    from wsm_exp.merging.weights import WeightsError
+    from wsm_exp.merging.merger import MergeError, merge_plan
 
     args = build_parser().parse_args(argv)
     try:
         if not args.dry_run and not args.out:
             raise MergeError("--out is required (the folder the merged model is written to), unless --dry-run.")
-        window, weights, payload = plan(args)
-        validate_window(window)
+        plan = make_plan(args)
         if args.dry_run:
-            print(json.dumps(payload, indent=1))
+            print(json.dumps(plan.describe(), indent=1))
             return 0
-        result = merge_checkpoints(
-            window.checkpoints, weights, Path(args.out), dtype=args.dtype, accumulate=args.accumulate,
-            provenance={"curve": payload["curve"], "min_lr": args.min_lr, "convention": payload["convention"],
-                        "interval": window.interval, "duration": window.duration},
-            overwrite=args.overwrite, shard_size_bytes=int(args.shard_size * 1024**3),
-            allow_nonfinite=args.allow_nonfinite, progress=not args.quiet,
-        )
-    except (SeriesError, WeightsError, MergeError, ValueError) as err:
-        print(f"wsm-merge: error: {err}", file=sys.stderr)
+        result = merge_plan(plan, Path(args.out), overwrite=args.overwrite,
+                            shard_size_bytes=int(args.shard_size * 1024**3), allow_nonfinite=args.allow_nonfinite,
+                            progress=not args.quiet)
+    except ValueError as err:  # SeriesError, WindowError, WeightsError, PlanError, CheckpointError, MergeError
+        print(f"wsm-merge: error: {in_cli_terms(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # full disk, no permission, missing parent folder: nothing was published
         print(f"wsm-merge: error: could not read the series or write {args.out}: {err}. Nothing was written to "
               "the output folder; free space or pick a writable --out and rerun.", file=sys.stderr)
         return 2
-    print(f"merged {window.quantity} checkpoints (steps {[c.step for c in window.checkpoints]}) into {result.out_dir} "
-          f"in {result.seconds:.1f}s ({result.bytes_read / 1e9 / max(result.seconds, 1e-9):.2f} GB/s), key {result.key}")
+    print(f"merged {len(plan.checkpoints)} checkpoints (steps {[c.step for c in plan.checkpoints]}) into "
+          f"{result.out_dir} in {result.seconds:.1f}s ({result.bytes_read / 1e9 / max(result.seconds, 1e-9):.2f} GB/s), "
+          f"key {result.key}, identity {result.identity}")
     return 0
 
 

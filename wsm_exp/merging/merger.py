@@ -1,22 +1,23 @@
-"""Streaming weighted merge of safetensors checkpoints, published atomically with provenance.
+"""Streaming weighted merge of a ``MergePlan``, published atomically with provenance.
 
 Tensor by tensor from memory-mapped files: accumulate ``Σ w_i θ_i`` in fp32 (or fp64) as
 ``acc.addcmul_(θ_i, w_i)`` in checkpoint order (the arithmetic of mergekit's ``linear`` with
 ``normalize: false``, so both give bit-identical results for the same weights), write the
-result in the input dtype (or ``dtype``), shard past ``shard_size_bytes``. Memory stays near one
-output shard plus a few tensors, whatever N is. Everything is written into a hidden temporary
-folder beside ``out_dir`` and renamed into place at the end, so a crash or a full disk never
-leaves a partial model at ``out_dir``.
+result in the input dtype (or the plan's dtype), shard past ``shard_size_bytes``. Memory stays
+near one tensor whatever N is. Every input byte the merge reads is hashed on the way (inputs the
+identity cache knows are not), so the plan's key and the input identities come without a second
+read; the output's identity is hashed as it is written. Everything goes into a hidden temporary
+folder beside ``out_dir``, renamed into place at the end: a crash leaves no partial model.
 
 Example:
-    >>> from wsm_exp.merging.series import load_series, select_window          # doctest: +SKIP
-    >>> w = select_window(load_series("ckpts/run"), quantity=4)                 # doctest: +SKIP
-    >>> merge_checkpoints(w.checkpoints, [0.25] * 4, "merged/mean4").key        # doctest: +SKIP
+    >>> from wsm_exp.merging.series import load_series, select_window            # doctest: +SKIP
+    >>> plan = build_plan(select_window(load_series("ckpts/run"), quantity=4), curve="1-sqrt")  # doctest: +SKIP
+    >>> merge_or_reuse(plan, "cache/merges").out_dir                              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
+import fcntl
 import itertools
 import json
 import os
@@ -34,8 +35,11 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from wsm_exp.atomic import temp_path
-from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, SeriesError, checkpoint_identity, validate_checkpoints
-from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter, tensor_nbytes
+from wsm_exp.merging.identity import StreamingIdentity, combine, config_of
+from wsm_exp.merging.plan import MergePlan, build_plan
+from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
+from wsm_exp.merging.st_io import CheckpointError, tensor_nbytes
+from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
@@ -49,121 +53,156 @@ class MergeError(ValueError):
 
 @dataclass(frozen=True)
 class MergeResult:
-    """Where the merged model is, its content key, and what it cost."""
+    """Where the merged model is, its plan's key, its own identity, and what it cost."""
 
     out_dir: Path
     key: str
+    identity: str  # content identity of the output (identity.folder_identity of out_dir)
     bytes_read: int
     seconds: float
     shards: int
+    reused: bool = False
 
 
-def merge_key(checkpoints: Sequence[Checkpoint], weights: Sequence[float], dtype: str | None = None,
-              accumulate: str = "float32") -> str:
-    """Content key of a merge: checkpoint identities + weights + output dtype + accumulation.
+def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeResult:
+    """The merged model of ``plan`` at ``<merges_dir>/<key>``, merged unless it is there already.
 
-    Two requests with the same key produce the same tensors, so callers can reuse the folder.
+    A process that finds another merging the same key waits for it (a lock on
+    ``<merges_dir>/.<key>.lock``) and reuses its result. ``options`` go to ``merge_plan``.
     """
-    payload = {
-        "inputs": [checkpoint_identity(c) for c in checkpoints],
-        "weights": [repr(float(w)) for w in weights],
-        "dtype": dtype, "accumulate": accumulate,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    plan = plan.identified()
+    merges_dir = Path(merges_dir)
+    out_dir = merges_dir / plan.key
+    merges_dir.mkdir(parents=True, exist_ok=True)
+    with open(merges_dir / f".{plan.key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record_path = out_dir / "merge.json"
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            return MergeResult(out_dir, plan.key, record["output"]["identity"], 0, 0.0,
+                               len(record["output"]["files"]), reused=True)
+        return merge_plan(plan, out_dir, overwrite=True, **options)  # a folder without merge.json is debris
 
 
-def merge_checkpoints(
-    checkpoints: Sequence[Checkpoint], weights: Sequence[float], out_dir: str | Path, *,
-    dtype: str | None = None, accumulate: str = "float32", provenance: dict[str, Any] | None = None,
-    overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
-    progress: bool = True,
+def merge_checkpoints(checkpoints: Sequence[Checkpoint], weights: Sequence[float], out_dir: str | Path, *,
+                      dtype: str | None = None, accumulate: str = "float32", **options) -> MergeResult:
+    """Write ``Σ weights[i] · checkpoints[i]`` (weights as given, oldest first) to ``out_dir``."""
+    plan = build_plan(checkpoints, weights=weights, normalize=False, dtype=dtype, accumulate=accumulate,
+                      identify=False)
+    return merge_plan(plan, out_dir, **options)
+
+
+def merge_plan(
+    plan: MergePlan, out_dir: str | Path, *, provenance: dict[str, Any] | None = None, overwrite: bool = False,
+    shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False, progress: bool = True,
 ) -> MergeResult:
-    """Write ``Σ weights[i] · checkpoints[i]`` to ``out_dir`` (weights oldest first, as given)."""
+    """Merge ``plan`` into ``out_dir``; ``merge.json`` there is the plan (with its key) plus the output's identity.
+
+    ``provenance`` is free-form context recorded under ``note`` (not part of the key)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    _check_request(checkpoints, weights, out_dir, dtype, accumulate, overwrite)
+    checkpoints = plan.checkpoints
+    _check_target(checkpoints, out_dir, overwrite)
     layout = validate_checkpoints(checkpoints)
     input_dtypes = sorted({st for st, _ in layout.values()})
-    unsupported = [st for st in input_dtypes if st.startswith("F") and st not in SAFETENSORS_DTYPES]
-    if unsupported:
-        name = next(n for n, (st, _) in layout.items() if st in unsupported)
-        raise MergeError(f"Tensor {name!r} of {checkpoints[0].path} is {unsupported[0]}; only F64, F32, BF16 and F16 "
-                         "float tensors can be averaged. Dequantise the checkpoints (e.g. to bfloat16) first.")
+    _check_float_dtypes(layout, input_dtypes, checkpoints[0])
     # fp64 inputs are never summed in a narrower type than they are stored in
-    accumulated = "float64" if "F64" in input_dtypes else accumulate
-    acc_dtype = DTYPES[accumulated]
-    key = merge_key(checkpoints, weights, dtype, accumulate)
-    record = {
-        **(provenance or {}), "key": key,
-        "inputs": [{"step": c.step, "path": str(c.path), "identity": checkpoint_identity(c)} for c in checkpoints],
-        "steps": [c.step for c in checkpoints], "weights": [float(w) for w in weights],
-        "input_dtypes": input_dtypes, "dtype": dtype or "input", "accumulate": accumulated,
-        "package_version": _version(),
-    }
-    plan = _plan_shards(layout, dtype, shard_size_bytes)
+    accumulated = "float64" if "F64" in input_dtypes else plan.accumulate
+    shards = _plan_shards(layout, plan.dtype, shard_size_bytes)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(out_dir)  # also removes those left by a killed merge of the same target
     tmp.mkdir()
-    bytes_read = 0
     try:
         with ExitStack() as stack:
+            streams = [StreamingIdentity(c) for c in checkpoints]
             handles = [_open(stack, c) for c in checkpoints]
             total = sum(tensor_nbytes(*layout[n]) for n in layout) * len(checkpoints)
             bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=f"merge {out_dir.name}",
                                            disable=not progress, leave=False))
-            metadata = {"format": "pt", "wsm_merge": json.dumps(record, sort_keys=True)}
+            reader = _Reader(checkpoints, handles, streams, bar)
+            metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
             # one accumulator reused for every tensor: no allocation (and page faults) per tensor
             largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
-            scratch = torch.empty(largest, dtype=acc_dtype)
-            for file_name, names in plan:
-                entries = [(n, _out_st_dtype(layout[n][0], dtype), layout[n][1]) for n in names]
+            scratch = torch.empty(largest, dtype=DTYPES[accumulated])
+            digests = []
+            for file_name, names in shards:
+                entries = [(n, _out_st_dtype(layout[n][0], plan.dtype), layout[n][1]) for n in names]
                 with SafetensorsWriter(tmp / file_name, entries, metadata) as out:
                     for name in names:
-                        out.write(name, _merge_tensor(name, checkpoints, handles, weights, scratch, dtype,
-                                                      allow_nonfinite))
-                        size = tensor_nbytes(*layout[name]) * len(checkpoints)
-                        bytes_read += size
-                        bar.update(size)
-        if len(plan) > 1:
-            weight_map = {n: f for f, names in plan for n in names}
-            total_size = sum(tensor_nbytes(_out_st_dtype(layout[n][0], dtype), layout[n][1]) for n in layout)
+                        out.write(name, _merge_tensor(name, reader, plan, scratch, allow_nonfinite))
+                digests.append(out.digest())
+            plan = _with_streamed_identities(plan, streams)
+        if len(shards) > 1:
+            weight_map = {n: f for f, names in shards for n in names}
+            total_size = sum(tensor_nbytes(_out_st_dtype(layout[n][0], plan.dtype), layout[n][1]) for n in layout)
             (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
                                                       "weight_map": weight_map}, indent=1))
         _copy_side_files(checkpoints[-1], tmp)
+        identity = combine(digests, config_of(tmp))
+        record = {**plan.describe(), "input_dtypes": input_dtypes, "accumulated": accumulated,
+                  "output": {"identity": identity, "files": [f for f, _ in shards]},
+                  "package_version": _version(), "note": provenance or {}}
         (tmp / "merge.json").write_text(json.dumps(record, indent=1))
         _publish(tmp, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return MergeResult(out_dir, key, bytes_read, time.perf_counter() - started, len(plan))
+    return MergeResult(out_dir, plan.key, identity, reader.bytes_read, time.perf_counter() - started, len(shards))
 
 
-def _merge_tensor(name, checkpoints, handles, weights, scratch, dtype, allow_nonfinite) -> torch.Tensor:
-    tensors = (h[name].get_tensor(name) for h in handles)
+class _Reader:
+    """Reads a tensor from each checkpoint, hashing the bytes for identities not yet known."""
+
+    def __init__(self, checkpoints, handles, streams, bar):
+        self.checkpoints, self.handles, self.streams, self.bar, self.bytes_read = checkpoints, handles, streams, bar, 0
+
+    def tensors(self, name: str):
+        for handle_of, stream in zip(self.handles, self.streams):
+            handle, file_index = handle_of[name]
+            tensor = handle.get_tensor(name)
+            if stream.wants(file_index):
+                stream.add(file_index, name, tensor.reshape(-1).view(torch.uint8).numpy())
+            size = tensor.numel() * tensor.element_size()
+            self.bytes_read += size
+            self.bar.update(size)
+            yield tensor
+
+
+def _with_streamed_identities(plan: MergePlan, streams: list[StreamingIdentity]) -> MergePlan:
+    streamed = [s.identity() for s in streams]
+    for checkpoint, planned, seen in zip(plan.checkpoints, plan.identities, streamed):
+        if planned is not None and planned != seen:
+            raise CheckpointError(f"Checkpoint {checkpoint.path} changed between planning and merging (its content "
+                                  "identity differs). Wait until it is completely written, then rerun.")
+    return plan.with_identities(streamed)
+
+
+def _merge_tensor(name: str, reader: _Reader, plan: MergePlan, scratch, allow_nonfinite) -> torch.Tensor:
+    tensors = reader.tensors(name)
     first = next(tensors)
     if not first.is_floating_point():
-        for checkpoint, other in zip(checkpoints[1:], tensors):
+        for checkpoint, other in zip(plan.checkpoints[1:], tensors):
             if not torch.equal(first, other):
                 raise MergeError(
-                    f"Non-float tensor {name!r} differs between {checkpoints[0].path} and {checkpoint.path}; "
+                    f"Non-float tensor {name!r} differs between {plan.checkpoints[0].path} and {checkpoint.path}; "
                     "integer buffers cannot be averaged. Merge checkpoints whose integer tensors agree."
                 )
         return first.clone()
-    out_dtype = first.dtype if dtype is None else DTYPES[dtype]
+    out_dtype = first.dtype if plan.dtype is None else DTYPES[plan.dtype]
     acc = scratch[:first.numel()].view(first.shape).zero_()
-    for weight, tensor in zip(weights, itertools.chain([first], tensors)):  # one input tensor at a time
+    for weight, tensor in zip(plan.weights, itertools.chain([first], tensors)):  # one input tensor at a time
         acc.addcmul_(tensor.to(acc.dtype), torch.tensor(weight, dtype=acc.dtype))
     merged = acc.to(out_dtype)  # may alias the scratch buffer: the caller writes it before the next tensor
     # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
     # output and then its total; only a non-finite total triggers the scan that names the culprit.
     if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
-        _raise_nonfinite(name, checkpoints, handles, out_dtype)
+        _raise_nonfinite(name, reader, out_dtype)
     return merged
 
 
-def _raise_nonfinite(name, checkpoints, handles, out_dtype) -> None:
-    for checkpoint, handle in zip(checkpoints, handles):
-        if not torch.isfinite(handle[name].get_tensor(name)).all():
+def _raise_nonfinite(name, reader: _Reader, out_dtype) -> None:
+    for checkpoint, handle_of in zip(reader.checkpoints, reader.handles):
+        if not torch.isfinite(handle_of[name][0].get_tensor(name)).all():
             raise MergeError(
                 f"Tensor {name!r} of checkpoint {checkpoint.path} (step {checkpoint.step}) contains NaN or Inf. "
                 "Drop that checkpoint from the window (pick another end step), or pass allow_nonfinite "
@@ -174,6 +213,14 @@ def _raise_nonfinite(name, checkpoints, handles, out_dtype) -> None:
         "every input is finite. Check the weights (a decay emulation's weights sum to 1) or write a wider "
         "dtype (--dtype float32)."
     )
+
+
+def _check_float_dtypes(layout, input_dtypes, first: Checkpoint) -> None:
+    unsupported = [st for st in input_dtypes if st.startswith("F") and st not in SAFETENSORS_DTYPES]
+    if unsupported:
+        name = next(n for n, (st, _) in layout.items() if st in unsupported)
+        raise MergeError(f"Tensor {name!r} of {first.path} is {unsupported[0]}; only F64, F32, BF16 and F16 "
+                         "float tensors can be averaged. Dequantise the checkpoints (e.g. to bfloat16) first.")
 
 
 def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]:
@@ -191,25 +238,17 @@ def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]
     return [(f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors", g) for i, g in enumerate(groups)]
 
 
-def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, Any]:
-    """tensor name -> open safetensors handle, over the checkpoint's (possibly sharded) files."""
+def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, tuple[Any, int]]:
+    """tensor name -> (open safetensors handle, index of its file), over the checkpoint's files."""
     by_name = {}
-    for file in checkpoint.files:
+    for index, file in enumerate(checkpoint.files):
         handle = stack.enter_context(safe_open(str(file), framework="pt"))
         for name in handle.keys():
-            by_name[name] = handle
+            by_name[name] = (handle, index)
     return by_name
 
 
-def _check_request(checkpoints, weights, out_dir: Path, dtype, accumulate, overwrite) -> None:
-    if not checkpoints:
-        raise MergeError("No checkpoints to merge: select a window with at least one checkpoint.")
-    if len(weights) != len(checkpoints):
-        raise MergeError(f"{len(weights)} weights for {len(checkpoints)} checkpoints: give one weight per checkpoint.")
-    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
-        raise MergeError(f"Output dtype {dtype!r} is not supported; use float32, bfloat16 or float16.")
-    if accumulate not in ("float32", "float64"):
-        raise MergeError(f"Accumulation dtype {accumulate!r} is not supported; use float32 or float64.")
+def _check_target(checkpoints, out_dir: Path, overwrite) -> None:
     if out_dir.exists() and not overwrite:
         raise MergeError(f"Output folder {out_dir} already exists. Choose another --out, or pass --overwrite "
                          "to replace it (it is replaced only once the new merge is complete).")
@@ -267,4 +306,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_key", "SeriesError"]
+__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_or_reuse", "merge_plan"]

@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -260,24 +259,21 @@ class _Context:
 
     def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
         from wsm_exp.evaluation import evaluate_model
-        from wsm_exp.merging.merger import merge_key, merge_checkpoints
-        from wsm_exp.merging.series import checkpoint_identity, validate_checkpoints
-        from wsm_exp.merging.weights import CONVENTION
+        from wsm_exp.merging.identity import checkpoint_identity
+        from wsm_exp.merging.merger import merge_or_reuse
+        from wsm_exp.merging.plan import EXPLICIT, build_plan
+        from wsm_exp.merging.series import Window
 
         checkpoints = self._checkpoints(variant, branch_paths)
         merge_seconds = 0.0
         if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
-            validate_checkpoints(checkpoints)
-            key = merge_key(checkpoints, list(variant.weights), self.merge.dtype, self.merge.accumulate)
-            model_dir = self.merges / key
-            if not (model_dir / "merge.json").is_file():
-                started = time.perf_counter()
-                merge_checkpoints(checkpoints, list(variant.weights), model_dir, dtype=self.merge.dtype,
-                                  accumulate=self.merge.accumulate,
-                                  provenance={"curve": variant.curve, "min_lr": variant.min_lr,
-                                              "convention": CONVENTION, "variant": variant.name})
-                merge_seconds = time.perf_counter() - started
-            model_hash = key
+            window = Window(tuple(checkpoints), variant.quantity, variant.interval, variant.duration,
+                            self.source.tokens_per_step)
+            weights = ({"weights": variant.weights, "normalize": False} if variant.curve == EXPLICIT else
+                       {"curve": variant.curve, "min_lr": variant.min_lr, "alpha": self.merge.alpha})
+            plan = build_plan(window, **weights, dtype=self.merge.dtype, accumulate=self.merge.accumulate)
+            merged = merge_or_reuse(plan, self.merges)
+            model_dir, model_hash, merge_seconds = merged.out_dir, merged.key, merged.seconds
         else:
             model_dir, model_hash = checkpoints[0].path, checkpoint_identity(checkpoints[0])
         heldout = self.source.heldout()
