@@ -81,16 +81,20 @@ def in_cli_terms(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wsm_exp.merging.merger import MergeError, merge_plan
+    from wsm_exp.merging.plan import PlanError
+    from wsm_exp.merging.series import validate_window
 
     args = build_parser().parse_args(argv)
     try:
         if not args.dry_run and not args.out:
-            raise MergeError("--out is required (the folder the merged model is written to), unless --dry-run.")
+            raise PlanError("--out is required (the folder the merged model is written to), unless --dry-run.")
         plan = make_plan(args)
+        validate_window(plan.window)  # every header checked before torch is even imported
         if args.dry_run:
             print(json.dumps(plan.describe(), indent=1))
             return 0
+        from wsm_exp.merging.merger import merge_plan
+
         result = merge_plan(plan, Path(args.out), overwrite=args.overwrite,
                             shard_size_bytes=int(args.shard_size * 1024**3), allow_nonfinite=args.allow_nonfinite,
                             progress=not args.quiet)
