@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,72 +91,187 @@ def merge_checkpoints(checkpoints: Sequence[Checkpoint], weights: Sequence[float
     return merge_plan(plan, out_dir, **options)
 
 
-def merge_plan(
-    plan: MergePlan, out_dir: str | Path, *, provenance: dict[str, Any] | None = None, overwrite: bool = False,
-    shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False, progress: bool = True,
-) -> MergeResult:
+def merge_plan(plan: MergePlan, out_dir: str | Path, **options) -> MergeResult:
     """Merge ``plan`` into ``out_dir``; ``merge.json`` there is the plan (with its key) plus the output's identity.
 
-    ``provenance`` is free-form context recorded under ``note`` (not part of the key)."""
+    ``options`` as for ``merge_plans`` (``provenance`` is free-form context recorded under ``note``)."""
+    return merge_plans([plan], [out_dir], **options)[0]
+
+
+def merge_plans(
+    plans: Sequence[MergePlan], out_dirs: Sequence[str | Path], *, provenance: dict[str, Any] | None = None,
+    overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
+    progress: bool = True,
+) -> list[MergeResult]:
+    """Several merges in one streaming pass over the union of their checkpoints.
+
+    Each input tensor is read (and hashed) once and accumulated into every output that uses it, in
+    each plan's own checkpoint order, so each output is bit-identical to its own ``merge_plan``.
+    An error in one stops them all and publishes none.
+    """
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    checkpoints = plan.checkpoints
-    _check_target(checkpoints, out_dir, overwrite)
-    layout = validate_checkpoints(checkpoints)
+    out_dirs = [Path(o) for o in out_dirs]
+    if len(plans) != len(out_dirs) or len({o.resolve() for o in out_dirs}) != len(out_dirs):
+        raise MergeError(f"{len(plans)} merges for {len(out_dirs)} output folders: give each merge its own folder.")
+    inputs = _union(plans)
+    for plan, out_dir in zip(plans, out_dirs):
+        _check_target(plan.checkpoints, out_dir, overwrite)
+    layout = validate_checkpoints(inputs)
     input_dtypes = sorted({st for st, _ in layout.values()})
-    _check_float_dtypes(layout, input_dtypes, checkpoints[0])
-    # fp64 inputs are never summed in a narrower type than they are stored in
-    accumulated = "float64" if "F64" in input_dtypes else plan.accumulate
-    shards = _plan_shards(layout, plan.dtype, shard_size_bytes)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(out_dir)  # also removes those left by a killed merge of the same target
-    tmp.mkdir()
+    _check_float_dtypes(layout, input_dtypes, inputs[0])
+    outputs: list[_Output] = []
     try:
+        for plan, out_dir in zip(plans, out_dirs):
+            outputs.append(_Output(plan, out_dir, inputs, layout, input_dtypes, shard_size_bytes))
         with ExitStack() as stack:
-            streams = [StreamingIdentity(c) for c in checkpoints]
-            handles = [_open(stack, c) for c in checkpoints]
-            total = sum(tensor_nbytes(*layout[n]) for n in layout) * len(checkpoints)
-            bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=f"merge {out_dir.name}",
-                                           disable=not progress, leave=False))
-            reader = _Reader(checkpoints, handles, streams, bar)
-            metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
-            # one accumulator reused for every tensor: no allocation (and page faults) per tensor
-            largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
-            scratch = torch.empty(largest, dtype=DTYPES[accumulated])
-            digests = []
-            for file_name, names in shards:
-                entries = [(n, _out_st_dtype(layout[n][0], plan.dtype), layout[n][1]) for n in names]
-                with SafetensorsWriter(tmp / file_name, entries, metadata) as out:
-                    for name in names:
-                        out.write(name, _merge_tensor(name, reader, plan, scratch, allow_nonfinite))
-                digests.append(out.digest())
-            plan = _with_streamed_identities(plan, streams)
-        if len(shards) > 1:
-            weight_map = {n: f for f, names in shards for n in names}
-            total_size = sum(tensor_nbytes(_out_st_dtype(layout[n][0], plan.dtype), layout[n][1]) for n in layout)
-            (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
-                                                      "weight_map": weight_map}, indent=1))
-        _copy_side_files(checkpoints[-1], tmp)
-        identity = combine(digests, config_of(tmp))
-        record = {**plan.describe(), "input_dtypes": input_dtypes, "accumulated": accumulated,
-                  "output": {"identity": identity, "files": [f for f, _ in shards]},
-                  "package_version": _version(), "note": provenance or {}}
-        (tmp / "merge.json").write_text(json.dumps(record, indent=1))
-        _publish(tmp, out_dir, overwrite)
+            streams = [StreamingIdentity(c) for c in inputs]
+            handles = [_open(stack, c) for c in inputs]
+            total = sum(tensor_nbytes(*info) for info in layout.values()) * len(inputs)
+            desc = f"merge {out_dirs[0].name}" + (f" (+{len(plans) - 1})" if len(plans) > 1 else "")
+            bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress,
+                                           leave=False))
+            reader = _Reader(inputs, handles, streams, bar)
+            for name in sorted(layout):
+                for output in outputs:
+                    output.start(name)
+                for index, tensor in reader.tensors(name):
+                    for output in outputs:
+                        output.add(index, name, tensor)
+                for output in outputs:
+                    output.finish(name, reader, allow_nonfinite)
+            identities = [s.identity() for s in streams]
+        results = [output.close(identities, provenance) for output in outputs]
+        for output in outputs:
+            output.publish(overwrite)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for output in outputs:
+            output.discard()
         raise
-    return MergeResult(out_dir, plan.key, identity, reader.bytes_read, time.perf_counter() - started, len(shards))
+    seconds = time.perf_counter() - started
+    return [replace(r, bytes_read=reader.bytes_read, seconds=seconds) for r in results]
+
+
+def _union(plans: Sequence[MergePlan]) -> list[Checkpoint]:
+    """The checkpoints of all plans, once each, in an order every plan follows (by step when all ascend)."""
+    inputs = list(dict.fromkeys(c for plan in plans for c in plan.checkpoints))
+    if all(_ascending(plan.checkpoints) for plan in plans):
+        inputs.sort(key=lambda c: (c.step, str(c.path)))
+    position = {c: i for i, c in enumerate(inputs)}
+    for plan in plans:
+        order = [position[c] for c in plan.checkpoints]
+        if any(a >= b for a, b in zip(order, order[1:])):
+            raise MergeError(f"The merge of steps {[c.step for c in plan.checkpoints]} lists a checkpoint twice, or "
+                             "orders its checkpoints unlike the other merges of this pass; merge it separately.")
+    return inputs
+
+
+def _ascending(checkpoints: Sequence[Checkpoint]) -> bool:
+    return all(a.step < b.step for a, b in zip(checkpoints, checkpoints[1:]))
+
+
+class _Output:
+    """One plan's output during a pass: its accumulator, its shard writers and its temporary folder."""
+
+    def __init__(self, plan: MergePlan, out_dir: Path, inputs, layout, input_dtypes, shard_size_bytes: int):
+        self.plan, self.out_dir, self.layout, self.input_dtypes = plan, out_dir, layout, input_dtypes
+        self.position = {inputs.index(c): j for j, c in enumerate(plan.checkpoints)}  # pass index -> plan index
+        # fp64 inputs are never summed in a narrower type than they are stored in
+        self.accumulated = "float64" if "F64" in input_dtypes else plan.accumulate
+        self.shards = _plan_shards(layout, plan.dtype, shard_size_bytes)
+        self.shard_of = {n: i for i, (_, names) in enumerate(self.shards) for n in names}
+        # one accumulator reused for every tensor: no allocation (and page faults) per tensor
+        largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
+        self.scratch = torch.empty(largest, dtype=DTYPES[self.accumulated])
+        self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
+        self.writer, self.shard, self.digests = None, -1, []
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_path(out_dir)  # also removes those left by a killed merge of the same target
+        self.tmp.mkdir()
+
+    def start(self, name: str) -> None:
+        if self.shard_of[name] != self.shard:
+            self._close_shard()
+            self.shard += 1
+            file_name, names = self.shards[self.shard]
+            entries = [(n, _out_st_dtype(self.layout[n][0], self.plan.dtype), self.layout[n][1]) for n in names]
+            self.writer = SafetensorsWriter(self.tmp / file_name, entries, self.metadata)
+        st_dtype, shape = self.layout[name]
+        self.acc = self.scratch[:_numel(shape)].view(shape).zero_() if st_dtype in SAFETENSORS_DTYPES else None
+        self.first = None
+
+    def add(self, index: int, name: str, tensor: torch.Tensor) -> None:
+        j = self.position.get(index)
+        if j is None:
+            return
+        if self.acc is not None:
+            self.acc.addcmul_(tensor.to(self.acc.dtype), torch.tensor(self.plan.weights[j], dtype=self.acc.dtype))
+        elif self.first is None:
+            self.first = tensor
+        elif not torch.equal(self.first, tensor):
+            checkpoints = self.plan.checkpoints
+            raise MergeError(f"Non-float tensor {name!r} differs between {checkpoints[0].path} and "
+                             f"{checkpoints[j].path}; "
+                             "integer buffers cannot be averaged. Merge checkpoints whose integer tensors agree.")
+
+    def finish(self, name: str, reader: _Reader, allow_nonfinite: bool) -> None:
+        if self.acc is None:
+            self.writer.write(name, self.first.clone())
+            return
+        st_dtype = self.layout[name][0]
+        out_dtype = SAFETENSORS_DTYPES[st_dtype] if self.plan.dtype is None else DTYPES[self.plan.dtype]
+        merged = self.acc.to(out_dtype)  # may alias the accumulator: written before the next tensor
+        # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
+        # output and then its total; only a non-finite total triggers the scan that names the culprit.
+        if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
+            _raise_nonfinite(name, reader, sorted(self.position), out_dtype)
+        self.writer.write(name, merged)
+
+    def close(self, identities: list[str], provenance) -> MergeResult:
+        """Finish the last shard and write index, side files and merge.json into the temporary folder."""
+        self._close_shard()
+        streamed = [identities[i] for i in sorted(self.position)]
+        for checkpoint, planned, seen in zip(self.plan.checkpoints, self.plan.identities, streamed):
+            if planned is not None and planned != seen:
+                raise CheckpointError(f"Checkpoint {checkpoint.path} changed between planning and merging (its "
+                                      "content identity differs). Wait until it is completely written, then rerun.")
+        plan = self.plan.with_identities(streamed)
+        if len(self.shards) > 1:
+            weight_map = {n: f for f, names in self.shards for n in names}
+            total_size = sum(tensor_nbytes(_out_st_dtype(st, plan.dtype), shape) for st, shape in self.layout.values())
+            (self.tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
+                                                           "weight_map": weight_map}, indent=1))
+        _copy_side_files(plan.checkpoints[-1], self.tmp)
+        identity = combine(self.digests, config_of(self.tmp))
+        record = {**plan.describe(), "input_dtypes": self.input_dtypes, "accumulated": self.accumulated,
+                  "output": {"identity": identity, "files": [f for f, _ in self.shards]},
+                  "package_version": _version(), "note": provenance or {}}
+        (self.tmp / "merge.json").write_text(json.dumps(record, indent=1))
+        return MergeResult(self.out_dir, plan.key, identity, 0, 0.0, len(self.shards))
+
+    def publish(self, overwrite: bool) -> None:
+        _publish(self.tmp, self.out_dir, overwrite)
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _close_shard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.digests.append(self.writer.digest())
+            self.writer = None
 
 
 class _Reader:
-    """Reads a tensor from each checkpoint, hashing the bytes for identities not yet known."""
+    """Reads a tensor from each input once, hashing the bytes for identities not yet known."""
 
     def __init__(self, checkpoints, handles, streams, bar):
         self.checkpoints, self.handles, self.streams, self.bar, self.bytes_read = checkpoints, handles, streams, bar, 0
 
     def tensors(self, name: str):
-        for handle_of, stream in zip(self.handles, self.streams):
+        """(input index, tensor) for every input, in pass order."""
+        for index, (handle_of, stream) in enumerate(zip(self.handles, self.streams)):
             handle, file_index = handle_of[name]
             tensor = handle.get_tensor(name)
             if stream.wants(file_index):
@@ -165,44 +279,13 @@ class _Reader:
             size = tensor.numel() * tensor.element_size()
             self.bytes_read += size
             self.bar.update(size)
-            yield tensor
+            yield index, tensor
 
 
-def _with_streamed_identities(plan: MergePlan, streams: list[StreamingIdentity]) -> MergePlan:
-    streamed = [s.identity() for s in streams]
-    for checkpoint, planned, seen in zip(plan.checkpoints, plan.identities, streamed):
-        if planned is not None and planned != seen:
-            raise CheckpointError(f"Checkpoint {checkpoint.path} changed between planning and merging (its content "
-                                  "identity differs). Wait until it is completely written, then rerun.")
-    return plan.with_identities(streamed)
-
-
-def _merge_tensor(name: str, reader: _Reader, plan: MergePlan, scratch, allow_nonfinite) -> torch.Tensor:
-    tensors = reader.tensors(name)
-    first = next(tensors)
-    if not first.is_floating_point():
-        for checkpoint, other in zip(plan.checkpoints[1:], tensors):
-            if not torch.equal(first, other):
-                raise MergeError(
-                    f"Non-float tensor {name!r} differs between {plan.checkpoints[0].path} and {checkpoint.path}; "
-                    "integer buffers cannot be averaged. Merge checkpoints whose integer tensors agree."
-                )
-        return first.clone()
-    out_dtype = first.dtype if plan.dtype is None else DTYPES[plan.dtype]
-    acc = scratch[:first.numel()].view(first.shape).zero_()
-    for weight, tensor in zip(plan.weights, itertools.chain([first], tensors)):  # one input tensor at a time
-        acc.addcmul_(tensor.to(acc.dtype), torch.tensor(weight, dtype=acc.dtype))
-    merged = acc.to(out_dtype)  # may alias the scratch buffer: the caller writes it before the next tensor
-    # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
-    # output and then its total; only a non-finite total triggers the scan that names the culprit.
-    if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
-        _raise_nonfinite(name, reader, out_dtype)
-    return merged
-
-
-def _raise_nonfinite(name, reader: _Reader, out_dtype) -> None:
-    for checkpoint, handle_of in zip(reader.checkpoints, reader.handles):
-        if not torch.isfinite(handle_of[name][0].get_tensor(name)).all():
+def _raise_nonfinite(name, reader: _Reader, indices, out_dtype) -> None:
+    for index in indices:
+        checkpoint = reader.checkpoints[index]
+        if not torch.isfinite(reader.handles[index][name][0].get_tensor(name)).all():
             raise MergeError(
                 f"Tensor {name!r} of checkpoint {checkpoint.path} (step {checkpoint.step}) contains NaN or Inf. "
                 "Drop that checkpoint from the window (pick another end step), or pass allow_nonfinite "
@@ -306,4 +389,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_or_reuse", "merge_plan"]
+__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_or_reuse", "merge_plan", "merge_plans"]

@@ -72,8 +72,12 @@ class SafetensorsWriter:
     def __enter__(self) -> SafetensorsWriter:
         return self
 
+    def abort(self) -> None:
+        """Close the file without the completeness check (the caller deletes it)."""
+        self._file.close()
+
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
             self.close()
         else:
-            self._file.close()
+            self.abort()
