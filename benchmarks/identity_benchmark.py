@@ -108,9 +108,9 @@ def main() -> None:
         memo_cache = IdentityCache(cache_root)
         checkpoint_identity(checkpoints[0], memo_cache)
         memo = timed(lambda: checkpoint_identity(checkpoints[0], memo_cache), 20, False)
-        print(f"\n| cached lookup of one checkpoint | ms |\n|---|---|\n"
-              f"| fresh cache object, as in a new process (stat + one JSON entry per file, config.json hashed) | {disk * 1e3:.2f} |\n"
-              f"| same process (memo) | {memo * 1e3:.2f} |")
+        print("\n| cached lookup of one checkpoint | ms |\n|---|---|")
+        print(f"| fresh cache object, as in a new process (stat + one JSON entry per file, config.json hashed) "
+              f"| {disk * 1e3:.2f} |\n| same process (memo) | {memo * 1e3:.2f} |")
 
         variants = {"inputs hashed while streaming": False, "input identities cached": True}
         runs = {label: [] for label in variants}

@@ -34,7 +34,8 @@ def valid_file(rng: random.Random) -> bytes:
     for i in range(rng.randint(1, 4)):
         shape = [rng.randint(1, 4) for _ in range(rng.randint(0, 2))]
         dtype = rng.choice(list(ST_NAME))
-        value = torch.randn(shape, generator=gen) if dtype.is_floating_point else torch.randint(0, 9, shape, generator=gen)
+        value = (torch.randn(shape, generator=gen) if dtype.is_floating_point
+                 else torch.randint(0, 9, shape, generator=gen))
         tensors[f"layer{i}.weight"] = value.to(dtype)
     return st_save(tensors, metadata={"format": "pt"})
 

@@ -74,4 +74,5 @@ def test_wsm_merge_comma_lists_write_one_model_per_combination(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in b)
     dry = subprocess.run([WSM_MERGE, tmp_path / "s", "--quantity", "2,3", "--duration", "50", "--dry-run"],
                          capture_output=True, text=True)
-    assert dry.returncode == 2 and "--quantity 2 --duration 50: D=50 with N=2 gives Δ = D/N = 25" in dry.stderr, dry.stderr
+    assert dry.returncode == 2, dry.stderr
+    assert "--quantity 2 --duration 50: D=50 with N=2 gives Δ = D/N = 25" in dry.stderr

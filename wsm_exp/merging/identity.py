@@ -76,10 +76,6 @@ class TreeDigest:
     def add_digest(self, name: str, digest: bytes) -> None:
         self._parts[name] = digest
 
-    @property
-    def complete(self) -> bool:
-        return len(self._parts) == len(self._names)
-
     def hexdigest(self) -> str:
         missing = [n for n in self._names if n not in self._parts]
         if missing:
@@ -186,7 +182,8 @@ class IdentityCache:
 
     def store(self, path: Path, key: str, digest: str) -> None:
         """Remember ``digest`` if ``path`` still has the stat it had before hashing and is not racy."""
-        if stat_key(path) != key or time.time() - os.stat(path).st_mtime < RACY_SECONDS:
+        st = os.stat(path)
+        if stat_key(path, st) != key or time.time() - st.st_mtime < RACY_SECONDS:
             return
         self._memo[key] = digest
         entry = self._entry(key)
@@ -239,8 +236,9 @@ class StreamingIdentity:
         return combine(digests, config_of(self.checkpoint.path))
 
 
-def stat_key(path: Path) -> str:
-    st = os.stat(path)
+def stat_key(path: Path, st: os.stat_result | None = None) -> str:
+    """What must stay equal for a cached digest to hold: resolved path, size, mtime_ns, inode."""
+    st = st or os.stat(path)
     return json.dumps([FORMAT, str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
 
 

@@ -103,8 +103,9 @@ def build_plan(
     """The one way to turn a merge request into a plan.
 
     Give a ``curve`` (default ``mean``; with ``min_lr``, and ``alpha`` for ``ema_alpha``) or explicit
-    ``weights`` (normalised to sum 1 unless ``normalize=False``), not both. ``identify`` hashes inputs the identity cache does
-    not know; without it, unknown identities stay None until a merge streams the inputs.
+    ``weights`` (normalised to sum 1 unless ``normalize=False``), not both. ``identify`` hashes the
+    inputs the identity cache does not know; without it, their identities stay None until a merge
+    streams the inputs.
     """
     if not isinstance(window, Window):
         checkpoints = tuple(window)

@@ -16,7 +16,7 @@ Example:
     >>> import os; os.truncate(path, os.path.getsize(path) - 4)
     >>> read_header(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    wsm_exp.merging.st_io.CheckpointError: ...m.safetensors is not a valid safetensors file: tensor 'w' claims bytes 0-24 ...
+    wsm_exp.merging.st_io.CheckpointError: ...m.safetensors is not a valid safetensors file: tensor 'w' claims ...
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Example:
     ([20, 40], 2, 20)
     >>> window_steps([0, 10, 20, 30, 40], quantity=4, duration=60)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    wsm_exp.merging.window.WindowError: D=60 with N=4 gives Δ = D/N = 15 steps, not a multiple of the saved spacing 10...
+    wsm_exp.merging.window.WindowError: D=60 with N=4 gives Δ = D/N = 15 steps, not a multiple of the saved spacing...
 """
 
 from __future__ import annotations

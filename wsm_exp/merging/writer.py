@@ -1,8 +1,8 @@
 """Stream a safetensors file tensor by tensor: the header is known up front, the data follows.
 
 A merge knows every output name, dtype and shape before it computes anything, so it can write the
-header first and then each tensor's bytes as soon as they exist (hashing them on the way). Nothing but the tensor in hand is
-held in memory, and no serialisation copy is made.
+header first and then each tensor's bytes as soon as they exist (hashing them on the way). Nothing
+but the tensor in hand is held in memory, and no serialisation copy is made.
 
 Example:
     >>> import tempfile, torch
