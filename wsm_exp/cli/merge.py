@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wsm-merge", description=__doc__.splitlines()[0].split(": ", 1)[1],
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("series", help="folder of step-named checkpoints (e.g. ckpts/run with step_1000/, step_2000/ …)")
-    p.add_argument("--curve", type=names, help=f"decay curve to emulate: {', '.join(CURVES)} (default: mean)")
-    p.add_argument("--quantity", "-n", type=counts, help="N, number of checkpoints to merge (e.g. 8)")
+    p.add_argument("--curve", type=names, help=f"decay curve to emulate: {', '.join(CURVES)} (default: mean); "
+                                               "like the next three, a comma list merges every combination")
+    p.add_argument("--quantity", "-n", type=counts, help="N, number of checkpoints to merge (e.g. 8, or 2,4,8)")
     p.add_argument("--interval", type=counts, help="Δ in steps between merged checkpoints (default: the saved spacing)")
     p.add_argument("--duration", type=counts, help="D = N·Δ in steps; give it with --quantity or --interval")
     p.add_argument("--end", type=int, help="step of the newest merged checkpoint (default: the newest)")
