@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -67,20 +68,42 @@ def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeR
     """The merged model of ``plan`` at ``<merges_dir>/<key>``, merged unless it is there already.
 
     A process that finds another merging the same key waits for it (a lock on
-    ``<merges_dir>/.<key>.lock``) and reuses its result. ``options`` go to ``merge_plan``.
+    ``<merges_dir>/.<key>.lock``, removed when done) and reuses its result. ``options`` go to ``merge_plan``.
     """
     plan = plan.identified()
     merges_dir = Path(merges_dir)
     out_dir = merges_dir / plan.key
     merges_dir.mkdir(parents=True, exist_ok=True)
-    with open(merges_dir / f".{plan.key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _exclusive(merges_dir / f".{plan.key}.lock"):
         record_path = out_dir / "merge.json"
         if record_path.is_file():
             record = json.loads(record_path.read_text())
             return MergeResult(out_dir, plan.key, record["output"]["identity"], 0, 0.0,
                                len(record["output"]["files"]), reused=True)
         return merge_plan(plan, out_dir, overwrite=True, **options)  # a folder without merge.json is debris
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive lock on ``path``, which is deleted on release (so no lock files pile up).
+
+    A waiter may have opened the file just before its holder deleted it: after locking, it checks
+    that ``path`` still names the locked file, and starts over if not.
+    """
+    while True:
+        handle = open(path, "a")  # noqa: SIM115 (closed below)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
 
 
 def merge_checkpoints(checkpoints: Sequence[Checkpoint], weights: Sequence[float], out_dir: str | Path, *,
