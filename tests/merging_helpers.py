@@ -48,3 +48,12 @@ def file_series(root: Path, steps: list[int], *, seed: int = 0) -> dict[int, dic
         save_file(state, root / f"checkpoint-{step}.safetensors", metadata={"format": "pt"})
         states[step] = state
     return states
+
+
+def age(path: Path, seconds: float = 60.0) -> None:
+    """Backdate every file under ``path`` (identities of files modified within RACY_SECONDS are not cached)."""
+    import os
+    import time
+
+    for file in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(file, (time.time() - seconds, time.time() - seconds))

@@ -106,3 +106,46 @@ def test_help_explains_every_option():
                    "--dtype", "--accumulate", "--tokens-per-step", "--shard-size", "--dry-run", "--overwrite",
                    "--allow-nonfinite", "--quiet", "examples:"):
         assert option in out.stdout
+
+
+def test_nudges_toward_the_series_folder(series, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "run-a").symlink_to(series)
+    assert main([str(runs), "--quantity", "2", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "No checkpoints found" in err and f"one level below, in {runs / 'run-a'}" in err
+    assert main([str(series / "step_40"), "--quantity", "2", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"looks like one checkpoint: pass the folder above it, {series}" in err
+    assert main([str(series / "step_40" / "model.safetensors"), "--quantity", "2", "--dry-run"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, said, unsaid", [
+    (["--curve", "exponential", "--quantity", "2"], "--curve 1-sqrt", "merge.curve"),
+    (["--curve", "ema_alpha", "--quantity", "2"], "--alpha 0.2", "merge.alpha"),
+    (["--weights", "1,2,3", "--quantity", "2"], "--weights 0.2,0.3,0.5", "merge.weights"),
+    (["--duration", "60", "--quantity", "4"], "D=60 with N=4 gives Δ = D/N = 15 steps", "Interval Δ"),
+    (["--duration", "25"], "D=25 is not a multiple of the saved spacing 10 (the default Δ)", "Δ=10"),
+])
+def test_errors_speak_in_the_options_the_user_passed(series, args, said, unsaid, capsys):
+    assert main([str(series), *args, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and unsaid not in err, err
+
+
+def test_dry_run_key_matches_the_merge(series, tmp_path, monkeypatch):
+    """The dry run, merge.json and the key are views of one plan; after a merge the key is known up front."""
+    from merging_helpers import age
+
+    age(series)
+    monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "identity-cache"))
+    before = json.loads(cli(series, "--quantity", "3", "--curve", "sma", "--dry-run").stdout)
+    assert before["key"] is None and before["curve"] == "linear"
+    assert cli(series, "--quantity", "3", "--curve", "mean", "--out", tmp_path / "m", "--quiet").returncode == 0
+    record = json.loads((tmp_path / "m" / "merge.json").read_text())
+    after = json.loads(cli(series, "--quantity", "3", "--curve", "sma", "--dry-run").stdout)
+    assert after["key"] == record["key"] and after["checkpoints"] == record["checkpoints"]
+    assert {k: record[k] for k in before if k not in ("key", "checkpoints")} == {
+        k: v for k, v in before.items() if k not in ("key", "checkpoints")}

@@ -10,7 +10,9 @@ from transformers import AutoModelForCausalLM
 
 import wsm_exp.merging.merger as merger_module
 from merging_helpers import file_series, updates_series
-from wsm_exp.merging.merger import MergeError, merge_checkpoints, merge_key
+from wsm_exp.merging.identity import folder_identity
+from wsm_exp.merging.merger import MergeError, merge_checkpoints, merge_plan
+from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window
 from wsm_exp.merging.weights import merge_weights
 
@@ -63,24 +65,42 @@ def test_sharded_bf16_inputs_give_sharded_bf16_output(tmp_path):
 def test_provenance_in_merge_json_and_header(tmp_path):
     updates_series(tmp_path / "s", [0, 4])
     window = select_window(load_series(tmp_path / "s"), quantity=2)
-    result = merge_checkpoints(window.checkpoints, [0.5, 0.5], tmp_path / "out", provenance={"curve": "mean"},
-                               progress=False)
+    plan = build_plan(window, curve="mean", identify=False)
+    assert plan.key is None  # fresh checkpoints: identities come from the merge's own read
+    result = merge_plan(plan, tmp_path / "out", provenance={"purpose": "test"}, progress=False)
     record = json.loads((tmp_path / "out" / "merge.json").read_text())
-    assert record["steps"] == [0, 4] and record["weights"] == [0.5, 0.5] and record["curve"] == "mean"
-    assert record["key"] == result.key == merge_key(window.checkpoints, [0.5, 0.5])
-    assert record["package_version"] and len(record["inputs"]) == 2
+    assert record["steps"] == [0, 4] and record["weights"] == [0.5, 0.5] and record["curve"] == "linear"
+    assert record["key"] == result.key == build_plan(window, curve="mean").key  # streamed == hashed from disk
+    assert [c["identity"] for c in record["checkpoints"]] == [folder_identity(c.path) for c in window.checkpoints]
+    assert record["output"]["identity"] == result.identity == folder_identity(tmp_path / "out")
+    assert record["package_version"] and record["note"] == {"purpose": "test"}
     with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as handle:
         meta = handle.metadata()
-    assert meta["format"] == "pt" and json.loads(meta["wsm_merge"])["key"] == result.key
+    assert meta["format"] == "pt" and json.loads(meta["wsm_merge"]) == plan.recipe()
     assert {"config.json", "generation_config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
 
 
-def test_merge_key_tracks_weights_dtype_and_content(tmp_path):
+def test_sharded_output_identity_matches_a_fresh_hash(tmp_path):
+    updates_series(tmp_path / "s", [0, 2], shard="20KB")
+    window = select_window(load_series(tmp_path / "s"), quantity=2)
+    result = merge_plan(build_plan(window, identify=False), tmp_path / "out", shard_size_bytes=30_000, progress=False)
+    assert result.shards > 1 and result.identity == folder_identity(tmp_path / "out")
+    assert result.key == build_plan(window).key
+
+
+def test_plan_key_tracks_weights_dtype_curve_and_content(tmp_path):
     updates_series(tmp_path / "s", [0, 4])
-    cks = load_series(tmp_path / "s").checkpoints
-    keys = {merge_key(cks, [0.5, 0.5]), merge_key(cks, [0.4, 0.6]), merge_key(cks, [0.5, 0.5], "bfloat16"),
-            merge_key(cks, [0.5, 0.5], accumulate="float64")}
-    assert len(keys) == 4
+    window = select_window(load_series(tmp_path / "s"), quantity=2)
+    keys = {build_plan(window, curve="mean").key, build_plan(window, weights=[0.4, 0.6]).key,
+            build_plan(window, dtype="bfloat16").key, build_plan(window, accumulate="float64").key,
+            build_plan(window, curve="cosine", min_lr=0.1).key}
+    assert len(keys) == 5
+    assert build_plan(window, curve="sma").key == build_plan(window, curve="linear").key == build_plan(window).key
+    before = build_plan(window).key
+    state = load_file(window.checkpoints[0].files[0])
+    state["lm_head.weight"][0, 0] += 1
+    save_file(state, window.checkpoints[0].files[0], metadata={"format": "pt"})
+    assert build_plan(window).key != before
 
 
 def test_non_float_tensors_copied_or_refused(tmp_path):
@@ -121,7 +141,7 @@ def test_float64_tensors_accumulate_in_float64(tmp_path):
     error = (load_file(merged.out_dir / "model.safetensors")["w"] - expected).abs().max().item()
     assert error < 1e-14  # fp32 accumulation would be off by ~1e-8
     record = json.loads((merged.out_dir / "merge.json").read_text())
-    assert record["accumulate"] == "float64" and record["input_dtypes"] == ["F32", "F64", "I64"]
+    assert record["accumulated"] == "float64" and record["input_dtypes"] == ["F32", "F64", "I64"]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -199,9 +219,9 @@ def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):
 def test_bad_requests(tmp_path):
     file_series(tmp_path / "s", [1, 2])
     cks = load_series(tmp_path / "s").checkpoints
-    with pytest.raises(MergeError, match="one weight per checkpoint"):
+    with pytest.raises(ValueError, match="one weight per checkpoint"):
         merge_checkpoints(cks, [1.0], tmp_path / "o", progress=False)
-    with pytest.raises(MergeError, match="dtype 'int8'"):
+    with pytest.raises(ValueError, match="dtype 'int8'"):
         merge_checkpoints(cks, [0.5, 0.5], tmp_path / "o", dtype="int8", progress=False)
     assert not (tmp_path / "o").exists()
 

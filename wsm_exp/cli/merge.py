@@ -1,13 +1,17 @@
 """``wsm-merge``: merge a window of a constant-LR checkpoint series so it emulates a LR decay.
 
-parse -> series -> window -> weights -> validate -> merge. Errors are one paragraph on stderr,
-exit code 2, and nothing written.
+parse -> series -> window(s) -> ``build_plan`` -> merge (hashing the inputs as it streams them).
+Comma lists in --curve/--quantity/--interval/--duration give one merge per combination, all in
+one streaming pass (``merge_plans``).
+Errors are one paragraph on stderr, exit code 2, and nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +24,8 @@ EPILOG = """examples:
   wsm-merge ckpts/run --curve mean --duration 8000 --interval 2000 --end 40000 --dry-run
   # explicit weights (oldest first), bf16 output
   wsm-merge ckpts/run --weights 0.1,0.2,0.3,0.4 --dtype bfloat16 --out merged/custom
+  # six merges in one pass over the union of their checkpoints: merged/grid/<curve>-N<n>-I<Δ>-E<end>/
+  wsm-merge ckpts/run --curve mean,1-sqrt --quantity 2,4,8 --out merged/grid
 
 Weights follow the WSM paper (arXiv 2507.17634): w_i = f(i/N) for i = 1..N-1, then Theorem 3.1.
 The series folder holds children named step_<n>, step<n>, checkpoint-<n>, iter_<n> or
@@ -33,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wsm-merge", description=__doc__.splitlines()[0].split(": ", 1)[1],
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("series", help="folder of step-named checkpoints (e.g. ckpts/run with step_1000/, step_2000/ …)")
-    p.add_argument("--curve", help=f"decay curve to emulate: {', '.join(CURVES)} (default: mean)")
-    p.add_argument("--quantity", "-n", type=int, help="N, number of checkpoints to merge (e.g. 8)")
-    p.add_argument("--interval", type=int, help="Δ in steps between merged checkpoints (default: the saved spacing)")
-    p.add_argument("--duration", type=int, help="D = N·Δ in steps; give it with --quantity or --interval")
+    p.add_argument("--curve", type=names, help=f"decay curve to emulate: {', '.join(CURVES)} (default: mean); "
+                                               "like the next three, a comma list merges every combination")
+    p.add_argument("--quantity", "-n", type=counts, help="N, number of checkpoints to merge (e.g. 8, or 2,4,8)")
+    p.add_argument("--interval", type=counts, help="Δ in steps between merged checkpoints (default: the saved spacing)")
+    p.add_argument("--duration", type=counts, help="D = N·Δ in steps; give it with --quantity or --interval")
     p.add_argument("--end", type=int, help="step of the newest merged checkpoint (default: the newest)")
     p.add_argument("--min-lr", type=float, default=0.0, help="emulated final LR fraction m: w(t) = m + (1-m) f(t)")
     p.add_argument("--alpha", type=float, help="EMA factor for --curve ema_alpha (e.g. 0.2)")
@@ -45,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accumulate", choices=["float32", "float64"], default="float32", help="accumulation precision")
     p.add_argument("--tokens-per-step", type=int, help="tokens per step (default: series.json), for the plan")
     p.add_argument("--shard-size", type=float, default=2.0, help="output shard size in GiB (default: 2)")
-    p.add_argument("--out", help="output folder (required unless --dry-run)")
+    p.add_argument("--out", help="output folder (required unless --dry-run); with comma lists, the folder that "
+                                 "gets one merged model per combination, named after it (e.g. 1-sqrt-N8-I100-E4000)")
     p.add_argument("--dry-run", action="store_true", help="print the plan as JSON and write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (after the merge completes)")
     p.add_argument("--allow-nonfinite", action="store_true", help="merge tensors containing NaN/Inf anyway")
@@ -53,64 +61,95 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def plan(args: argparse.Namespace) -> tuple[object, list[float], dict]:
-    """Series -> window -> weights; returns (window, weights, the JSON plan)."""
-    from wsm_exp.merging.series import load_series, select_window
-    from wsm_exp.merging.weights import CONVENTION, WeightsError, explicit_weights, merge_weights
+def counts(text: str) -> list[int]:
+    """``8`` or a comma list ``4,8,16`` (one merge per value)."""
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or a comma list of integers (e.g. 4,8)") from None
 
-    if args.weights and (args.curve or args.min_lr or args.alpha is not None):
-        raise WeightsError("--weights gives the merge weights directly, so --curve, --min-lr and --alpha would be "
-                           "ignored; drop them, or drop --weights to derive the weights from a curve.")
-    curve = "explicit" if args.weights else args.curve or "mean"
+
+def names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",")]
+
+
+def make_plans(args: argparse.Namespace) -> dict[str, object]:
+    """One plan per combination of the comma lists, by variant name (identities only from the cache)."""
+    from wsm_exp.merging.plan import build_plan
+    from wsm_exp.merging.series import load_series, select_window
+
+    weights = [float(x) for x in args.weights.split(",")] if args.weights else None
     series = load_series(args.series, tokens_per_step=args.tokens_per_step)
-    quantity = args.quantity
-    if args.weights and quantity is None and args.duration is None:
-        quantity = len(args.weights.split(","))
-    window = select_window(series, end=args.end, quantity=quantity, interval=args.interval, duration=args.duration)
-    if args.weights:
-        weights = explicit_weights([float(x) for x in args.weights.split(",")], window.quantity)
-    else:
-        weights = merge_weights(curve, window.quantity, min_lr=args.min_lr, alpha=args.alpha)
-    payload = {
-        "checkpoints": [{"step": c.step, "path": str(c.path), "weight": w} for c, w in zip(window.checkpoints, weights)],
-        "curve": curve, "quantity": window.quantity,
-        "interval": window.interval, "duration": window.duration, "span": window.span,
-        "end": window.end_step, "min_lr": args.min_lr, "convention": CONVENTION,
-        "tokens_per_step": series.tokens_per_step, "duration_tokens": window.tokens(window.duration),
-    }
-    return window, weights, payload
+    combos = list(itertools.product(args.curve or [None], args.quantity or [None], args.interval or [None],
+                                    args.duration or [None]))
+    if weights and len(combos) > 1:
+        raise ValueError("--weights fixes one merge, so comma lists in --curve, --quantity, --interval or "
+                         "--duration cannot apply; give single values.")
+    plans = {}
+    for curve, quantity, interval, duration in combos:
+        try:
+            if weights and quantity is None and duration is None:
+                quantity = len(weights)
+            window = select_window(series, end=args.end, quantity=quantity, interval=interval, duration=duration)
+            plan = build_plan(window, curve=curve, weights=weights, min_lr=args.min_lr, alpha=args.alpha,
+                              dtype=args.dtype, accumulate=args.accumulate, identify=False)
+        except ValueError as err:
+            if len(combos) == 1:
+                raise
+            given = zip(("--curve", "--quantity", "--interval", "--duration"), (curve, quantity, interval, duration))
+            raise type(err)(f"{' '.join(f'{o} {v}' for o, v in given if v is not None)}: {err}") from None
+        w = plan.window
+        plans.setdefault(f"{plan.curve}-N{w.quantity}-I{w.interval}-E{w.end_step}", plan)
+    return plans
+
+
+def in_cli_terms(message: str) -> str:
+    """Shared messages name Hydra keys (``merge.curve=1-sqrt``); here they name the options (``--curve 1-sqrt``).
+
+    >>> in_cli_terms("e.g. merge.min_lr=0.1, or merge.weights=[0.2,0.8]; merge.alpha")
+    'e.g. --min-lr 0.1, or --weights 0.2,0.8; --alpha'
+    """
+    message = re.sub(r"merge\.(\w+)=\[([^\]]*)\]", lambda m: f"--{m[1].replace('_', '-')} {m[2]}", message)
+    message = re.sub(r"merge\.(\w+)=", lambda m: f"--{m[1].replace('_', '-')} ", message)
+    return re.sub(r"merge\.(\w+)", lambda m: f"--{m[1].replace('_', '-')}", message)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wsm_exp.merging.merger import MergeError, merge_checkpoints
-    from wsm_exp.merging.series import SeriesError, validate_window
-    from wsm_exp.merging.weights import WeightsError
+    from wsm_exp.merging.plan import PlanError
+    from wsm_exp.merging.series import validate_window
 
     args = build_parser().parse_args(argv)
     try:
         if not args.dry_run and not args.out:
-            raise MergeError("--out is required (the folder the merged model is written to), unless --dry-run.")
-        window, weights, payload = plan(args)
-        validate_window(window)
+            raise PlanError("--out is required (the folder the merged model is written to), unless --dry-run.")
+        plans = make_plans(args)
+        for plan in plans.values():
+            validate_window(plan.window)  # every header checked before torch is even imported
+        single = len(plans) == 1
+        outs = [Path(args.out) if single else Path(args.out) / name for name in plans] if args.out else []
         if args.dry_run:
-            print(json.dumps(payload, indent=1))
+            described = ([{"name": name, **plan.describe()} for name, plan in plans.items()] if not single else
+                         next(iter(plans.values())).describe())
+            print(json.dumps(described, indent=1))
             return 0
-        result = merge_checkpoints(
-            window.checkpoints, weights, Path(args.out), dtype=args.dtype, accumulate=args.accumulate,
-            provenance={"curve": payload["curve"], "min_lr": args.min_lr, "convention": payload["convention"],
-                        "interval": window.interval, "duration": window.duration},
-            overwrite=args.overwrite, shard_size_bytes=int(args.shard_size * 1024**3),
-            allow_nonfinite=args.allow_nonfinite, progress=not args.quiet,
-        )
-    except (SeriesError, WeightsError, MergeError, ValueError) as err:
-        print(f"wsm-merge: error: {err}", file=sys.stderr)
+        from wsm_exp.merging.merger import merge_plans
+
+        results = merge_plans(list(plans.values()), outs, overwrite=args.overwrite,
+                              shard_size_bytes=int(args.shard_size * 1024**3), allow_nonfinite=args.allow_nonfinite,
+                              progress=not args.quiet)
+    except ValueError as err:  # SeriesError, WindowError, WeightsError, PlanError, CheckpointError, MergeError
+        print(f"wsm-merge: error: {in_cli_terms(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # full disk, no permission, missing parent folder: nothing was published
         print(f"wsm-merge: error: could not read the series or write {args.out}: {err}. Nothing was written to "
               "the output folder; free space or pick a writable --out and rerun.", file=sys.stderr)
         return 2
-    print(f"merged {window.quantity} checkpoints (steps {[c.step for c in window.checkpoints]}) into {result.out_dir} "
-          f"in {result.seconds:.1f}s ({result.bytes_read / 1e9 / max(result.seconds, 1e-9):.2f} GB/s), key {result.key}")
+    for plan, result in zip(plans.values(), results):
+        print(f"merged {len(plan.checkpoints)} checkpoints (steps {[c.step for c in plan.checkpoints]}) into "
+              f"{result.out_dir}, key {result.key}, identity {result.identity}")
+    gbps = results[0].bytes_read / 1e9 / max(results[0].seconds, 1e-9)
+    print(f"{len(results)} merge(s) in one pass: {results[0].seconds:.1f}s, {results[0].bytes_read / 1e9:.2f} GB read "
+          f"({gbps:.2f} GB/s)")
     return 0
 
 

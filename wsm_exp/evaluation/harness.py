@@ -75,10 +75,10 @@ def tasks_fingerprint() -> str:
 
 
 def model_identity(model_dir: Path) -> str:
-    """Content hash of a Hugging Face model folder's weights."""
-    from wsm_exp.merging.series import Checkpoint, checkpoint_identity, weight_files
+    """Content hash of a Hugging Face model folder's weights and config (cached; see docs/merging.md)."""
+    from wsm_exp.merging.identity import folder_identity
 
-    return checkpoint_identity(Checkpoint(0, Path(model_dir), weight_files(Path(model_dir))))
+    return folder_identity(model_dir)
 
 
 @lru_cache(maxsize=4)

@@ -1,23 +1,24 @@
-"""Streaming weighted merge of safetensors checkpoints, published atomically with provenance.
+"""Streaming weighted merge of a ``MergePlan``, published atomically with provenance.
 
 Tensor by tensor from memory-mapped files: accumulate ``Σ w_i θ_i`` in fp32 (or fp64) as
 ``acc.addcmul_(θ_i, w_i)`` in checkpoint order (the arithmetic of mergekit's ``linear`` with
 ``normalize: false``, so both give bit-identical results for the same weights), write the
-result in the input dtype (or ``dtype``), shard past ``shard_size_bytes``. Memory stays near one
-output shard plus a few tensors, whatever N is. Everything is written into a hidden temporary
-folder beside ``out_dir`` and renamed into place at the end, so a crash or a full disk never
-leaves a partial model at ``out_dir``.
+result in the input dtype (or the plan's dtype), shard past ``shard_size_bytes``. Memory stays
+near one tensor whatever N is. Every input byte the merge reads is hashed on the way (inputs the
+identity cache knows are not), so the plan's key and the input identities come without a second
+read; the output's identity is hashed as it is written. Everything goes into a hidden temporary
+folder beside ``out_dir``, renamed into place at the end: a crash leaves no partial model.
 
 Example:
-    >>> from wsm_exp.merging.series import load_series, select_window          # doctest: +SKIP
-    >>> w = select_window(load_series("ckpts/run"), quantity=4)                 # doctest: +SKIP
-    >>> merge_checkpoints(w.checkpoints, [0.25] * 4, "merged/mean4").key        # doctest: +SKIP
+    >>> from wsm_exp.merging.series import load_series, select_window            # doctest: +SKIP
+    >>> plan = build_plan(select_window(load_series("ckpts/run"), quantity=4), curve="1-sqrt")  # doctest: +SKIP
+    >>> merge_or_reuse(plan, "cache/merges").out_dir                              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,11 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from wsm_exp.atomic import temp_path
-from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, SeriesError, checkpoint_identity, validate_checkpoints
-from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter, tensor_nbytes
+from wsm_exp.merging.identity import StreamingIdentity, combine, config_of
+from wsm_exp.merging.plan import MergePlan, build_plan
+from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
+from wsm_exp.merging.st_io import CheckpointError, tensor_nbytes
+from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
@@ -49,121 +53,262 @@ class MergeError(ValueError):
 
 @dataclass(frozen=True)
 class MergeResult:
-    """Where the merged model is, its content key, and what it cost."""
+    """Where the merged model is, its plan's key, its own identity, and what it cost."""
 
     out_dir: Path
     key: str
+    identity: str  # content identity of the output (identity.folder_identity of out_dir)
     bytes_read: int
     seconds: float
     shards: int
+    reused: bool = False
 
 
-def merge_key(checkpoints: Sequence[Checkpoint], weights: Sequence[float], dtype: str | None = None,
-              accumulate: str = "float32") -> str:
-    """Content key of a merge: checkpoint identities + weights + output dtype + accumulation.
+def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeResult:
+    """The merged model of ``plan`` at ``<merges_dir>/<key>``, merged unless it is there already.
 
-    Two requests with the same key produce the same tensors, so callers can reuse the folder.
+    A process that finds another merging the same key waits for it (a lock on
+    ``<merges_dir>/.<key>.lock``, removed when done) and reuses its result. ``options`` go to ``merge_plan``.
     """
-    payload = {
-        "inputs": [checkpoint_identity(c) for c in checkpoints],
-        "weights": [repr(float(w)) for w in weights],
-        "dtype": dtype, "accumulate": accumulate,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    plan = plan.identified()
+    merges_dir = Path(merges_dir)
+    out_dir = merges_dir / plan.key
+    merges_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(merges_dir / f".{plan.key}.lock"):
+        record_path = out_dir / "merge.json"
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            return MergeResult(out_dir, plan.key, record["output"]["identity"], 0, 0.0,
+                               len(record["output"]["files"]), reused=True)
+        return merge_plan(plan, out_dir, overwrite=True, **options)  # a folder without merge.json is debris
 
 
-def merge_checkpoints(
-    checkpoints: Sequence[Checkpoint], weights: Sequence[float], out_dir: str | Path, *,
-    dtype: str | None = None, accumulate: str = "float32", provenance: dict[str, Any] | None = None,
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive lock on ``path``, which is deleted on release (so no lock files pile up).
+
+    A waiter may have opened the file just before its holder deleted it: after locking, it checks
+    that ``path`` still names the locked file, and starts over if not.
+    """
+    while True:
+        handle = open(path, "a")  # noqa: SIM115 (closed below)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
+
+
+def merge_checkpoints(checkpoints: Sequence[Checkpoint], weights: Sequence[float], out_dir: str | Path, *,
+                      dtype: str | None = None, accumulate: str = "float32", **options) -> MergeResult:
+    """Write ``Σ weights[i] · checkpoints[i]`` (weights as given, oldest first) to ``out_dir``."""
+    plan = build_plan(checkpoints, weights=weights, normalize=False, dtype=dtype, accumulate=accumulate,
+                      identify=False)
+    return merge_plan(plan, out_dir, **options)
+
+
+def merge_plan(plan: MergePlan, out_dir: str | Path, **options) -> MergeResult:
+    """Merge ``plan`` into ``out_dir``; ``merge.json`` there is the plan (with its key) plus the output's identity.
+
+    ``options`` as for ``merge_plans`` (``provenance`` is free-form context recorded under ``note``)."""
+    return merge_plans([plan], [out_dir], **options)[0]
+
+
+def merge_plans(
+    plans: Sequence[MergePlan], out_dirs: Sequence[str | Path], *, provenance: dict[str, Any] | None = None,
     overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
     progress: bool = True,
-) -> MergeResult:
-    """Write ``Σ weights[i] · checkpoints[i]`` to ``out_dir`` (weights oldest first, as given)."""
+) -> list[MergeResult]:
+    """Several merges in one streaming pass over the union of their checkpoints.
+
+    Each input tensor is read (and hashed) once and accumulated into every output that uses it, in
+    each plan's own checkpoint order, so each output is bit-identical to its own ``merge_plan``.
+    An error in one stops them all and publishes none.
+    """
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    _check_request(checkpoints, weights, out_dir, dtype, accumulate, overwrite)
-    layout = validate_checkpoints(checkpoints)
+    out_dirs = [Path(o) for o in out_dirs]
+    if len(plans) != len(out_dirs) or len({o.resolve() for o in out_dirs}) != len(out_dirs):
+        raise MergeError(f"{len(plans)} merges for {len(out_dirs)} output folders: give each merge its own folder.")
+    inputs = _union(plans)
+    for plan, out_dir in zip(plans, out_dirs):
+        _check_target(plan.checkpoints, out_dir, overwrite)
+    layout = validate_checkpoints(inputs)
     input_dtypes = sorted({st for st, _ in layout.values()})
-    unsupported = [st for st in input_dtypes if st.startswith("F") and st not in SAFETENSORS_DTYPES]
-    if unsupported:
-        name = next(n for n, (st, _) in layout.items() if st in unsupported)
-        raise MergeError(f"Tensor {name!r} of {checkpoints[0].path} is {unsupported[0]}; only F64, F32, BF16 and F16 "
-                         "float tensors can be averaged. Dequantise the checkpoints (e.g. to bfloat16) first.")
-    # fp64 inputs are never summed in a narrower type than they are stored in
-    accumulated = "float64" if "F64" in input_dtypes else accumulate
-    acc_dtype = DTYPES[accumulated]
-    key = merge_key(checkpoints, weights, dtype, accumulate)
-    record = {
-        **(provenance or {}), "key": key,
-        "inputs": [{"step": c.step, "path": str(c.path), "identity": checkpoint_identity(c)} for c in checkpoints],
-        "steps": [c.step for c in checkpoints], "weights": [float(w) for w in weights],
-        "input_dtypes": input_dtypes, "dtype": dtype or "input", "accumulate": accumulated,
-        "package_version": _version(),
-    }
-    plan = _plan_shards(layout, dtype, shard_size_bytes)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(out_dir)  # also removes those left by a killed merge of the same target
-    tmp.mkdir()
-    bytes_read = 0
+    _check_float_dtypes(layout, input_dtypes, inputs[0])
+    outputs: list[_Output] = []
     try:
+        for plan, out_dir in zip(plans, out_dirs):
+            outputs.append(_Output(plan, out_dir, inputs, layout, input_dtypes, shard_size_bytes))
         with ExitStack() as stack:
-            handles = [_open(stack, c) for c in checkpoints]
-            total = sum(tensor_nbytes(*layout[n]) for n in layout) * len(checkpoints)
-            bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=f"merge {out_dir.name}",
-                                           disable=not progress, leave=False))
-            metadata = {"format": "pt", "wsm_merge": json.dumps(record, sort_keys=True)}
-            # one accumulator reused for every tensor: no allocation (and page faults) per tensor
-            largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
-            scratch = torch.empty(largest, dtype=acc_dtype)
-            for file_name, names in plan:
-                entries = [(n, _out_st_dtype(layout[n][0], dtype), layout[n][1]) for n in names]
-                with SafetensorsWriter(tmp / file_name, entries, metadata) as out:
-                    for name in names:
-                        out.write(name, _merge_tensor(name, checkpoints, handles, weights, scratch, dtype,
-                                                      allow_nonfinite))
-                        size = tensor_nbytes(*layout[name]) * len(checkpoints)
-                        bytes_read += size
-                        bar.update(size)
-        if len(plan) > 1:
-            weight_map = {n: f for f, names in plan for n in names}
-            total_size = sum(tensor_nbytes(_out_st_dtype(layout[n][0], dtype), layout[n][1]) for n in layout)
-            (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
-                                                      "weight_map": weight_map}, indent=1))
-        _copy_side_files(checkpoints[-1], tmp)
-        (tmp / "merge.json").write_text(json.dumps(record, indent=1))
-        _publish(tmp, out_dir, overwrite)
+            streams = [StreamingIdentity(c) for c in inputs]
+            handles = [_open(stack, c) for c in inputs]
+            total = sum(tensor_nbytes(*info) for info in layout.values()) * len(inputs)
+            desc = f"merge {out_dirs[0].name}" + (f" (+{len(plans) - 1})" if len(plans) > 1 else "")
+            bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress,
+                                           leave=False))
+            reader = _Reader(inputs, handles, streams, bar)
+            for name in sorted(layout):
+                for output in outputs:
+                    output.start(name)
+                for index, tensor in reader.tensors(name):
+                    for output in outputs:
+                        output.add(index, name, tensor)
+                for output in outputs:
+                    output.finish(name, reader, allow_nonfinite)
+            identities = [s.identity() for s in streams]
+        results = [output.close(identities, provenance) for output in outputs]
+        for output in outputs:
+            output.publish(overwrite)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for output in outputs:
+            output.discard()
         raise
-    return MergeResult(out_dir, key, bytes_read, time.perf_counter() - started, len(plan))
+    seconds = time.perf_counter() - started
+    return [replace(r, bytes_read=reader.bytes_read, seconds=seconds) for r in results]
 
 
-def _merge_tensor(name, checkpoints, handles, weights, scratch, dtype, allow_nonfinite) -> torch.Tensor:
-    tensors = (h[name].get_tensor(name) for h in handles)
-    first = next(tensors)
-    if not first.is_floating_point():
-        for checkpoint, other in zip(checkpoints[1:], tensors):
-            if not torch.equal(first, other):
-                raise MergeError(
-                    f"Non-float tensor {name!r} differs between {checkpoints[0].path} and {checkpoint.path}; "
-                    "integer buffers cannot be averaged. Merge checkpoints whose integer tensors agree."
-                )
-        return first.clone()
-    out_dtype = first.dtype if dtype is None else DTYPES[dtype]
-    acc = scratch[:first.numel()].view(first.shape).zero_()
-    for weight, tensor in zip(weights, itertools.chain([first], tensors)):  # one input tensor at a time
-        acc.addcmul_(tensor.to(acc.dtype), torch.tensor(weight, dtype=acc.dtype))
-    merged = acc.to(out_dtype)  # may alias the scratch buffer: the caller writes it before the next tensor
-    # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
-    # output and then its total; only a non-finite total triggers the scan that names the culprit.
-    if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
-        _raise_nonfinite(name, checkpoints, handles, out_dtype)
-    return merged
+def _union(plans: Sequence[MergePlan]) -> list[Checkpoint]:
+    """The checkpoints of all plans, once each, in an order every plan follows (by step when all ascend)."""
+    inputs = list(dict.fromkeys(c for plan in plans for c in plan.checkpoints))
+    if all(_ascending(plan.checkpoints) for plan in plans):
+        inputs.sort(key=lambda c: (c.step, str(c.path)))
+    position = {c: i for i, c in enumerate(inputs)}
+    for plan in plans:
+        order = [position[c] for c in plan.checkpoints]
+        if any(a >= b for a, b in zip(order, order[1:])):
+            raise MergeError(f"The merge of steps {[c.step for c in plan.checkpoints]} lists a checkpoint twice, or "
+                             "orders its checkpoints unlike the other merges of this pass; merge it separately.")
+    return inputs
 
 
-def _raise_nonfinite(name, checkpoints, handles, out_dtype) -> None:
-    for checkpoint, handle in zip(checkpoints, handles):
-        if not torch.isfinite(handle[name].get_tensor(name)).all():
+def _ascending(checkpoints: Sequence[Checkpoint]) -> bool:
+    return all(a.step < b.step for a, b in zip(checkpoints, checkpoints[1:]))
+
+
+class _Output:
+    """One plan's output during a pass: its accumulator, its shard writers and its temporary folder."""
+
+    def __init__(self, plan: MergePlan, out_dir: Path, inputs, layout, input_dtypes, shard_size_bytes: int):
+        self.plan, self.out_dir, self.layout, self.input_dtypes = plan, out_dir, layout, input_dtypes
+        self.position = {inputs.index(c): j for j, c in enumerate(plan.checkpoints)}  # pass index -> plan index
+        # fp64 inputs are never summed in a narrower type than they are stored in
+        self.accumulated = "float64" if "F64" in input_dtypes else plan.accumulate
+        self.shards = _plan_shards(layout, plan.dtype, shard_size_bytes)
+        self.shard_of = {n: i for i, (_, names) in enumerate(self.shards) for n in names}
+        # one accumulator reused for every tensor: no allocation (and page faults) per tensor
+        largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
+        self.scratch = torch.empty(largest, dtype=DTYPES[self.accumulated])
+        self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
+        self.writer, self.shard, self.digests = None, -1, []
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_path(out_dir)  # also removes those left by a killed merge of the same target
+        self.tmp.mkdir()
+
+    def start(self, name: str) -> None:
+        if self.shard_of[name] != self.shard:
+            self._close_shard()
+            self.shard += 1
+            file_name, names = self.shards[self.shard]
+            entries = [(n, _out_st_dtype(self.layout[n][0], self.plan.dtype), self.layout[n][1]) for n in names]
+            self.writer = SafetensorsWriter(self.tmp / file_name, entries, self.metadata)
+        st_dtype, shape = self.layout[name]
+        self.acc = self.scratch[:_numel(shape)].view(shape).zero_() if st_dtype in SAFETENSORS_DTYPES else None
+        self.first = None
+
+    def add(self, index: int, name: str, tensor: torch.Tensor) -> None:
+        j = self.position.get(index)
+        if j is None:
+            return
+        if self.acc is not None:
+            self.acc.addcmul_(tensor.to(self.acc.dtype), torch.tensor(self.plan.weights[j], dtype=self.acc.dtype))
+        elif self.first is None:
+            self.first = tensor
+        elif not torch.equal(self.first, tensor):
+            checkpoints = self.plan.checkpoints
+            raise MergeError(f"Non-float tensor {name!r} differs between {checkpoints[0].path} and "
+                             f"{checkpoints[j].path}; "
+                             "integer buffers cannot be averaged. Merge checkpoints whose integer tensors agree.")
+
+    def finish(self, name: str, reader: _Reader, allow_nonfinite: bool) -> None:
+        if self.acc is None:
+            self.writer.write(name, self.first.clone())
+            return
+        st_dtype = self.layout[name][0]
+        out_dtype = SAFETENSORS_DTYPES[st_dtype] if self.plan.dtype is None else DTYPES[self.plan.dtype]
+        merged = self.acc.to(out_dtype)  # may alias the accumulator: written before the next tensor
+        # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
+        # output and then its total; only a non-finite total triggers the scan that names the culprit.
+        if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
+            _raise_nonfinite(name, reader, sorted(self.position), out_dtype)
+        self.writer.write(name, merged)
+
+    def close(self, identities: list[str], provenance) -> MergeResult:
+        """Finish the last shard and write index, side files and merge.json into the temporary folder."""
+        self._close_shard()
+        streamed = [identities[i] for i in sorted(self.position)]
+        for checkpoint, planned, seen in zip(self.plan.checkpoints, self.plan.identities, streamed):
+            if planned is not None and planned != seen:
+                raise CheckpointError(f"Checkpoint {checkpoint.path} changed between planning and merging (its "
+                                      "content identity differs). Wait until it is completely written, then rerun.")
+        plan = self.plan.with_identities(streamed)
+        if len(self.shards) > 1:
+            weight_map = {n: f for f, names in self.shards for n in names}
+            total_size = sum(tensor_nbytes(_out_st_dtype(st, plan.dtype), shape) for st, shape in self.layout.values())
+            (self.tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
+                                                           "weight_map": weight_map}, indent=1))
+        _copy_side_files(plan.checkpoints[-1], self.tmp)
+        identity = combine(self.digests, config_of(self.tmp))
+        record = {**plan.describe(), "input_dtypes": self.input_dtypes, "accumulated": self.accumulated,
+                  "output": {"identity": identity, "files": [f for f, _ in self.shards]},
+                  "package_version": _version(), "note": provenance or {}}
+        (self.tmp / "merge.json").write_text(json.dumps(record, indent=1))
+        return MergeResult(self.out_dir, plan.key, identity, 0, 0.0, len(self.shards))
+
+    def publish(self, overwrite: bool) -> None:
+        _publish(self.tmp, self.out_dir, overwrite)
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _close_shard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.digests.append(self.writer.digest())
+            self.writer = None
+
+
+class _Reader:
+    """Reads a tensor from each input once, hashing the bytes for identities not yet known."""
+
+    def __init__(self, checkpoints, handles, streams, bar):
+        self.checkpoints, self.handles, self.streams, self.bar, self.bytes_read = checkpoints, handles, streams, bar, 0
+
+    def tensors(self, name: str):
+        """(input index, tensor) for every input, in pass order."""
+        for index, (handle_of, stream) in enumerate(zip(self.handles, self.streams)):
+            handle, file_index = handle_of[name]
+            tensor = handle.get_tensor(name)
+            if stream.wants(file_index):
+                stream.add(file_index, name, tensor.reshape(-1).view(torch.uint8).numpy())
+            size = tensor.numel() * tensor.element_size()
+            self.bytes_read += size
+            self.bar.update(size)
+            yield index, tensor
+
+
+def _raise_nonfinite(name, reader: _Reader, indices, out_dtype) -> None:
+    for index in indices:
+        checkpoint = reader.checkpoints[index]
+        if not torch.isfinite(reader.handles[index][name][0].get_tensor(name)).all():
             raise MergeError(
                 f"Tensor {name!r} of checkpoint {checkpoint.path} (step {checkpoint.step}) contains NaN or Inf. "
                 "Drop that checkpoint from the window (pick another end step), or pass allow_nonfinite "
@@ -174,6 +319,14 @@ def _raise_nonfinite(name, checkpoints, handles, out_dtype) -> None:
         "every input is finite. Check the weights (a decay emulation's weights sum to 1) or write a wider "
         "dtype (--dtype float32)."
     )
+
+
+def _check_float_dtypes(layout, input_dtypes, first: Checkpoint) -> None:
+    unsupported = [st for st in input_dtypes if st.startswith("F") and st not in SAFETENSORS_DTYPES]
+    if unsupported:
+        name = next(n for n, (st, _) in layout.items() if st in unsupported)
+        raise MergeError(f"Tensor {name!r} of {first.path} is {unsupported[0]}; only F64, F32, BF16 and F16 "
+                         "float tensors can be averaged. Dequantise the checkpoints (e.g. to bfloat16) first.")
 
 
 def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]:
@@ -191,25 +344,17 @@ def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]
     return [(f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors", g) for i, g in enumerate(groups)]
 
 
-def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, Any]:
-    """tensor name -> open safetensors handle, over the checkpoint's (possibly sharded) files."""
+def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, tuple[Any, int]]:
+    """tensor name -> (open safetensors handle, index of its file), over the checkpoint's files."""
     by_name = {}
-    for file in checkpoint.files:
+    for index, file in enumerate(checkpoint.files):
         handle = stack.enter_context(safe_open(str(file), framework="pt"))
         for name in handle.keys():
-            by_name[name] = handle
+            by_name[name] = (handle, index)
     return by_name
 
 
-def _check_request(checkpoints, weights, out_dir: Path, dtype, accumulate, overwrite) -> None:
-    if not checkpoints:
-        raise MergeError("No checkpoints to merge: select a window with at least one checkpoint.")
-    if len(weights) != len(checkpoints):
-        raise MergeError(f"{len(weights)} weights for {len(checkpoints)} checkpoints: give one weight per checkpoint.")
-    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
-        raise MergeError(f"Output dtype {dtype!r} is not supported; use float32, bfloat16 or float16.")
-    if accumulate not in ("float32", "float64"):
-        raise MergeError(f"Accumulation dtype {accumulate!r} is not supported; use float32 or float64.")
+def _check_target(checkpoints, out_dir: Path, overwrite) -> None:
     if out_dir.exists() and not overwrite:
         raise MergeError(f"Output folder {out_dir} already exists. Choose another --out, or pass --overwrite "
                          "to replace it (it is replaced only once the new merge is complete).")
@@ -267,4 +412,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_key", "SeriesError"]
+__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_or_reuse", "merge_plan", "merge_plans"]

@@ -15,16 +15,16 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import re
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import reduce
 from pathlib import Path
 from typing import Any
+
+from wsm_exp.merging.identity import checkpoint_identity  # noqa: F401  (sweep/sources.py imports it from here)
+from wsm_exp.merging.st_io import CheckpointError, tensor_layout
+from wsm_exp.merging.window import WindowError, spacing, window_steps
 
 STEP_NAME = re.compile(r"^(?:step_?|checkpoint-|iter_|global_step)(\d+)(?:\.safetensors)?$")
 INDEX_FILE = "model.safetensors.index.json"
@@ -60,8 +60,7 @@ class Series:
     @property
     def spacing(self) -> int:
         """Greatest common spacing of the saved steps (the finest usable interval)."""
-        gaps = [b - a for a, b in zip(self.steps, self.steps[1:])]
-        return reduce(math.gcd, gaps) if gaps else 1
+        return spacing(self.steps)
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,9 @@ def load_series(source: str | Path | Sequence[str | Path], *, tokens_per_step: i
     if isinstance(source, (str, Path)):
         root = Path(source)
         if not root.is_dir():
-            raise SeriesError(f"Checkpoint series folder {root} does not exist. Pass the folder that holds the "
-                              "step_<n> / checkpoint-<n> checkpoints of one run.")
+            what = "is a file, not a folder" if root.exists() else "does not exist"
+            raise SeriesError(f"Checkpoint series folder {root} {what}. Pass the folder that holds the "
+                              f"step_<n> / checkpoint-<n> checkpoints of one run{_nudge(root)}.")
         meta = _read_meta(root)
         candidates = [p for p in root.iterdir() if STEP_NAME.match(p.name)]
     else:
@@ -110,7 +110,7 @@ def load_series(source: str | Path | Sequence[str | Path], *, tokens_per_step: i
         raise SeriesError(
             f"No checkpoints found in {root}: children must be named step_<n>, step<n>, checkpoint-<n>, "
             "iter_<n> or global_step<n> and hold model.safetensors (or shards with "
-            f"{INDEX_FILE}), or be <name>.safetensors files."
+            f"{INDEX_FILE}), or be <name>.safetensors files{_nudge(root)}."
         )
     for a, b in zip(checkpoints, checkpoints[1:]):
         if a.step == b.step:
@@ -132,59 +132,20 @@ def select_window(series: Series, *, end: int | None = None, quantity: int | Non
     Give ``quantity`` and/or ``interval``, or ``duration`` (D = N·Δ) with one of them.
     The error says which steps exist and what would work.
     """
-    steps, spacing = series.steps, series.spacing
-    end = steps[-1] if end is None else int(end)
-    if end not in steps:
-        raise SeriesError(f"No checkpoint at end step {end}. Available steps: {_fmt(steps)}.")
-    n, delta = _resolve(quantity, interval, duration, spacing)
-    if n > 1 and delta % spacing:
-        raise SeriesError(f"Interval Δ={delta} is not a multiple of the saved spacing {spacing}; "
-                          f"use one of {[spacing * k for k in range(1, 5)]}…")
-    have = set(steps)
-    wanted = [end - (n - 1 - i) * delta for i in range(n)]
-    missing = [s for s in wanted if s not in have]
-    if missing:
-        fits = 0
-        while end - fits * delta in have:
-            fits += 1
-        raise SeriesError(
-            f"The window N={n}, Δ={delta} ending at step {end} needs steps {_fmt(wanted)}, but "
-            f"{_fmt(missing)} are not in the series. Largest N at Δ={delta} ending at {end} is {fits}"
-            f" (D={fits * delta}). Available steps: {_fmt(steps)}."
-        )
-    by_step = {c.step: c for c in series.checkpoints}
-    return Window(tuple(by_step[s] for s in wanted), quantity=n, interval=delta, duration=n * delta,
-                  tokens_per_step=series.tokens_per_step)
-
-
-def read_header(path: Path) -> tuple[bytes, dict[str, Any]]:
-    """Raw header bytes and parsed header of a safetensors file (no tensor data is read)."""
     try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            raw = handle.read(length)
-        return raw, json.loads(raw)
-    except (OSError, struct.error, ValueError) as err:
-        raise SeriesError(f"{path} is not a readable safetensors file ({err}). Re-save it with "
-                          "safetensors, or remove it from the series.") from None
-
-
-def tensor_layout(checkpoint: Checkpoint) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """tensor name -> (dtype, shape) over all weight files of a checkpoint."""
-    layout: dict[str, tuple[str, tuple[int, ...]]] = {}
-    for file in checkpoint.files:
-        _, header = read_header(file)
-        for name, info in header.items():
-            if name != "__metadata__":
-                layout[name] = (info["dtype"], tuple(info["shape"]))
-    return layout
+        steps, n, delta = window_steps(series.steps, end=end, quantity=quantity, interval=interval, duration=duration)
+    except WindowError as err:
+        raise SeriesError(str(err)) from None
+    by_step = {c.step: c for c in series.checkpoints}
+    return Window(tuple(by_step[s] for s in steps), quantity=n, interval=delta, duration=n * delta,
+                  tokens_per_step=series.tokens_per_step)
 
 
 def validate_checkpoints(checkpoints: Sequence[Checkpoint]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Same tensor names, shapes and dtypes everywhere; the error names the first mismatch."""
-    reference = tensor_layout(checkpoints[0])
+    reference = tensor_layout(checkpoints[0].files)
     for other in checkpoints[1:]:
-        layout = tensor_layout(other)
+        layout = tensor_layout(other.files)
         extra, absent = sorted(set(layout) - set(reference)), sorted(set(reference) - set(layout))
         if extra or absent:
             name = (absent or extra)[0]
@@ -208,47 +169,6 @@ def validate_window(window: Window) -> dict[str, tuple[str, tuple[int, ...]]]:
     return validate_checkpoints(window.checkpoints)
 
 
-def checkpoint_identity(checkpoint: Checkpoint, *, samples: int = 16, block: int = 1 << 16) -> str:
-    """A content identity: header, size and evenly spaced data blocks of every weight file.
-
-    Cheap on multi-GB checkpoints (≤ 1 MiB read per file) yet changes when the weights change.
-    """
-    digest = hashlib.sha256()
-    for file in checkpoint.files:
-        raw, _ = read_header(file)
-        size = file.stat().st_size
-        digest.update(raw + size.to_bytes(8, "little"))
-        with open(file, "rb") as handle:
-            for k in range(samples):
-                handle.seek(int((size - block) * k / max(samples - 1, 1)) if size > block else 0)
-                digest.update(handle.read(block))
-    return digest.hexdigest()[:24]
-
-
-def _resolve(quantity: int | None, interval: int | None, duration: int | None, spacing: int) -> tuple[int, int]:
-    for name, value in (("quantity", quantity), ("interval", interval), ("duration", duration)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise SeriesError(f"{name}={value!r} must be a positive integer (steps or checkpoints).")
-    if duration is None:
-        if quantity is None:
-            raise SeriesError("Give the merge quantity N, or a duration D with an interval Δ.")
-        return quantity, interval or spacing
-    if quantity is not None and interval is not None:
-        if quantity * interval != duration:
-            raise SeriesError(f"D={duration} ≠ N·Δ = {quantity}·{interval}: give two of the three.")
-        return quantity, interval
-    if quantity is not None:
-        if duration % quantity:
-            raise SeriesError(f"D={duration} is not a multiple of N={quantity}: Δ = D/N must be a whole number "
-                              f"of steps (e.g. D={quantity * spacing * max(1, duration // (quantity * spacing))}).")
-        return quantity, duration // quantity
-    delta = interval or spacing
-    if duration % delta:
-        raise SeriesError(f"D={duration} is not a multiple of Δ={delta}: N = D/Δ must be whole "
-                          f"(e.g. D={delta * max(1, duration // delta)}).")
-    return duration // delta, delta
-
-
 def _checkpoint(path: Path) -> Checkpoint:
     match = STEP_NAME.match(path.name)
     if not match:
@@ -263,8 +183,7 @@ def weight_files(path: Path) -> tuple[Path, ...]:
     if path.is_file() and path.suffix == ".safetensors":
         return (path,)
     if (path / INDEX_FILE).is_file():
-        index = json.loads((path / INDEX_FILE).read_text())
-        shards = sorted(set(index.get("weight_map", {}).values()))
+        shards = _index_shards(path / INDEX_FILE)
         missing = [s for s in shards if not (path / s).is_file()]
         if not shards or missing:
             raise SeriesError(f"{path / INDEX_FILE} lists shard(s) {missing or '(none)'} that are not in {path}. "
@@ -276,6 +195,35 @@ def weight_files(path: Path) -> tuple[Path, ...]:
                       "save_pretrained (safetensors), or convert it first.")
 
 
+def _index_shards(index_path: Path) -> list[str]:
+    """Shard file names of a sharded checkpoint's index, checked."""
+    try:
+        weight_map = json.loads(index_path.read_text()).get("weight_map")
+    except (OSError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{index_path} is not a readable JSON index ({err}). Re-copy the checkpoint, or "
+                              "re-save it with save_pretrained.") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(f, str) and "/" not in f and f not in ("", ".", "..")
+                                                   for f in weight_map.values()):
+        raise CheckpointError(f"{index_path} has no weight_map of tensor names to shard file names in its folder. "
+                              "Re-copy the checkpoint, or re-save it with save_pretrained.")
+    return sorted(set(weight_map.values()))
+
+
+def _nudge(root: Path) -> str:
+    """Where the series probably is: the folder above one checkpoint, or the folders below a run's parent."""
+    looks_like_checkpoint = STEP_NAME.match(root.name) or (root.is_dir() and (
+        (root / SINGLE_FILE).is_file() or (root / INDEX_FILE).is_file()))
+    if looks_like_checkpoint:
+        return f". {root} looks like one checkpoint: pass the folder above it, {root.parent}, which holds the series"
+    if not root.is_dir():
+        return ""
+    below = sorted(p for p in root.iterdir() if p.is_dir() and any(STEP_NAME.match(c.name) for c in p.iterdir()))
+    if below:
+        names = ", ".join(str(p) for p in below[:3]) + (" …" if len(below) > 3 else "")
+        return f". Step-named checkpoints are one level below, in {names}: pass one of those folders"
+    return ""
+
+
 def _read_meta(root: Path) -> dict[str, Any]:
     path = root / "series.json"
     if not path.is_file():
@@ -284,8 +232,3 @@ def _read_meta(root: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise SeriesError(f"{path} is not valid JSON ({err}). Fix or delete it (it is optional).") from None
-
-
-def _fmt(steps: Sequence[int]) -> str:
-    steps = list(steps)
-    return str(steps) if len(steps) <= 12 else f"[{', '.join(map(str, steps[:5]))}, …, {', '.join(map(str, steps[-5:]))}]"

@@ -48,7 +48,7 @@ def canonical_curve(curve: str) -> str:
     if name not in DECAY_CURVES and name not in PMA_CURVES:
         raise WeightsError(
             f"Unknown merge curve {curve!r}. Allowed: {', '.join(CURVES)}. "
-            "Pick one of these (e.g. merge.curve=1-sqrt), or pass explicit weights."
+            "Pick one of these (e.g. merge.curve=1-sqrt), or give explicit merge.weights."
         )
     return name
 
@@ -97,7 +97,7 @@ def explicit_weights(values: Sequence[float], quantity: int) -> list[float]:
     if len(values) != quantity:
         raise WeightsError(
             f"Got {len(values)} explicit weights for {quantity} checkpoints: give exactly one "
-            "weight per checkpoint, oldest first (e.g. --weights 0.2,0.3,0.5 for N=3)."
+            "weight per checkpoint, oldest first (e.g. merge.weights=[0.2,0.3,0.5] for N=3)."
         )
     bad = [v for v in values if not math.isfinite(v) or v < 0]
     if bad:
@@ -158,7 +158,7 @@ def _ema_alpha_weights(quantity: int, alpha: float | None) -> list[float]:
     if alpha is None or not 0.0 < alpha <= 1.0:
         raise WeightsError(
             f"Curve 'ema_alpha' needs an EMA factor alpha in (0, 1], got {alpha!r}: "
-            "set merge.alpha (CLI: --alpha), e.g. 0.2."
+            "set it, e.g. merge.alpha=0.2."
         )
     keep = 1.0 - alpha
     return [keep ** (quantity - 1)] + [alpha * keep ** (quantity - 1 - j) for j in range(1, quantity)]

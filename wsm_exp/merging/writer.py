@@ -1,8 +1,8 @@
 """Stream a safetensors file tensor by tensor: the header is known up front, the data follows.
 
 A merge knows every output name, dtype and shape before it computes anything, so it can write the
-header first and then each tensor's bytes as soon as they exist. Nothing but the tensor in hand is
-held in memory, and no serialisation copy is made.
+header first and then each tensor's bytes as soon as they exist (hashing them on the way). Nothing
+but the tensor in hand is held in memory, and no serialisation copy is made.
 
 Example:
     >>> import tempfile, torch
@@ -23,23 +23,17 @@ from pathlib import Path
 
 import torch
 
-ITEMSIZE = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-            "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+from wsm_exp.merging.identity import TreeDigest
+from wsm_exp.merging.st_io import tensor_nbytes
+
 TORCH_TO_ST = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
                torch.bool: "BOOL"}
 
 
-def tensor_nbytes(st_dtype: str, shape: Sequence[int]) -> int:
-    """Bytes of a tensor of safetensors dtype ``st_dtype`` and ``shape``."""
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count * ITEMSIZE[st_dtype]
-
-
 class SafetensorsWriter:
-    """Writes ``entries`` (name, safetensors dtype, shape), in that order, to ``path``."""
+    """Writes ``entries`` (name, safetensors dtype, shape), in that order, to ``path``; ``digest()`` is the
+    file's identity digest (``identity.file_digest``), computed from the bytes as they are written."""
 
     def __init__(self, path: str | Path, entries: Sequence[tuple[str, str, Sequence[int]]], metadata: dict[str, str]):
         header: dict = {"__metadata__": metadata}
@@ -52,6 +46,7 @@ class SafetensorsWriter:
         blob += b" " * (-len(blob) % 8)  # the data section starts 8-byte aligned
         self._expected = [(name, st_dtype, tuple(shape)) for name, st_dtype, shape in entries]
         self._next = 0
+        self._tree = TreeDigest(blob, [name for name, _, _ in entries])
         self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
         self._file.write(struct.pack("<Q", len(blob)) + blob)
 
@@ -61,8 +56,13 @@ class SafetensorsWriter:
         got = (name, TORCH_TO_ST.get(tensor.dtype), tuple(tensor.shape))
         if got != expected:
             raise ValueError(f"SafetensorsWriter expected {expected}, got {got}")
-        self._file.write(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+        data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+        self._file.write(data)
+        self._tree.add(name, data)
         self._next += 1
+
+    def digest(self) -> str:
+        return self._tree.hexdigest()
 
     def close(self) -> None:
         self._file.close()
@@ -72,8 +72,12 @@ class SafetensorsWriter:
     def __enter__(self) -> SafetensorsWriter:
         return self
 
+    def abort(self) -> None:
+        """Close the file without the completeness check (the caller deletes it)."""
+        self._file.close()
+
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
             self.close()
         else:
-            self._file.close()
+            self.abort()

@@ -94,6 +94,7 @@ class _Context:
     def inputs(self, variant: Variant, branch_paths: dict[str, Path]) -> dict[str, Any]:
         """Every input that determines the variant's rows, by name (see wsm_exp.sweep.freshness)."""
         from wsm_exp.evaluation.harness import tasks_fingerprint
+        from wsm_exp.merging.plan import MERGER_VERSION
 
         inputs: dict[str, Any] = {
             "variant": freshness.digest(asdict(variant)), "eval settings": self.eval_identity,
@@ -102,7 +103,7 @@ class _Context:
         for checkpoint in self._checkpoints(variant, branch_paths):
             inputs[f"checkpoint {variant.branch}/{checkpoint.path.name}"] = self._identity(checkpoint)
         if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
-            inputs["merger"] = _merger_version()
+            inputs["merger"] = MERGER_VERSION
         heldout = self.source.heldout()
         if heldout and "wsm_heldout_bpb" in self.suite.tasks:
             inputs["held-out file"] = self._heldout_digest(heldout)
@@ -142,7 +143,7 @@ class _Context:
 
     def _identity(self, checkpoint) -> str:
         """Content identity of a checkpoint, computed once per process."""
-        from wsm_exp.merging.series import checkpoint_identity
+        from wsm_exp.merging.identity import checkpoint_identity
 
         if checkpoint.path not in self._identities:
             self._identities[checkpoint.path] = checkpoint_identity(checkpoint)
@@ -178,24 +179,20 @@ class _Context:
 
     def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
         from wsm_exp.evaluation import evaluate_model
-        from wsm_exp.merging.merger import merge_key, merge_checkpoints
-        from wsm_exp.merging.series import validate_checkpoints
-        from wsm_exp.merging.weights import CONVENTION
+        from wsm_exp.merging.merger import merge_or_reuse
+        from wsm_exp.merging.plan import EXPLICIT, build_plan
+        from wsm_exp.merging.series import Window
 
         checkpoints = self._checkpoints(variant, branch_paths)
         merge_seconds = 0.0
         if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
-            validate_checkpoints(checkpoints)
-            key = merge_key(checkpoints, list(variant.weights), self.merge.dtype, self.merge.accumulate)
-            model_dir = self.merges / key
-            if not (model_dir / "merge.json").is_file():
-                started = time.perf_counter()
-                merge_checkpoints(checkpoints, list(variant.weights), model_dir, dtype=self.merge.dtype,
-                                  accumulate=self.merge.accumulate,
-                                  provenance={"curve": variant.curve, "min_lr": variant.min_lr,
-                                              "convention": CONVENTION, "variant": variant.name})
-                merge_seconds = time.perf_counter() - started
-            model_hash = key
+            window = Window(tuple(checkpoints), variant.quantity, variant.interval, variant.duration,
+                            self.source.tokens_per_step)
+            weights = ({"weights": variant.weights, "normalize": False} if variant.curve == EXPLICIT else
+                       {"curve": variant.curve, "min_lr": variant.min_lr, "alpha": variant.alpha})
+            plan = build_plan(window, **weights, dtype=self.merge.dtype, accumulate=self.merge.accumulate)
+            merged = merge_or_reuse(plan, self.merges)
+            model_dir, model_hash, merge_seconds = merged.out_dir, merged.key, merged.seconds
         else:
             model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])
         heldout = self.source.heldout()
@@ -233,12 +230,6 @@ def _exit_cleanly_on_sigterm() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
-def _merger_version() -> str:
-    from wsm_exp import __version__
-
-    return __version__
 
 
 @contextlib.contextmanager

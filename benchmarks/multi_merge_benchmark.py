@@ -1,0 +1,73 @@
+"""Several merges in one pass vs one wsm-merge per merge: wall time, bytes read, memory, equality.
+
+    .venv/bin/python benchmarks/multi_merge_benchmark.py [--params 100e6] [--steps 8] [--repeats 3]
+
+Generates ``--steps`` fp32 checkpoints (merge_benchmark.py's Llama layout), then merges the grid
+``--curves`` × ``--quantities`` (default mean,1-sqrt × 2,4,8: six merges over the union of the 8
+newest checkpoints) two ways, taking turns: one ``wsm-merge --curve a,b --quantity 2,4,8`` (one
+streaming pass, each input tensor read once), and one ``wsm-merge`` per merge (timed as their
+sum). Page cache warm, identities cached (an unmeasured warm-up of each runs first). Reports the
+median wall time, GB of checkpoint tensors read, peak anonymous memory, and whether every output
+of the pass equals the separate merge bit for bit. Not a test: timings on a shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from merge_benchmark import BIN, load_output, make_series, run_measured  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=float, default=100e6, help="parameters per checkpoint")
+    parser.add_argument("--steps", type=int, default=8, help="checkpoints in the series")
+    parser.add_argument("--curves", default="mean,1-sqrt")
+    parser.add_argument("--quantities", default="2,4,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    curves, quantities = args.curves.split(","), [int(q) for q in args.quantities.split(",")]
+    with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
+        work = Path(tmp)
+        os.environ["WSM_IDENTITY_CACHE"] = str(work / "identity-cache")
+        paths = make_series(work / "series", int(args.params), args.steps, torch.float32)
+        per_checkpoint = (paths[0] / "model.safetensors").stat().st_size
+        os.sync()
+        merge = [str(BIN / "wsm-merge"), str(work / "series"), "--overwrite", "--quiet"]
+        one_pass = [*merge, "--curve", args.curves, "--quantity", args.quantities, "--out", str(work / "grid")]
+        separate = {f"{'linear' if c == 'mean' else c}-N{q}": [*merge, "--curve", c, "--quantity", str(q), "--out",
+                                                                  str(work / "alone" / f"{c}-{q}")]
+                    for c, q in itertools.product(curves, quantities)}
+        for cmd in (one_pass, *separate.values()):
+            run_measured(cmd)  # warm-up: page cache, identity cache
+        runs: dict[str, list[tuple[float, int]]] = {"one pass": [], "separate": []}
+        for _ in range(args.repeats):
+            r = run_measured(one_pass)
+            runs["one pass"].append((r["seconds"], r["anon_mib"]))
+            rs = [run_measured(cmd) for cmd in separate.values()]
+            runs["separate"].append((sum(x["seconds"] for x in rs), max(x["anon_mib"] for x in rs)))
+        equal = True
+        for name, (c, q) in zip(separate, itertools.product(curves, quantities)):
+            a, b = load_output(next((work / "grid").glob(f"{name}-*"))), load_output(work / "alone" / f"{c}-{q}")
+            equal &= a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+        read = {"one pass": min(args.steps, max(quantities)) * per_checkpoint,
+                "separate": len(curves) * sum(quantities) * per_checkpoint}
+        print(f"{len(separate)} merges ({args.curves} × N = {args.quantities}) of {per_checkpoint / 1e9:.2f} GB "
+              f"fp32 checkpoints; every output of the pass equal to its separate merge: {equal}\n")
+        print("| way | median wall s | GB read | peak anon MiB |\n|---|---|---|---|")
+        for way, values in runs.items():
+            print(f"| {way} | {statistics.median(v[0] for v in values):.2f} | {read[way] / 1e9:.2f} | "
+                  f"{max(v[1] for v in values)} |")
+
+
+if __name__ == "__main__":
+    main()
