@@ -104,10 +104,10 @@ def test_sweep_runs_every_variant_as_a_slurm_job_with_the_rows_of_a_local_run(cl
     pd.testing.assert_frame_equal(rows(frame), rows(local), check_exact=False, rtol=1e-5)
     assert frame["eval_seconds"].sum() > 0
     # the end-of-sweep aggregation ran once, in the submitting process, never inside a job
-    assert output.count("variant(s) evaluated") == 1
+    assert output.count("variant(s):") == 1
     assert run.stdout.strip().splitlines()[-1] == f"Sweep folder: {run.sweep_dir}"
     job_logs = "".join(p.read_text() for p in submitit.glob(f"{array}_*/*_log.*"))
-    assert "variant(s) evaluated" not in job_logs and "Sweep folder" not in job_logs
+    assert "variant(s):" not in job_logs and "Sweep folder" not in job_logs
 
 
 @pytest.mark.slow

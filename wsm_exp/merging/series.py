@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsm_exp.merging.identity import checkpoint_identity  # noqa: F401  (sweep/sources.py imports it from here)
 from wsm_exp.merging.st_io import CheckpointError, tensor_layout
 from wsm_exp.merging.window import WindowError, spacing, window_steps
 
