@@ -259,7 +259,8 @@ class _Context:
         return [by_step[s] for s in variant.steps]
 
     def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
-        from wsm_exp.evaluation import evaluate_model
+        from wsm_exp.evaluation import evaluate
+        from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.merger import merge_key, merge_checkpoints
         from wsm_exp.merging.series import checkpoint_identity, validate_checkpoints
         from wsm_exp.merging.weights import CONVENTION
@@ -281,8 +282,10 @@ class _Context:
         else:
             model_dir, model_hash = checkpoints[0].path, checkpoint_identity(checkpoints[0])
         heldout = self.source.heldout()
-        scores = evaluate_model(Path(model_dir), self.suite, cache_dir=self.scores,
-                                extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
+        evaluation = evaluate(Path(model_dir), self.suite, cache_dir=self.scores,
+                              extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
+        write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values for paired tests
+        scores = evaluation.scores
         fields = self._fields(variant)
         return [
             results.make_row(
