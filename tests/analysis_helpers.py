@@ -43,7 +43,7 @@ def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, dura
                 results.write_job(folder, v.name, "fp", _rows(v, score, 3.9 + 0.01 * seed, sweep, rng))
         for variant, score in ((wsd_variant(shape="1-sqrt", step=128, decay_steps=128, seed=seed), wsd_score),
                                (raw_variant(step=128, seed=seed), wsd_score - 0.05)):
-            results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85, sweep, rng))
+            results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85 + 0.01 * seed, sweep, rng))
         if decay_merge_gain is not None:
             v = merge_variant(curve="mean", steps=[104, 112, 120, 128], weights=[0.25] * 4, interval=8, duration=32,
                               seed=seed, branch="wsd_1-sqrt")
@@ -55,7 +55,7 @@ def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, dura
             after = merge_then_decay_variant(merge=merge, shape="1-sqrt", decay_steps=32)
             plain = wsd_variant(shape="1-sqrt", step=128, decay_steps=32, seed=seed, branch=fidelity_branch(128, 32))
             for variant, score in ((after, wsd_score + merge_then_decay_gain), (plain, wsd_score)):
-                results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85, sweep, rng))
+                results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85 + 0.01 * seed, sweep, rng))
     if failed_variant:
         bad = merge_variant(curve="ema", steps=[120, 128], weights=[0.5, 0.5], interval=8, duration=16)
         results.write_job(folder, bad.name, "", [results.make_row(sweep=sweep, **bad.row_fields(
