@@ -46,10 +46,11 @@ class Evidence:
 
     @cached_property
     def chance(self) -> pd.DataFrame:
-        """Per task: its chance level and whether every model's 95% interval includes it."""
-        z = quantile(math.inf)
+        """Per task: its chance level and whether every model's interval includes it. The intervals are
+        simultaneous over the models (Bonferroni), so a task truly at chance is marked so ≥ 95% of the time."""
         out = []
         for task, rows in self.rows.groupby("task"):
+            z = quantile(math.inf, len(rows))
             level = chance_level(task) if rows["metric"].iloc[0] != "bits_per_byte" else None
             covers = (rows["value"] - z * rows["stderr"] <= level) & (level <= rows["value"] + z * rows["stderr"]) \
                 if level is not None else pd.Series(dtype=bool)
