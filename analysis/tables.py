@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -58,8 +57,9 @@ def label(row: pd.Series) -> str:
         return (f"merge {row['curve']} inside {row['branch']} (N={row['quantity']}, D={row['duration_steps']}, "
                 f"end={row['end_step']})")
     if row["kind"] == "merge_then_decay":
-        quantity = re.search(r"_N(\d+)_", str(row["branch"]))
-        return (f"merge {row['curve']} (N={quantity.group(1) if quantity else '?'}, Δ={row['interval_steps']}, "
+        quantity = row.get("parent_quantity")
+        quantity = "?" if pd.isna(quantity) else int(quantity)
+        return (f"merge {row['curve']} (N={quantity}, Δ={row['interval_steps']}, "
                 f"end={row['end_step'] - row['duration_steps']}) then decay (end={row['end_step']})")
     if row["kind"] == "wsd":
         return f"decay {row['curve']} [{row['branch']}] (end={row['end_step']})"

@@ -211,3 +211,14 @@ def test_report_opens_with_one_sentence_per_claim_and_the_claims_figure(tmp_path
     assert "**WSM beats WSD**: on heldout_bpb (lower is better) the difference is -0.0" in top
     assert "evaluation noise only" in top and "**reproduced**" in top
     assert (tmp_path / "figures" / "claims.png").stat().st_size > 5_000
+
+
+def test_report_of_a_losses_only_suite_without_heldout_does_not_crash(tmp_path):
+    """No accuracy task (Overall is empty) and no held-out text: the gold-bpb tasks still get their table."""
+    folder = write_doc_sweep(tmp_path, extra_bpb_tasks=True, suite="benchmarks", primary="overall")
+    frame = pd.read_parquet(folder / "results.parquet")
+    frame[frame["task"] != "wsm_heldout_bpb"].to_parquet(folder / "results.parquet")
+    out = subprocess.run([sys.executable, "-m", "analysis.report", str(folder)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    losses = pd.read_csv(folder / "tables" / "losses.csv")
+    assert {"math", "code"} <= set(losses.columns) and "heldout" not in losses.columns
