@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import DESIGN, HELDOUT_TASK, task_rows
-from analysis.stats import LEVEL, DocNoise, compare, paired_difference, quantile
+from analysis.stats import DocNoise, compare, paired_difference, quantile
 from wsm_exp.evaluation.chance import chance_level
 
 
@@ -136,6 +136,3 @@ class Evidence:
         direction = higher_is_better(metric) if claimed_higher is None else claimed_higher
         return compare([va[i] for i in keep], [vb[i] for i in keep], higher_is_better=direction,
                        candidates=candidates, eval_noise=self.doc_noise(pairs, metric) if pairs else None)
-
-
-__all__ = ["Evidence", "LEVEL", "higher_is_better"]

@@ -32,13 +32,19 @@ GRANULARITY = "finer granularity is slightly better at fixed duration"
 DECAY_THEN_MERGE = "decay-then-merge gives no gain over the decay"
 MERGE_THEN_DECAY = "merge-then-decay gives no gain"
 CLAIMS = [WSM_BEATS_WSD, LOSS_VS_SCORE, DURATION, CURVES, GRANULARITY, DECAY_THEN_MERGE, MERGE_THEN_DECAY]
+CONTRAST = {  # what "difference" subtracts, per claim
+    WSM_BEATS_WSD: "best merge − best decay", LOSS_VS_SCORE: "best merge − best decay (score part)",
+    DURATION: "R²(D) − R²(rival)", CURVES: "mean − EMA (second part)", GRANULARITY: "finest Δ − coarsest Δ",
+    DECAY_THEN_MERGE: "best merge inside the decay − the decay's end",
+    MERGE_THEN_DECAY: "decay from the merge − decay from its newest checkpoint",
+}
 
 # "No gain" and "≥" claims are equivalence claims: reproduced when the whole 95% interval of the gain
 # stays below this margin. Overall score: the paper reports such differences within ~0.3 points.
 # Held-out bits per byte: a tenth of the ~0.05 bpb by which merges beat the decay on the tiny study.
 MARGIN = {"overall": 0.5, "heldout_bpb": 0.005}
 AT_CHANCE = "at chance (no verdict)"
-COLUMNS = ["claim", "metric", "verdict", "difference", "ci95", "noise", "eval_ci95", "seed_ci95", "candidates",
+COLUMNS = ["claim", "metric", "contrast", "verdict", "difference", "ci95", "noise", "eval_ci95", "seed_ci95", "candidates",
            "seeds", "ci_low", "ci_high", "evidence"]
 UNITS = {"overall": "overall score (points)", "heldout_bpb": "held-out bits per byte"}
 
@@ -50,12 +56,13 @@ def _interval(low: float, high: float, digits: int) -> str:
 def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", verdict: str | None = None,
          metric: str = "") -> dict:
     if comparison is None:
-        return {"claim": claim, "metric": metric, "verdict": verdict or "not tested", "difference": math.nan,
+        return {"claim": claim, "metric": metric, "contrast": CONTRAST[claim], "verdict": verdict or "not tested",
+                "difference": math.nan,
                 "ci95": "", "noise": "", "eval_ci95": "", "seed_ci95": "", "candidates": 0, "seeds": 0,
                 "ci_low": math.nan, "ci_high": math.nan,
                 "evidence": evidence or "the sweeps in this report do not cover it"}
     digits = 4 if "bpb" in metric else 2
-    return {"claim": claim, "metric": metric, "verdict": verdict or comparison.verdict,
+    return {"claim": claim, "metric": metric, "contrast": CONTRAST[claim], "verdict": verdict or comparison.verdict,
             "difference": round(comparison.mean, digits + 1), "ci95": _interval(comparison.ci_low, comparison.ci_high, digits),
             "noise": comparison.noise, "eval_ci95": _interval(comparison.eval_low, comparison.eval_high, digits),
             "seed_ci95": _interval(comparison.seed_low, comparison.seed_high, digits),

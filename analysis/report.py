@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from analysis.findings import findings
 from analysis.load import ReportError, failed, load_results, model_scores
 from analysis.tables import (by_design, duration_curves, loss_table, paper_table, table1, table3, table4,
                              table5)
+from wsm_exp.atomic import temp_path
 
 
 @dataclass
@@ -69,7 +71,7 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
     (out / "figures").mkdir(parents=True, exist_ok=True)
     groups = sorted(frame["group"].unique())
     all_tables: dict[str, pd.DataFrame] = {}
-    made: list[Path] = [figures.weights_figure(out / "figures" / "figure2_weights.png")]
+    made: list[Path] = [figures.weights_figure(out / "figures" / "figure2_weights.png")]  # the same for every group
     sections = []
     for group in groups:
         part = frame[frame["group"] == group]
@@ -80,11 +82,14 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
         made += group_figures
-        sections.append(render(part, tables, group_figures, out, heading=group if len(groups) > 1 else None))
+        sections.append(render(part, tables, [*group_figures, made[0]], out,
+                               heading=group if len(groups) > 1 else None))
     report = Report(out / "report.md", all_tables, made)
     preface = [] if len(groups) == 1 else [f"# WSM report: {len(groups)} studies/suites side by side "
                                            "(--allow-mixed; numbers are not comparable across them)", ""]
-    report.path.write_text("\n".join([*preface, *sections, *[f"![figure2_weights]({made[0].relative_to(out).as_posix()})"]]))
+    tmp = temp_path(report.path)  # readers never see half a report
+    tmp.write_text("\n".join([*preface, *sections]))
+    os.replace(tmp, report.path)
     return report
 
 
@@ -132,7 +137,7 @@ def headline(claims: pd.DataFrame) -> list[str]:
         interval = f"95% interval {row['ci95']} covering {row['noise']}" if row["ci95"] else f"no interval: {row['noise']}"
         if row["candidates"] and row["candidates"] > 1:
             interval += f", Bonferroni-adjusted for picking the best of {int(row['candidates'])} candidate pairs"
-        lines.append(f"- **{row['claim']}**: on {row['metric']}{direction} the difference is "
+        lines.append(f"- **{row['claim']}**: on {row['metric']}{direction}, {row['contrast']} = "
                      f"{row['difference']:+.{digits}f}, {interval}: **{row['verdict']}**.")
     return lines
 

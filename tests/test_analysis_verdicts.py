@@ -208,7 +208,7 @@ def test_report_opens_with_one_sentence_per_claim_and_the_claims_figure(tmp_path
     text = report.path.read_text()
     top = text[:text.index("## Findings")]
     assert top.count("\n- **") == 7
-    assert "**WSM beats WSD**: on heldout_bpb (lower is better) the difference is -0.0" in top
+    assert "**WSM beats WSD**: on heldout_bpb (lower is better), best merge − best decay = -0.0" in top
     assert "evaluation noise only" in top and "**reproduced**" in top
     assert (tmp_path / "figures" / "claims.png").stat().st_size > 5_000
 
