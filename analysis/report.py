@@ -164,7 +164,7 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         "Merges are N ≥ 2 throughout (N = 1 is the raw checkpoint).",
         "" if len(seeds) > 1 else "One seed: intervals cover evaluation noise only (documents), not training seeds.",
         "",
-        "## Findings", "", _md(claims.drop(columns=["ci_low", "ci_high"])),
+        "## Findings", "", _md(claims.drop(columns=["ci_low", "ci_high"]), 4),
         "## Tasks and chance levels", "",
         (f"At chance for every model (95% interval includes chance; no verdict rests on them): {', '.join(at_chance)}."
          if at_chance else "No task sits at chance for every model."), "",
