@@ -159,6 +159,7 @@ def test_design_identity_keeps_dtype_and_alpha_apart(tmp_path):
     assert sorted(matching["merge_dtype"]) == ["", "bfloat16"]
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_mixed_studies_are_refused_unless_asked_for(tmp_path):
     write_doc_sweep(tmp_path / "a", study="study-a")
     write_doc_sweep(tmp_path / "b", study="study-b", suite="benchmarks", primary="overall")
@@ -181,6 +182,7 @@ def test_loss_table_shows_every_bpb_task_by_category(tmp_path):
     assert "## Losses by category" in write_report([folder]).path.read_text()
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_report_without_heldout_and_with_zero_scores_does_not_crash(tmp_path):
     folder = write_sweep(tmp_path, seeds=(0,), wsd_score=0.0, wsm_gain=0.0)
     frame = pd.read_parquet(folder / "results.parquet")
@@ -192,6 +194,7 @@ def test_report_without_heldout_and_with_zero_scores_does_not_crash(tmp_path):
     assert "WSM beats WSD" in (folder / "report.md").read_text()
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_report_that_cannot_be_written_exits_non_zero_with_the_reason(tmp_path):
     folder = write_sweep(tmp_path, seeds=(0,))
     frame = pd.read_parquet(folder / "results.parquet")
@@ -213,6 +216,7 @@ def test_report_opens_with_one_sentence_per_claim_and_the_claims_figure(tmp_path
     assert (tmp_path / "figures" / "claims.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_report_of_a_losses_only_suite_without_heldout_does_not_crash(tmp_path):
     """No accuracy task (Overall is empty) and no held-out text: the gold-bpb tasks still get their table."""
     folder = write_doc_sweep(tmp_path, extra_bpb_tasks=True, suite="benchmarks", primary="overall")
