@@ -7,9 +7,9 @@ Example:
 
 from analysis.factors import factor_importance
 from analysis.findings import findings
-from analysis.load import load_results, model_scores
+from analysis.load import ReportError, load_results, model_scores
 from analysis.report import Report, log_report_to_wandb, write_report
-from analysis.tables import table1, table3, table4, table5
+from analysis.tables import loss_table, table1, table3, table4, table5
 
-__all__ = ["Report", "factor_importance", "findings", "load_results", "log_report_to_wandb", "model_scores",
-           "table1", "table3", "table4", "table5", "write_report"]
+__all__ = ["Report", "ReportError", "factor_importance", "findings", "load_results", "log_report_to_wandb",
+           "loss_table", "model_scores", "table1", "table3", "table4", "table5", "write_report"]

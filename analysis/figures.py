@@ -44,9 +44,13 @@ def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "
 
 
 def duration_figure(path: Path, curves: pd.DataFrame, baselines: pd.DataFrame, metric: str = "overall") -> Path | None:
-    """Score vs merge duration per curve, WSD ends as horizontal lines (Figures 3-4 analogue)."""
+    """Score vs merge duration per curve, WSD ends as horizontal lines (Figures 3-4 analogue); None when
+    there is nothing finite to draw. Only the duration axis is logarithmic (durations are positive)."""
+    curves = curves[np.isfinite(curves[metric].astype(float)) & (curves["duration_steps"] > 0)] \
+        if not curves.empty else curves
     if curves.empty:
         return None
+    baselines = baselines[np.isfinite(baselines[metric].astype(float))] if not baselines.empty else baselines
     fig, ax = plt.subplots(figsize=(6, 4))
     for curve, rows in curves.groupby("curve"):
         rows = rows.sort_values("duration_steps")
@@ -92,6 +96,30 @@ def factors_figure(path: Path, importance: pd.DataFrame) -> Path | None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("R² of overall score")
     ax.set_title("factor importance (merges)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def claims_figure(path: Path, claims: pd.DataFrame) -> Path | None:
+    """Each tested claim's effect (A − B on its metric) with its 95% interval, one panel per claim."""
+    tested = claims[np.isfinite(claims["difference"].astype(float))]
+    if tested.empty:
+        return None
+    fig, axes = plt.subplots(len(tested), 1, figsize=(7, 1.25 * len(tested) + 0.6), squeeze=False)
+    for ax, (_, row) in zip(axes[:, 0], tested.iterrows()):
+        low, high, mean = float(row["ci_low"]), float(row["ci_high"]), float(row["difference"])
+        if np.isfinite(low):
+            ax.errorbar([mean], [0], xerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]], fmt="o", color="tab:blue",
+                        capsize=4)
+        else:
+            ax.plot([mean], [0], "o", color="tab:gray")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks([])
+        ax.set_title(f"{row['claim']}: {row['verdict']}", fontsize=8, loc="left")
+        ax.set_xlabel(f"{row['metric']} difference ({row['noise'] or 'no interval'})", fontsize=7)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

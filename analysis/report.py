@@ -1,7 +1,10 @@
-"""``python -m analysis.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]``: tables, figures, findings.
+"""``python -m analysis.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--allow-mixed]``: tables, figures, findings.
 
 Writes ``report.md``, ``tables/*.csv`` and ``figures/*.png`` into the (first) sweep folder or
-``--out``. The runner calls ``write_report`` at the end of every sweep.
+``--out``. The runner calls ``write_report`` at the end of every sweep. The report opens with one
+sentence per claim (metric, effect, interval, the noise it covers, verdict) and a figure of the
+effects. When it cannot be written, ``write_report`` raises ReportError (or the underlying error)
+and ``main`` returns non-zero with the reason.
 
 Example:
     >>> from analysis.report import write_report            # doctest: +SKIP
@@ -12,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +24,13 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import figures
+from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.findings import findings
-from analysis.load import failed, load_results, model_scores
-from analysis.tables import by_design, duration_curves, paper_table, table1, table3, table4, table5
+from analysis.load import ReportError, failed, load_results, model_scores
+from analysis.tables import (by_design, duration_curves, loss_table, paper_table, table1, table3, table4,
+                             table5)
+from wsm_exp.atomic import temp_path
 
 
 @dataclass
@@ -35,39 +43,71 @@ class Report:
 
 
 def build_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Every table of the report, from a tidy results frame."""
+    """Every table of the report, from a tidy results frame of one group (study and suite)."""
     scores = model_scores(frame)
+    primary = str(frame["primary"].iloc[0]) if "primary" in frame and len(frame) else "overall"
+    if primary == "heldout_bpb" and scores["heldout_bpb"].isna().all():
+        primary = "overall"
     return {
-        "models": scores, "table1": table1(scores), "table3": table3(scores), "table4": table4(scores),
-        "table5": table5(scores), "duration": duration_curves(scores), "factors": factor_importance(scores),
-        "findings": findings(scores), "failed": failed(frame),
+        "models": scores, "findings": findings(scores, frame), "tasks": Evidence(frame, scores).chance,
+        "losses": loss_table(frame, scores), "table1": table1(scores, primary), "table3": table3(scores, primary),
+        "table4": table4(scores), "table5": table5(scores, primary), "duration": duration_curves(scores, primary),
+        "factors": factor_importance(scores, primary), "failed": failed(frame),
     }
 
 
-def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None) -> Report:
-    """Build the report of one or more sweep folders (several seeds or sweeps combine)."""
+def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None, *,
+                 allow_mixed: bool = False) -> Report:
+    """Build the report of one or more sweep folders (several seeds or sweeps combine; different studies
+    or suites only with ``allow_mixed``, then side by side). Raises ReportError with the reason."""
+    if not sweep_dirs:
+        raise ReportError("No sweep folder given: pass at least one folder holding results.parquet.")
     out = Path(out_dir or sweep_dirs[0])
+    frame = load_results(*sweep_dirs, allow_mixed=allow_mixed)
+    if not ((frame["status"] == "ok") & frame["task"].ne("")).any():
+        raise ReportError(f"{', '.join(map(str, sweep_dirs))}: every variant failed, so there is nothing to "
+                          "report; the errors are in results.csv (column error). Fix them and rerun the sweep.")
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    frame = load_results(*sweep_dirs)
-    tables = build_tables(frame)
-    for name, table in tables.items():
-        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+    groups = sorted(frame["group"].unique())
+    all_tables: dict[str, pd.DataFrame] = {}
+    made: list[Path] = [figures.weights_figure(out / "figures" / "figure2_weights.png")]  # the same for every group
+    sections = []
+    for group in groups:
+        part = frame[frame["group"] == group]
+        suffix = "" if len(groups) == 1 else "__" + re.sub(r"[^A-Za-z0-9]+", "_", group).strip("_")
+        tables = build_tables(part)
+        group_figures = _figures(out, tables, suffix)
+        for name, table in tables.items():
+            table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
+            all_tables[f"{name}{suffix}"] = table
+        made += group_figures
+        sections.append(render(part, tables, [*group_figures, made[0]], out,
+                               heading=group if len(groups) > 1 else None))
+    report = Report(out / "report.md", all_tables, made)
+    preface = [] if len(groups) == 1 else [f"# WSM report: {len(groups)} studies/suites side by side "
+                                           "(--allow-mixed; numbers are not comparable across them)", ""]
+    tmp = temp_path(report.path)  # readers never see half a report
+    tmp.write_text("\n".join([*preface, *sections]))
+    os.replace(tmp, report.path)
+    return report
+
+
+def _figures(out: Path, tables: dict[str, pd.DataFrame], suffix: str) -> list[Path]:
     scores = tables["models"]
     designs = by_design(scores) if not scores.empty else scores
     baselines = designs[designs["kind"].isin(["wsd", "raw"]) & ~designs["branch"].astype(str).str.startswith("fidelity_")] \
         if not designs.empty else designs
     if not baselines.empty:
         baselines = baselines.loc[baselines.groupby(["kind", "curve"])["end_step"].idxmax()]
-    made = [figures.weights_figure(out / "figures" / "figure2_weights.png"),
-            figures.duration_figure(out / "figures" / "duration_score.png", tables["duration"], baselines),
-            figures.duration_figure(out / "figures" / "duration_loss.png", tables["duration"], baselines,
+    folder = out / "figures"
+    made = [figures.claims_figure(folder / f"claims{suffix}.png", tables["findings"]),
+            figures.duration_figure(folder / f"duration_score{suffix}.png", tables["duration"], baselines),
+            figures.duration_figure(folder / f"duration_loss{suffix}.png", tables["duration"], baselines,
                                     metric="heldout_bpb"),
-            figures.fidelity_figure(out / "figures" / "fidelity.png", designs) if not designs.empty else None,
-            figures.factors_figure(out / "figures" / "factors.png", tables["factors"])]
-    report = Report(out / "report.md", tables, [p for p in made if p is not None])
-    report.path.write_text(render(frame, tables, report.figures, out))
-    return report
+            figures.fidelity_figure(folder / f"fidelity{suffix}.png", designs) if not designs.empty else None,
+            figures.factors_figure(folder / f"factors{suffix}.png", tables["factors"])]
+    return [p for p in made if p is not None]
 
 
 def _md(table: pd.DataFrame, digits: int = 2) -> str:
@@ -85,17 +125,51 @@ def _md(table: pd.DataFrame, digits: int = 2) -> str:
     return table.to_markdown(index=False) + "\n"
 
 
-def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: list[Path], out: Path) -> str:
-    seeds = sorted(frame["seed"].unique().tolist())
+def headline(claims: pd.DataFrame) -> list[str]:
+    """One sentence per claim: the metric, the effect, the interval, the noise it covers and the verdict."""
+    lines = []
+    for _, row in claims.iterrows():
+        if pd.isna(row["difference"]):
+            lines.append(f"- **{row['claim']}**: {row['verdict']} ({row['evidence']}).")
+            continue
+        digits = 4 if "bpb" in str(row["metric"]) else 2
+        direction = " (lower is better)" if str(row["metric"]).endswith("bpb") else ""
+        interval = f"95% interval {row['ci95']} covering {row['noise']}" if row["ci95"] else f"no interval: {row['noise']}"
+        if row["candidates"] and row["candidates"] > 1:
+            interval += f", Bonferroni-adjusted for picking the best of {int(row['candidates'])} candidate pairs"
+        lines.append(f"- **{row['claim']}**: on {row['metric']}{direction}, {row['contrast']} = "
+                     f"{row['difference']:+.{digits}f}, {interval}: **{row['verdict']}**.")
+    return lines
+
+
+def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: list[Path], out: Path,
+           heading: str | None = None) -> str:
+    seeds = sorted(int(s) for s in frame["seed"].dropna().unique())
     sweeps = sorted(frame["sweep"].unique().tolist())
+    claims = tables["findings"]
+    samples = "per-document values found" if claims["eval_ci95"].astype(str).str.len().gt(0).any() else \
+        "no per-document values (samples/<model_hash>.parquet) were found, so intervals come from seeds only"
+    at_chance = tables["tasks"].loc[tables["tasks"]["at_chance"], "task"].tolist()
+    primary = str(frame["primary"].iloc[0]) if "primary" in frame and len(frame) else "overall"
+    claim_figure = [p for p in figure_paths if p.stem.startswith("claims")]
     lines = [
-        f"# WSM report: {', '.join(sweeps)}", "",
-        f"{frame['variant'].nunique()} evaluated models, seeds {seeds}, tasks {sorted(frame['task'].unique().tolist())}.",
-        "Scores are percentages of the primary metric (acc_norm, else acc); Overall is the mean over tasks "
-        "(each benchmark once, the paper's weighting); bits-per-byte tasks are in the loss columns. "
-        "The paper's numbers are shown beside ours: a different scale, so compare directions and rankings.",
-        "" if len(seeds) > 1 else "**One seed: every verdict below is unconfirmed (no noise estimate).**", "",
-        "## Findings", "", _md(tables["findings"]),
+        f"# WSM report: {', '.join(sweeps)}" + (f" — {heading}" if heading else ""), "",
+        f"Primary metric: **{primary}** (eval.primary); seeds {seeds}; {samples}.", "",
+        *headline(claims), "",
+        *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in claim_figure], "",
+        f"{frame['variant'].nunique()} evaluated models, tasks {sorted(t for t in frame['task'].unique() if t)}. "
+        "Scores are percentages of each task's metric (acc_norm, else acc); Overall is the mean over tasks "
+        "(each benchmark once, the paper's weighting); bits-per-byte tasks are in the loss table. "
+        "The paper's numbers are shown beside ours: a different scale, so compare directions and rankings. "
+        "Merges are N ≥ 2 throughout (N = 1 is the raw checkpoint).",
+        "" if len(seeds) > 1 else "One seed: intervals cover evaluation noise only (documents), not training seeds.",
+        "",
+        "## Findings", "", _md(claims.drop(columns=["ci_low", "ci_high"]), 4),
+        "## Tasks and chance levels", "",
+        (f"At chance for every model (95% interval includes chance; no verdict rests on them): {', '.join(at_chance)}."
+         if at_chance else "No task sits at chance for every model."), "",
+        _md(tables["tasks"], 3),
+        "## Losses by category (bits per byte; lower is better)", "", _md(tables["losses"], 4),
         "## Table 1: WSD vs WSM (best vs best, and at the WSD token budget)", "", _md(tables["table1"]),
         "Paper:", "", _md(paper_table("table1")),
         "## Table 3: merge curves vs the 1-sqrt decay", "", _md(tables["table3"]),
@@ -104,11 +178,11 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         "Paper (Language column inconsistent as printed):", "", _md(paper_table("table4")),
         "## Table 5: held-out loss vs downstream score", "", _md(tables["table5"], 4),
         "Paper:", "", _md(paper_table("table5"), 3),
-        "## Factor importance (R² of the score on log2 of each factor; merges only)", "", _md(tables["factors"], 3),
+        f"## Factor importance (R² of {primary} on log2 of each factor; merges N ≥ 2)", "", _md(tables["factors"], 3),
         "## Score vs merge duration", "", _md(tables["duration"]),
         "## Figures", "",
-        *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figure_paths], "",
-        "## All models", "", _md(tables["models"].drop(columns=["min_lr"], errors="ignore")),
+        *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figure_paths if p not in claim_figure], "",
+        "## All models", "", _md(tables["models"].drop(columns=["min_lr", "samples_dir"], errors="ignore")),
     ]
     if not tables["failed"].empty:
         lines += ["## Failed variants (excluded from every number above)", "", _md(tables["failed"])]
@@ -133,12 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dirs", nargs="+", help="sweep folders holding results.parquet")
     parser.add_argument("--out", help="output folder (default: the first sweep folder)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="combine folders of different studies or eval suites (reported side by side)")
     args = parser.parse_args(argv)
     try:
-        report = write_report(args.sweep_dirs, args.out)
-    except FileNotFoundError as err:
+        report = write_report(args.sweep_dirs, args.out, allow_mixed=args.allow_mixed)
+    except (ReportError, OSError) as err:
         print(f"analysis.report: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 — a bug, but the user gets the reason and a non-zero exit
+        print(f"analysis.report: internal error, no report written ({type(err).__name__}: {err}). "
+              "Please report it with the sweep folder's results.parquet.", file=sys.stderr)
+        return 1
     print(report.path)
     return 0
 

@@ -1,7 +1,8 @@
 """The paper's tables as DataFrames, from per-model scores (analysis.load.model_scores).
 
 Every table aggregates seeds: ``<col>`` is the mean, ``<col>_std`` the standard deviation when
-there are several seeds. Column names follow the paper (general_knowledge … overall).
+there are several seeds. Column names follow the paper (general_knowledge … overall). Merges are
+N ≥ 2 everywhere (N = 1 is the raw checkpoint); "best" is by the suite's primary metric.
 
 Example:
     >>> from analysis.tables import COLUMNS
@@ -11,12 +12,11 @@ Example:
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.load import CATEGORIES, DESIGN
+from analysis.load import CATEGORIES, DESIGN, task_rows
 
 COLUMNS = [*CATEGORIES, "overall"]
 STD_COLUMNS = [f"{c}_std" for c in CATEGORIES]  # seed std of each category (overall_std sits beside overall)
@@ -57,23 +57,30 @@ def label(row: pd.Series) -> str:
         return (f"merge {row['curve']} inside {row['branch']} (N={row['quantity']}, D={row['duration_steps']}, "
                 f"end={row['end_step']})")
     if row["kind"] == "merge_then_decay":
-        quantity = re.search(r"_N(\d+)_", str(row["branch"]))
-        return (f"merge {row['curve']} (N={quantity.group(1) if quantity else '?'}, Δ={row['interval_steps']}, "
+        quantity = row.get("parent_quantity")
+        quantity = "?" if pd.isna(quantity) else int(quantity)
+        return (f"merge {row['curve']} (N={quantity}, Δ={row['interval_steps']}, "
                 f"end={row['end_step'] - row['duration_steps']}) then decay (end={row['end_step']})")
     if row["kind"] == "wsd":
         return f"decay {row['curve']} [{row['branch']}] (end={row['end_step']})"
     return f"raw constant-LR (end={row['end_step']})"
 
 
-def _pick_best(designs: pd.DataFrame) -> pd.Series | None:
-    return None if designs.empty else designs.sort_values("overall", ascending=False).iloc[0]
+def merges(designs: pd.DataFrame, kind: str = "wsm") -> pd.DataFrame:
+    """The merges of a kind with N ≥ 2 (an N = 1 "merge" is the raw checkpoint, the baseline)."""
+    return designs[(designs["kind"] == kind) & (designs["quantity"] >= 2)]
 
 
-def table1(scores: pd.DataFrame) -> pd.DataFrame:
+def _pick_best(designs: pd.DataFrame, primary: str = "overall") -> pd.Series | None:
+    designs = designs[designs[primary].notna()] if primary in designs else designs
+    return None if designs.empty else designs.sort_values(primary, ascending=primary == "heldout_bpb").iloc[0]
+
+
+def table1(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     """WSD vs WSM by category: best-vs-best and at the WSD token budget (matched tokens)."""
     designs = by_design(scores)
     wsd = designs[(designs["kind"] == "wsd") & designs["branch"].str.startswith("wsd_")]
-    wsm = designs[designs["kind"] == "wsm"]
+    wsm = merges(designs)
     budget_end = wsd["end_step"].max() if not wsd.empty else None
     rows = []
     for comparison, wsd_pool, wsm_pool in (
@@ -81,7 +88,7 @@ def table1(scores: pd.DataFrame) -> pd.DataFrame:
         ("matched tokens", wsd[wsd["end_step"] == budget_end], wsm[wsm["end_step"] == budget_end]),
     ):
         for name, pool in (("WSD", wsd_pool), ("WSM", wsm_pool)):
-            best = _pick_best(pool)
+            best = _pick_best(pool, primary)
             if best is not None:
                 rows.append({"comparison": comparison, "row": name, "model": label(best),
                              **{c: best[c] for c in COLUMNS}, "overall_std": best["overall_std"],
@@ -92,17 +99,19 @@ def table1(scores: pd.DataFrame) -> pd.DataFrame:
                                        "heldout_bpb", "heldout_bpb_std", *STD_COLUMNS, "seeds"])
 
 
-def table3(scores: pd.DataFrame) -> pd.DataFrame:
+def table3(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     """Merge curves vs the 1-sqrt decay: the best window of each curve, and the WSD baseline."""
     designs = by_design(scores)
     rows = []
-    decay = _pick_best(designs[(designs["kind"] == "wsd") & (designs["branch"] == "wsd_1-sqrt")])
+    decay = _pick_best(designs[(designs["kind"] == "wsd") & (designs["branch"] == "wsd_1-sqrt")], primary)
     if decay is not None:
         rows.append({"row": "decay_1-sqrt (WSD)", **{c: decay[c] for c in COLUMNS},
                      "overall_std": decay["overall_std"], "overall_ci95": decay["overall_ci95"],
                      **{c: decay[c] for c in STD_COLUMNS}})
-    for curve, pool in designs[designs["kind"] == "wsm"].groupby("curve"):
-        best = _pick_best(pool)
+    for curve, pool in merges(designs).groupby("curve"):
+        best = _pick_best(pool, primary)
+        if best is None:
+            continue
         rows.append({"row": f"merge_{curve}", **{c: best[c] for c in COLUMNS},
                      "overall_std": best["overall_std"], "overall_ci95": best["overall_ci95"],
                      **{c: best[c] for c in STD_COLUMNS}})
@@ -111,27 +120,51 @@ def table3(scores: pd.DataFrame) -> pd.DataFrame:
 
 def table4(scores: pd.DataFrame) -> pd.DataFrame:
     """Granularity: (Δ, N) at each fixed duration D, finest first (merges of the same curve)."""
-    designs = by_design(scores)
-    merges = designs[designs["kind"] == "wsm"]
-    rows = merges.sort_values(["duration_steps", "interval_steps"])
+    rows = merges(by_design(scores)).sort_values(["duration_steps", "interval_steps"])
     return rows[["curve", "interval_tokens", "quantity", "duration_tokens", *COLUMNS, "interval_steps",
                  "duration_steps", "end_step", "overall_std", "overall_ci95", *STD_COLUMNS,
                  "seeds"]].reset_index(drop=True)
 
 
-def table5(scores: pd.DataFrame) -> pd.DataFrame:
+def table5(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     """Held-out loss vs downstream score for the best WSD and the best WSM model (Table 5 analogue)."""
-    best = table1(scores)
+    best = table1(scores, primary)
     best = best[best["comparison"] == "best vs best"]
     return best[["row", "model", "heldout_bpb", "overall", "heldout_bpb_std", "overall_std",
                  "overall_ci95", "seeds"]].reset_index(drop=True)
 
 
-def duration_curves(scores: pd.DataFrame) -> pd.DataFrame:
-    """Score vs merge duration per curve (Figures 3-4 analogue): best over Δ at each (curve, D)."""
-    designs = by_design(scores)
-    merges = designs[designs["kind"] == "wsm"]
-    if merges.empty:
-        return pd.DataFrame(columns=["curve", "duration_steps", "overall", "heldout_bpb"])
-    idx = merges.groupby(["curve", "duration_steps"])["overall"].idxmax().dropna()
-    return merges.loc[idx, ["curve", "duration_steps", "interval_steps", "quantity", "overall", "heldout_bpb"]]
+def duration_curves(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
+    """Score vs merge duration per curve (Figures 3-4 analogue): best over Δ at each (curve, D), N ≥ 2."""
+    columns = ["curve", "duration_steps", "interval_steps", "quantity", "overall", "heldout_bpb"]
+    pool = merges(by_design(scores))
+    pool = pool[pool[primary].notna()]
+    if pool.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = pool.groupby(["curve", "duration_steps"])[primary]
+    idx = grouped.idxmin() if primary == "heldout_bpb" else grouped.idxmax()
+    return pool.loc[idx, columns]
+
+
+LOSS_CATEGORIES = ["heldout", "math", "code"]
+
+
+def loss_table(frame: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Every bits-per-byte task by category (held-out, math, code), one row per design, seeds averaged:
+    ``<category>`` is the mean over its tasks, ``bpb:<task>`` each task."""
+    rows = task_rows(frame)
+    rows = rows[rows["metric"] == "bits_per_byte"] if not rows.empty else rows
+    if rows.empty or scores.empty:
+        return pd.DataFrame(columns=["model", *LOSS_CATEGORIES])
+    per_task = rows.pivot_table(index=["group", "variant"], columns="task", values="value").add_prefix("bpb:")
+    categories = rows.drop_duplicates("task").set_index("task")["category"]
+    for category in LOSS_CATEGORIES:
+        tasks = [f"bpb:{t}" for t, c in categories.items() if c == category]
+        per_task[category] = per_task[tasks].mean(axis=1) if tasks else float("nan")
+    values = [*LOSS_CATEGORIES, *sorted(c for c in per_task.columns if c.startswith("bpb:"))]
+    design = [c for c in DESIGN if c in scores and c != "group"]
+    joined = scores.set_index(["group", "variant"])[design].join(per_task[values])
+    keys = [c for c in DESIGN if c in joined]
+    designs = joined.reset_index().groupby(keys, dropna=False)[values].mean().reset_index()
+    designs.insert(0, "model", [label(r) for _, r in designs.iterrows()])
+    return designs[["model", *values]].dropna(axis=1, how="all").sort_values("model", ignore_index=True)

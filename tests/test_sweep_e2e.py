@@ -59,8 +59,14 @@ def test_duration_sweep_writes_results_report_and_wandb(duration):
     # every score says which harness, task version and task definitions produced it
     assert (frame["harness_version"] != "").all() and (frame["task_version"] != "").all()
     assert frame["task_hash"].str.fullmatch(r"[0-9a-f]{16}").all()
-    # report and CSV twin
+    # report and CSV twin; per-document values of every model, so one seed still gets a paired verdict
     assert (duration.sweep_dir / "report.md").is_file()
+    for model_hash in frame["model_hash"].unique():
+        samples = pd.read_parquet(duration.sweep_dir / "samples" / f"{model_hash}.parquet")
+        assert set(samples["task"]) == set(frame["task"])
+    claims = pd.read_csv(duration.sweep_dir / "tables" / "findings.csv").set_index("claim")
+    assert claims.loc["WSM beats WSD", "noise"].startswith("evaluation noise only")
+    assert not claims.loc["WSM beats WSD", "verdict"].startswith("unconfirmed")
     assert len(pd.read_csv(duration.sweep_dir / "results.csv")) == len(frame)
 
 

@@ -6,7 +6,7 @@ Example:
     'cpu'
 """
 
-from wsm_exp.evaluation.harness import Score, evaluate_model, model_identity
+from wsm_exp.evaluation.harness import Evaluation, Score, evaluate, evaluate_model, model_identity
 from wsm_exp.evaluation.suites import SuiteConfig
 
-__all__ = ["Score", "SuiteConfig", "evaluate_model", "model_identity"]
+__all__ = ["Evaluation", "Score", "SuiteConfig", "evaluate", "evaluate_model", "model_identity"]

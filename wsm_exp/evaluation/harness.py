@@ -1,17 +1,23 @@
 """lm-evaluation-harness adapter with a content-keyed score cache.
 
 A score is keyed by model content hash + task definitions hash + harness version + limit, seed
-and few-shot settings (+ the held-out file's content for the loss task). A rerun evaluates only
-what is missing. lm-eval's own response cache is never used, so nothing is shared across models.
+and few-shot settings (+ the held-out file's content for the loss task). The per-document values
+behind the scores (wsm_exp.evaluation.samples) are cached in the same file, under the same key.
+A rerun evaluates only what is missing. lm-eval's own response cache is never used, so nothing is
+shared across models.
 
 Example:
     >>> from wsm_exp.evaluation import SuiteConfig, evaluate_model                    # doctest: +SKIP
     >>> suite = SuiteConfig(tasks=["wsm_piqa"], limit=50)                              # doctest: +SKIP
     >>> [s.value for s in evaluate_model("merged/mean4", suite, cache_dir="scores")]  # doctest: +SKIP
+    >>> evaluate("merged/mean4", suite, cache_dir="scores").samples.columns.tolist()  # doctest: +SKIP
+    ['task', 'doc_id', 'metric', 'value', 'weight']
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,8 +27,12 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
+
 from wsm_exp.atomic import write_json_atomic
+from wsm_exp.evaluation.samples import sample_rows, to_frame
 from wsm_exp.evaluation.suites import TASK_DIR, SuiteConfig
+from wsm_exp.keys import content_key, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,14 @@ class Score:
     harness_version: str
     seconds: float
     from_cache: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's scores and the per-document values behind them (columns of samples.COLUMNS)."""
+
+    scores: list[Score]
+    samples: pd.DataFrame
 
 
 LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity"}
@@ -91,6 +109,12 @@ def task_manager(builtin: bool, metadata_json: str):
 def evaluate_model(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str | Path | None,
                    extra_data: dict[str, Path] | None = None, model_hash: str | None = None) -> list[Score]:
     """Scores of ``model_dir`` on every task of ``suite``, from the cache where possible."""
+    return evaluate(model_dir, suite, cache_dir=cache_dir, extra_data=extra_data, model_hash=model_hash).scores
+
+
+def evaluate(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str | Path | None,
+             extra_data: dict[str, Path] | None = None, model_hash: str | None = None) -> Evaluation:
+    """Scores and per-document values of ``model_dir`` on every task of ``suite`` (cached together)."""
     model_dir = Path(model_dir)
     model_hash = model_hash or model_identity(model_dir)
     metadata = {}
@@ -99,25 +123,62 @@ def evaluate_model(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str 
         metadata["heldout_path"] = str(extra_data["heldout"])
         data_identity = hashlib.sha256(Path(extra_data["heldout"]).read_bytes()).hexdigest()[:16]
     scores: list[Score] = []
+    samples: list[dict] = []
     todo: list[tuple[str, Path | None]] = []
     for task in suite.tasks:
         path = _cache_path(cache_dir, model_hash, task, suite, data_identity)
-        if path is not None and path.is_file():
+        cached = _read_cache(path)
+        if cached is not None:
             # categories are the suite's, not the cache's: editing eval.categories needs no re-evaluation
             scores += [Score(**{**row, "category": suite.category_of(task), "from_cache": True})
-                       for row in json.loads(path.read_text())]
+                       for row in cached["scores"]]
+            samples += cached["samples"]
         else:
             todo.append((task, path))
     if todo:
         _check_code_execution([task for task, _ in todo], suite)
-        lm = _load_model(model_dir, suite)
-        manager = task_manager(suite.builtin, json.dumps(metadata, sort_keys=True))
-        for task, path in todo:
-            fresh = _run_task(lm, manager, task, suite)
-            if path is not None:
-                write_json_atomic(path, [asdict(s) for s in fresh])
-            scores += fresh
-    return scores
+        with _model_lock(cache_dir, model_hash):  # another process evaluating this model: wait, then reuse
+            lm = None
+            for task, path in todo:
+                cached = _read_cache(path)
+                if cached is not None:
+                    fresh = [Score(**{**row, "category": suite.category_of(task), "from_cache": True})
+                             for row in cached["scores"]]
+                    rows = cached["samples"]
+                else:
+                    if lm is None:
+                        lm = _load_model(model_dir, suite)
+                    manager = task_manager(suite.builtin, json.dumps(metadata, sort_keys=True))
+                    fresh, rows = _run_task(lm, manager, task, suite)
+                    if path is not None:
+                        write_json_atomic(path, {"scores": [asdict(s) for s in fresh], "samples": rows})
+                scores += fresh
+                samples += rows
+    return Evaluation(scores, to_frame(samples))
+
+
+@contextlib.contextmanager
+def _model_lock(cache_dir, model_hash: str):
+    """Exclusive lock per evaluated model in the score cache (no lock without a cache)."""
+    if cache_dir is None:
+        yield
+        return
+    lock_path = Path(cache_dir) / model_hash[:2] / f".{model_hash}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_cache(path: Path | None) -> dict | None:
+    """A cache entry with scores and samples; None when absent or written before samples were kept."""
+    if path is None or not path.is_file():
+        return None
+    payload = json.loads(path.read_text())
+    return payload if isinstance(payload, dict) and "samples" in payload else None
 
 
 UNSAFE_TASKS = {"wsm_humaneval", "wsm_mbpp"}  # execute model-written code (pass@1)
@@ -140,7 +201,7 @@ def _load_model(model_dir: Path, suite: SuiteConfig):
                 batch_size=suite.batch_size)
 
 
-def _run_task(lm, manager, task: str, suite: SuiteConfig) -> list[Score]:
+def _run_task(lm, manager, task: str, suite: SuiteConfig) -> tuple[list[Score], list[dict]]:
     import lm_eval
 
     started = time.perf_counter()
@@ -149,7 +210,7 @@ def _run_task(lm, manager, task: str, suite: SuiteConfig) -> list[Score]:
         random_seed=suite.seed, numpy_random_seed=suite.seed, torch_random_seed=suite.seed,
         # bootstrap_iters=0: lm-eval's bootstrap forks a multiprocessing pool, which deadlocks in
         # threaded workers (submitit, joblib); binary metrics get their closed-form stderr below
-        fewshot_random_seed=suite.seed, log_samples=False, bootstrap_iters=0, use_cache=None,
+        fewshot_random_seed=suite.seed, log_samples=True, bootstrap_iters=0, use_cache=None,
         confirm_run_unsafe_code=suite.allow_code_execution,
     )
     seconds = time.perf_counter() - started
@@ -171,7 +232,7 @@ def _run_task(lm, manager, task: str, suite: SuiteConfig) -> list[Score]:
         ))
     if not out:
         raise RuntimeError(f"lm-eval returned no metric for task {task!r} (got {sorted(metrics)}).")
-    return out
+    return out, sample_rows(task, result.get("samples", {}))
 
 
 def _cache_path(cache_dir, model_hash: str, task: str, suite: SuiteConfig, data_identity: str) -> Path | None:
@@ -179,6 +240,7 @@ def _cache_path(cache_dir, model_hash: str, task: str, suite: SuiteConfig, data_
         return None
     payload = {"model": model_hash, "task": task, "tasks": tasks_fingerprint(), "harness": harness_version(),
                "limit": suite.limit_for(task), "fewshot": suite.num_fewshot, "seed": suite.seed,
-               "dtype": suite.dtype, "builtin": suite.builtin, "data": data_identity}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+               "dtype": suite.dtype, "device": suite.device, "batch_size": suite.batch_size,
+               "builtin": suite.builtin, "data": data_identity, "packages": package_versions()}
+    key = content_key(payload)
     return Path(cache_dir) / model_hash[:2] / f"{model_hash}-{task}-{key}.json"

@@ -4,6 +4,8 @@ Example:
     >>> s = SuiteConfig(name="x", tasks=["wsm_piqa"], categories={"wsm_piqa": "language"}, limit=10)
     >>> s.limit_for("wsm_piqa"), s.category_of("wsm_piqa")
     (10, 'language')
+    >>> SuiteConfig(tasks=["wsm_heldout_bpb"], primary="heldout_bpb").primary
+    'heldout_bpb'
     >>> SuiteConfig(categories={"wsm_piqa": "general-knowledge"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ValueError: eval.categories.wsm_piqa='general-knowledge' is not a report category; allowed: ...
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TASK_DIR = Path(__file__).with_name("tasks")
+PRIMARY_METRICS = ("overall", "heldout_bpb")  # what "better" claims are judged on (analysis/findings.py)
 CATEGORIES = ("general_knowledge", "language", "math", "code", "professional_knowledge", "heldout", "other")
 
 
@@ -34,8 +37,12 @@ class SuiteConfig:
     dtype: str = "float32"  # evaluation precision; bfloat16 on GPUs for large models
     builtin: bool = False  # also index lm-eval's built-in tasks (the lm_eval suite; costs ~4 s)
     allow_code_execution: bool = False  # run model-written code (wsm_humaneval, wsm_mbpp pass@1); off: unsafe
+    primary: str = "overall"  # the metric "better" claims are judged on; the other is shown beside it
 
     def __post_init__(self) -> None:
+        if self.primary not in PRIMARY_METRICS:
+            raise ValueError(f"eval.primary={self.primary!r} is not a primary metric; allowed: "
+                             f"{', '.join(PRIMARY_METRICS)} (held-out bits per byte, or the overall score).")
         wrong = {task: cat for task, cat in self.categories.items() if cat not in CATEGORIES}
         if wrong:
             task, cat = next(iter(wrong.items()))

@@ -16,36 +16,18 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
-from functools import lru_cache
-from importlib import metadata
 from typing import Any
 
-PACKAGES = ("lm_eval", "torch", "transformers", "safetensors")
-"""Packages whose versions change scores or merged tensors."""
-
+from wsm_exp.keys import content_key, package_versions  # noqa: F401  (package_versions: an input of every fingerprint)
 
 def fingerprint(inputs: dict[str, Any]) -> str:
     """Content key over every named input (order-free)."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return content_key(inputs, length=20)
 
 
 def digest(value: Any) -> str:
-    """Short stable hash of a JSON-able value (a config, a variant)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-@lru_cache(maxsize=1)
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that make a number (``"missing"`` when absent)."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            versions[name] = "missing"
-    return versions
+    """Short stable key of a JSON-able value (a config, a variant)."""
+    return content_key(value, length=16)
 
 
 def what_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> str:

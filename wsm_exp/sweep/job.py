@@ -178,7 +178,8 @@ class _Context:
         return [by_step[s] for s in variant.steps]
 
     def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
-        from wsm_exp.evaluation import evaluate_model
+        from wsm_exp.evaluation import evaluate
+        from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.merger import merge_or_reuse
         from wsm_exp.merging.plan import EXPLICIT, build_plan
         from wsm_exp.merging.series import Window
@@ -197,8 +198,10 @@ class _Context:
             model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])
         heldout = self.source.heldout()
         with library_output_to_log():
-            scores = evaluate_model(Path(model_dir), self.suite, cache_dir=self.scores,
-                                    extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
+            evaluation = evaluate(Path(model_dir), self.suite, cache_dir=self.scores,
+                                  extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
+        write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values for paired tests
+        scores = evaluation.scores
         fields = self._fields(variant)
         return [
             results.make_row(
