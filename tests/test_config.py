@@ -177,3 +177,44 @@ def test_command_line_mistake_is_one_paragraph_exit_2_no_traceback(tmp_path):
     full = _run(f"paths.sweeps={tmp_path}", "model.hiden_size=32", env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode != 0 and "Traceback" in full.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_config_doc_lists_every_key_as_generated():
+    from wsm_exp.sweep.config_doc import reference
+
+    text = (ROOT / "docs" / "config.md").read_text()
+    section = text.split("<!-- keys -->\n")[1].split("<!-- /keys -->")[0]
+    assert section == reference(), "docs/config.md is stale: python -m wsm_exp.sweep.config_doc"
+    import yaml
+
+    for path in (ROOT / "conf").rglob("*.yaml"):
+        if "hydra" in path.parts:
+            continue
+        group = path.parent.name
+        for key, value in (yaml.safe_load(path.read_text()) or {}).items():
+            if key == "defaults":
+                continue
+            if group in ("sweep", "machine", "conf"):  # root keys, or nested keys of the root (_global_)
+                keys = [f"{key}.{k}" for k in value] if isinstance(value, dict) else [key]
+            else:
+                keys = [f"{group}.{key}"]
+            for full in keys:
+                if not full.startswith("hydra"):
+                    assert f"`{full}`" in section, f"{path.name}: {full} is not documented"
+
+
+@pytest.mark.parametrize("args", [
+    ["eval=lm_eval", "eval.tasks=[arc_easy]", "eval.categories.arc_easy=general_knowledge"],
+    ["series.path={tmp}", "series.tokens_per_step=4194304", "series.branch_start=20000",
+     "series.wsd={{1-sqrt:/ckpts/wsd}}", "series.wsd_decay_steps=4000", "baselines.wsd_shapes=[1-sqrt]"],
+    ["model=small", "data=small", "train=small", "machine=cpu", "+sweep=duration", "merge.duration=32,64"],
+])
+def test_documented_forms_compose(hydra_ready, tmp_path, args):
+    args = [a.format(tmp=tmp_path) for a in args]
+    base, jobs = preflight.command_jobs(args)
+    for job in jobs:
+        cfg = preflight.compose_job(job)
+        preflight.check_keys(cfg)
+        preflight.check_series(cfg)
+        preflight.check_suite(cfg)
+    assert len(jobs) == (2 if "+sweep=duration" in args else 1)
