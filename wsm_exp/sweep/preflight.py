@@ -77,9 +77,7 @@ def compose_job(overrides: list[str], config_name: str = "config", hydra_config:
     try:
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_config)
     except Exception as err:  # noqa: BLE001 — Hydra's and OmegaConf's composition errors, explained
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        raise ConfigError(explain(err)) from None
+        raise _explained(err) from None
 
 
 def command_jobs(args: list[str], config_name: str = "config") -> tuple[DictConfig, list[list[str]]]:
@@ -90,9 +88,7 @@ def command_jobs(args: list[str], config_name: str = "config") -> tuple[DictConf
     try:
         parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
     except Exception as err:  # noqa: BLE001 — a malformed override, explained
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        raise ConfigError(explain(err)) from None
+        raise _explained(err) from None
     base = compose_job([o.input_line for o in parsed if not o.is_sweep_override()], config_name, hydra_config=True)
     task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
     if multirun or str(base.hydra.mode).endswith("MULTIRUN"):
@@ -297,6 +293,11 @@ def check_device(key: str, device: str, dtype: str = "float32") -> None:
         if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"eval.dtype=bfloat16: {torch.cuda.get_device_name(index)} cannot run bfloat16; "
                               "use eval.dtype=float16 or float32.")
+
+
+def _explained(err: Exception) -> Exception:
+    """The error to raise: Hydra's own under ``HYDRA_FULL_ERROR=1``, else a ConfigError paragraph."""
+    return err if os.environ.get("HYDRA_FULL_ERROR") == "1" else ConfigError(explain(err))
 
 
 def explain(err: Exception) -> str:
