@@ -2,7 +2,8 @@
 
 Registered in conf/config.yaml under ``hydra.callbacks``. ``python -m wsm_exp`` checks every job
 before Hydra starts (wsm_exp/sweep/preflight.py); when Hydra's own flags bypass that, the same
-check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On ``on_multirun_end`` (and ``on_run_end`` for a single job)
+check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On ``on_multirun_end``
+(and ``on_run_end`` for a single job)
 the job files become ``results.parquet`` + ``results.csv``, the report is written, the summary W&B
 run is logged, and the sweep folder's path is printed last. Any failed variant makes the command
 exit non-zero after all of that.

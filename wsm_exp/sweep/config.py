@@ -31,7 +31,7 @@ class MergeConfig:
     """One merge variant: which window of the WSM series and which weights."""
 
     curve: str = "mean"  # the paper's default merge; mean ≡ a linear decay (REFERENCE §1)
-    quantity: int | None = 4  # N checkpoints; 4 keeps merges cheap and is in the paper's range; null when D and Δ fix it
+    quantity: int | None = 4  # N checkpoints; 4 is cheap and in the paper's range; null when D and Δ fix it
     interval: int | None = None  # Δ in steps; None = the series' saved spacing
     duration: int | None = None  # D = N·Δ in steps; set with quantity or interval, not both
     end: int | None = None  # newest step of the window; None or ≤ 0: relative to the newest (-32 = 32 steps before)
@@ -50,7 +50,7 @@ class SeriesConfig:
     path: str | None = None  # folder of step_<n> checkpoints; None = train the embedded study
     tokens_per_step: int | None = None  # tokens per optimizer step; overrides series.json
     branch_start: int | None = None  # step your constant-LR branch starts at (tokens count from here); None = 0
-    wsd: dict[str, str] = field(default_factory=dict)  # decay shape -> folder of a WSD baseline run, 'series.wsd={1-sqrt:/ckpts/wsd}'; {} = none
+    wsd: dict[str, str] = field(default_factory=dict)  # WSD baseline runs by shape: 'series.wsd={1-sqrt:/ckpts/wsd}'
     wsd_decay_steps: int | None = None  # decay length of those runs, for the results; None = branch_start to their end
     heldout: str | None = None  # jsonl of {"text": ...} held-out documents for wsm_heldout_bpb
 

@@ -64,7 +64,8 @@ def render(jobs: list[CheckedJob]) -> str:
         for (seed,), names in sorted(branches.items()):
             job = next(j for j in jobs if int(j.cfg.seed) == seed)
             cached, missing = _study_state(job.source, sorted(names))
-            lines.append(f"  study seed {seed}: cached {', '.join(cached) or '-'}; to train: {', '.join(missing) or '-'}")
+            lines.append(f"  study seed {seed}: cached {', '.join(cached) or '-'}; "
+                         f"to train: {', '.join(missing) or '-'}")
             steps = (job.source.branch_start if missing else 0) + job.source.branch_steps * len(missing)
             train_seconds += rough_study_seconds(
                 steps=steps, tokens_per_step=job.source.tokens_per_step,
@@ -88,7 +89,8 @@ def render(jobs: list[CheckedJob]) -> str:
 
 def _describe(variant) -> str:
     if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
-        return f"merge {variant.quantity} checkpoints of {variant.branch} (steps {variant.steps[0]}..{variant.steps[-1]})"
+        first, last = variant.steps[0], variant.steps[-1]
+        return f"merge {variant.quantity} checkpoints of {variant.branch} (steps {first}..{last})"
     return f"{variant.kind} checkpoint of {variant.branch} at step {variant.end_step}"
 
 

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import itertools
@@ -160,7 +161,8 @@ def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list
                         "train.*, data.* or eval key); one sweep folder holds one, so run each as its own "
                         "sweep with sweep_name=... (seeds and merge settings may vary freely)")
     if problems:
-        raise ConfigError("Nothing was started: no job was trained, merged or evaluated.\n" + "\n".join(problems))
+        raise ConfigError("The command was not started: nothing was trained, merged or evaluated.\n"
+                          + "\n".join(problems))
     return checked
 
 
@@ -336,5 +338,5 @@ def _allowed_keys(parent: str) -> list[str]:
     import typing
 
     run = schemas()["run"]
-    nested = {**schemas(), **{k: v for k, v in typing.get_type_hints(run).items() if hasattr(v, "__dataclass_fields__")}}
+    nested = {**schemas(), **{k: v for k, v in typing.get_type_hints(run).items() if dataclasses.is_dataclass(v)}}
     return sorted(getattr(nested.get(parent, run), "__dataclass_fields__"))
