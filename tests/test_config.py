@@ -218,3 +218,14 @@ def test_documented_forms_compose(hydra_ready, tmp_path, args):
         preflight.check_series(cfg)
         preflight.check_suite(cfg)
     assert len(jobs) == (2 if "+sweep=duration" in args else 1)
+
+
+@pytest.mark.slow  # interpreter starts
+def test_with_hydra_flags_the_callbacks_run_the_same_preflight(tmp_path):
+    """``-cd`` bypasses the entry's pre-flight; the callbacks refuse (exit 2) or plan (exit 0) before any job."""
+    bad = _run("-cd", str(ROOT / "conf"), f"paths.sweeps={tmp_path}", "+sweep=duration", "merge.curve=exponential")
+    assert bad.returncode == 2 and "merge.curve" in bad.stderr and "not started" in bad.stderr
+    assert not (tmp_path / "duration" / "jobs").exists() and not (tmp_path / "duration" / "sweep.json").exists()
+    plan = _run("-cd", str(ROOT / "conf"), f"paths.sweeps={tmp_path}", "+sweep=duration", "plan=true")
+    assert plan.returncode == 0 and "3 job(s)" in plan.stdout
+    assert not (tmp_path / "duration" / "jobs").exists()

@@ -186,7 +186,7 @@ def check_keys(cfg: DictConfig) -> None:
     """Keys added with ``+`` pass Hydra's struct check; refuse those the schemas don't have."""
     for name, cls in schemas().items():
         node = cfg if name == "run" else cfg[name]
-        allowed = set(getattr(cls, "__dataclass_fields__")) | ({"hydra"} if name == "run" else set())
+        allowed = {f.name for f in dataclasses.fields(cls)} | ({"hydra"} if name == "run" else set())
         unknown = sorted(set(node) - allowed)
         if unknown:
             where = "" if name == "run" else f"{name}."
