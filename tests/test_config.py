@@ -112,6 +112,12 @@ def test_a_missing_device_is_refused_before_work(hydra_ready, tmp_path, override
     assert "no usable CUDA device" in refused(tmp_path, override)
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_a_present_device_passes_and_a_missing_index_is_refused(hydra_ready, tmp_path):
+    preflight.check_machine(preflight.compose_job(["machine=cuda"]))
+    assert "CUDA device(s) here" in refused(tmp_path, "eval.device=cuda:99")
+
+
 def test_a_missing_data_package_is_refused(hydra_ready, tmp_path, monkeypatch):
     monkeypatch.setattr(preflight, "CORPUS_PACKAGES", ("wsm_exp_no_such_corpus",))
     assert "wsm_exp_no_such_corpus" in refused(tmp_path)
