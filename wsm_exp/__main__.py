@@ -37,19 +37,16 @@ def hydra_main(cfg: DictConfig) -> list[str]:
     return run_job(cfg)
 
 
-def main(args: list[str] | None = None) -> None:
+def main() -> None:
     """Pre-flight (or the plan), then Hydra."""
     from wsm_exp.sweep import preflight
 
-    args = sys.argv[1:] if args is None else args
+    args = sys.argv[1:]
     if all(a in PASSTHROUGH or not a.startswith("-") for a in args):
         try:
             jobs = preflight.run_command(args, config_dir=CONF)
         except ConfigError as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"Error: {err}", file=sys.stderr)
-            sys.exit(2)
+            preflight.refuse(err)
         if jobs is None:
             return  # plan=true: printed, nothing written
     hydra_main()

@@ -2,11 +2,10 @@
 
 Registered in conf/config.yaml under ``hydra.callbacks``. ``python -m wsm_exp`` checks every job
 before Hydra starts (wsm_exp/sweep/preflight.py); when Hydra's own flags bypass that, the same
-check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On ``on_multirun_end``
-(and ``on_run_end`` for a single job)
-the job files become ``results.parquet`` + ``results.csv``, the report is written, the summary W&B
-run is logged, and the sweep folder's path is printed last. Any failed variant makes the command
-exit non-zero after all of that.
+check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On
+``on_multirun_end`` (and ``on_run_end`` for a single job) the job files become ``results.parquet``
++ ``results.csv``, the report is written, the summary W&B run is logged, and the sweep folder's
+path is printed last. Any failed variant makes the command exit non-zero after all of that.
 """
 
 from __future__ import annotations
@@ -40,20 +39,15 @@ class SweepCallbacks(Callback):
 
 def preflight(config: DictConfig, config_name: str | None, multirun: bool) -> None:
     """Check every job before any work (wsm_exp/sweep/preflight.py); exit 2 with the reason, or 0 after a plan."""
-    import os
-
     from wsm_exp.sweep import preflight as checks
     from wsm_exp.sweep.config import ConfigError
 
     try:
         checks.run_in_hydra(config, config_name, multirun)
     except ConfigError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
         # Hydra turns a callback's exception into a warning and launches the jobs anyway;
         # SystemExit is the one way to stop before any job starts
-        print(f"Error: {err}", file=sys.stderr)
-        sys.exit(2)
+        checks.refuse(err)
     if config.plan:
         sys.exit(0)
 

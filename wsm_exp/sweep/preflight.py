@@ -21,10 +21,11 @@ import importlib.util
 import itertools
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -295,6 +296,14 @@ def check_device(key: str, device: str, dtype: str = "float32") -> None:
         if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"eval.dtype=bfloat16: {torch.cuda.get_device_name(index)} cannot run bfloat16; "
                               "use eval.dtype=float16 or float32.")
+
+
+def refuse(err: ConfigError) -> NoReturn:
+    """Print the paragraph and exit 2 (no traceback); under ``HYDRA_FULL_ERROR=1`` raise it instead."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"Error: {err}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _explained(err: Exception) -> Exception:
