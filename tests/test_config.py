@@ -29,8 +29,8 @@ def hydra_ready():
 
 
 def jobs_of(tmp_path, *args: str) -> list[preflight.CheckedJob]:
-    _, jobs = preflight.command_jobs([f"paths.sweeps={tmp_path}", *args])
-    return preflight.check_jobs(jobs, [preflight.compose_job(job) for job in jobs])
+    _, jobs, configs = preflight.compose_command([f"paths.sweeps={tmp_path}", *args])
+    return preflight.check_jobs(jobs, configs)
 
 
 def refused(tmp_path, *args: str) -> str:
@@ -41,12 +41,12 @@ def refused(tmp_path, *args: str) -> str:
 
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_every_sweep_composes_checks_and_plans_without_writing(hydra_ready, tmp_path, sweep):
-    base, overrides = preflight.command_jobs([f"paths.sweeps={tmp_path}", f"+sweep={sweep}"])
+    base, overrides, configs = preflight.compose_command([f"paths.sweeps={tmp_path}", f"+sweep={sweep}"])
     params = base.hydra.sweeper.params
     expected = 1
     for values in params.values():
         expected *= len(str(values).split(","))
-    jobs = preflight.check_jobs(overrides, [preflight.compose_job(job) for job in overrides])
+    jobs = preflight.check_jobs(overrides, configs)
     assert len(jobs) == expected
     merges = {job.plan.variant.name for job in jobs}
     assert len(merges) == expected, "every job must evaluate its own merge variant"
@@ -217,9 +217,8 @@ def test_config_doc_lists_every_key_as_generated():
 ])
 def test_documented_forms_compose(hydra_ready, tmp_path, args):
     args = [a.format(tmp=tmp_path) for a in args]
-    base, jobs = preflight.command_jobs(args)
-    for job in jobs:
-        cfg = preflight.compose_job(job)
+    _, jobs, configs = preflight.compose_command(args)
+    for cfg in configs:
         preflight.check_keys(cfg)
         preflight.check_series(cfg)
         preflight.check_suite(cfg)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib.util
 import itertools
 import os
@@ -82,8 +83,10 @@ def compose_job(overrides: list[str], config_name: str = "config", hydra_config:
         raise _explained(err) from None
 
 
-def command_jobs(args: list[str], config_name: str = "config") -> tuple[DictConfig, list[list[str]]]:
-    """(base config with ``hydra``, every job's overrides) of a command line, as ``hydra.main`` will run it."""
+def compose_command(args: list[str], config_name: str = "config") -> tuple[DictConfig, list[list[str]],
+                                                                        list[DictConfig]]:
+    """(base config with ``hydra``, every job's overrides, every job's config) of a command line, as
+    ``hydra.main`` will run it (a single run's config is the base itself)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     multirun = any(a in ("-m", "--multirun") for a in args)
@@ -94,12 +97,13 @@ def command_jobs(args: list[str], config_name: str = "config") -> tuple[DictConf
     base = compose_job([o.input_line for o in parsed if not o.is_sweep_override()], config_name, hydra_config=True)
     task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
     if multirun or str(base.hydra.mode).endswith("MULTIRUN"):
-        return base, expand_jobs(OmegaConf.select(base, "hydra.sweeper.params") or {}, task)
+        jobs = expand_jobs(OmegaConf.select(base, "hydra.sweeper.params") or {}, task)
+        return base, jobs, [compose_job(job, config_name) for job in jobs]
     swept = [o.input_line for o in parsed if o.is_sweep_override()]
     if swept:
         raise ConfigError(f"{swept[0]} sweeps a key, but this is a single run; add -m (or a sweep file, "
                           "+sweep=<name>), or quote a list value: key='[a,b]'.")
-    return base, [task]
+    return base, [task], [base]
 
 
 def run_command(args: list[str], config_dir: Path) -> list[CheckedJob] | None:
@@ -108,8 +112,8 @@ def run_command(args: list[str], config_dir: Path) -> list[CheckedJob] | None:
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        base, jobs = command_jobs(args)
-        checked = check_jobs(jobs, [compose_job(job) for job in jobs])
+        base, jobs, configs = compose_command(args)
+        checked = check_jobs(jobs, configs)
     return _plan_or_claim(base, checked)
 
 
@@ -206,14 +210,15 @@ def check_series(cfg: DictConfig) -> None:
                               f"or drop series.{key}.")
 
 
-def project_tasks() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def project_tasks() -> frozenset[str]:
     """Task and group names of the project's offline lm-eval tasks (read from their YAML, no lm-eval import)."""
     from wsm_exp.evaluation.suites import TASK_DIR
 
     names = set()
     for path in TASK_DIR.rglob("*.yaml"):
         names |= set(re.findall(r"^(?:task|group): (\S+)$", path.read_text(), flags=re.MULTILINE))
-    return names
+    return frozenset(names)
 
 
 def check_suite(cfg: DictConfig) -> None:
