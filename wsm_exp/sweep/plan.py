@@ -51,17 +51,15 @@ def render(jobs: list[CheckedJob]) -> str:
     first = jobs[0].cfg
     sweep_dir = Path(first.paths.sweep_dir)
     lines = [f"Plan for sweep {first.sweep_name!r}: {len(jobs)} job(s) -> {sweep_dir}"]
-    branches: dict[tuple, set[str]] = {}
+    branches: dict[int, set[str]] = {}  # seed -> study branches the jobs need
     variants: dict[str, str] = {}
     for job in jobs:
-        key = (int(job.cfg.seed),)
-        branches.setdefault(key, set()).update(job.plan.branches)
+        branches.setdefault(int(job.cfg.seed), set()).update(job.plan.branches)
         for variant in [job.plan.variant, *job.plan.baselines]:
             variants.setdefault(variant.name, _describe(variant))
     train_seconds = 0.0
-    source = jobs[0].source
-    if hasattr(source, "train_cfg"):
-        for (seed,), names in sorted(branches.items()):
+    if hasattr(jobs[0].source, "train_cfg"):  # the embedded study
+        for seed, names in sorted(branches.items()):
             job = next(j for j in jobs if int(j.cfg.seed) == seed)
             cached, missing = _study_state(job.source, sorted(names))
             lines.append(f"  study seed {seed}: cached {', '.join(cached) or '-'}; "
