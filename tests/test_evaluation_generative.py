@@ -66,6 +66,7 @@ def test_exact_match_tasks_run_through_lm_eval(model, tmp_path):
     assert all(math.isfinite(s.value) and 0 <= s.value <= 1 and s.n_samples == 1 for s in scores)
 
 
+@pytest.mark.slow  # runs model-written programs: ~45 s under load
 def test_code_execution_needs_the_explicit_flag(model, tmp_path):
     with pytest.raises(PermissionError, match="wsm_humaneval execute code .* eval.allow_code_execution=true"):
         evaluate_model(model, SuiteConfig(tasks=["wsm_humaneval"], limit=1), cache_dir=tmp_path)

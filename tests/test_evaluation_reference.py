@@ -2,12 +2,15 @@
 
 import math
 
+import pytest
+
 from wsm_exp.evaluation import SuiteConfig, evaluate_model
 from wsm_exp.evaluation.reference import CHANCE, PUBLISHED, export_smollm2
 
 N_DOCS = 100  # ~30 s on 2 CPU cores; the tolerance below scales with it
 
 
+@pytest.mark.slow  # a 135M model through lm-eval: ~30 s idle, minutes under load
 def test_smollm2_arc_easy_sits_near_its_published_score(tmp_path):
     model = export_smollm2(tmp_path / "smollm2")
     suite = SuiteConfig(tasks=["wsm_arc_easy"], limit=N_DOCS, batch_size=16)

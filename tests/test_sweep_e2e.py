@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from sweep_helpers import MICRO, ROOT, run_sweep, wandb_runs
 
+pytestmark = pytest.mark.slow  # real subprocess sweeps: minutes in all
+
 
 @pytest.fixture(scope="module")
 def duration(root, cache):

@@ -1,7 +1,7 @@
 """The embedded tiny pre-training study: corpora, tokenizer, LR schedules, trainer, branches.
 
-Names load lazily, so the pure parts (``branch_spec``, ``config``, ``schedules``) import without
-torch or transformers.
+The heavy parts (torch, transformers) load on first use, so the configs and schedules import in
+milliseconds (the pre-flight and ``plan=true`` read them without training anything).
 
 Example:
     >>> from wsm_exp.study import TrainConfig
@@ -11,15 +11,15 @@ Example:
 
 from importlib import import_module
 
-_WHERE = {
-    "DataConfig": "wsm_exp.study.config", "ModelConfig": "wsm_exp.study.config", "TrainConfig": "wsm_exp.study.config",
-    "ensure_branches": "wsm_exp.study.branches", "study_key": "wsm_exp.study.branches",
-    "heldout_path": "wsm_exp.study.data",
-}
-__all__ = sorted(_WHERE)
+from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
+
+_LAZY = {"ensure_branches": "wsm_exp.study.branches", "study_key": "wsm_exp.study.branches",
+         "heldout_path": "wsm_exp.study.data"}
+
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "ensure_branches", "heldout_path", "study_key"]
 
 
 def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'wsm_exp.study' has no attribute {name!r}")
-    return getattr(import_module(_WHERE[name]), name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'wsm_exp.study' has no attribute {name!r}")

@@ -27,14 +27,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-
-from transformers import AutoTokenizer
+from typing import TYPE_CHECKING
 
 from wsm_exp.study.branch_spec import WSD, Fidelity, MergeThenDecay, check_branch, parse_branch
 from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
 from wsm_exp.study.data import build_data, data_key
 from wsm_exp.study.schedules import warmup_constant, wsd
-from wsm_exp.study.trainer import Logger, build_model, build_optimizer, load_state, train_segment, training_device
+
+if TYPE_CHECKING:  # torch and transformers load when a study trains, not when its key is asked
+    from wsm_exp.study.trainer import Logger
 
 PARENT_MERGE = "parent_merge"
 
@@ -66,6 +67,8 @@ class _Study:
         self.model_cfg, self.data_cfg, self.cfg, self.seed = model_cfg, data_cfg, train_cfg, seed
         self.root, self.logger = root, logger
         self.data = build_data(data_cfg, cache_root)
+        from transformers import AutoTokenizer
+
         self.tokenizer = AutoTokenizer.from_pretrained(self.data.tokenizer_dir)
 
     def train(self, branches: list[str]) -> None:
@@ -75,6 +78,8 @@ class _Study:
             self._ensure(name)
 
     def _ensure(self, name: str) -> None:
+        from wsm_exp.study.trainer import build_model, build_optimizer, load_state, train_segment, training_device
+
         if (self.root / name / "series.json").is_file():
             return
         cfg, switch = self.cfg, self.cfg.switch_step

@@ -1,4 +1,6 @@
-"""Typed configs of the embedded study (mirrored by conf/model, conf/data, conf/train).
+"""Typed configs of the embedded study: the schemas of conf/model, conf/data, conf/train (``tiny`` = these defaults).
+
+Each default's reason is its field comment, here only; the YAML presets list what differs.
 
 Example:
     >>> TrainConfig().tokens_per_step
@@ -50,7 +52,7 @@ class TrainConfig:
     beta1: float = 0.9  # AdamW β1, as in the paper
     beta2: float = 0.95  # AdamW β2, as in the paper
     grad_clip: float = 1.0  # as in the paper
-    threads: int = 2  # torch CPU threads; the machine has 2 cores
+    threads: int = 2  # torch CPU threads: the reference machine has 2 cores (conf/machine sets yours)
     device: str = "cpu"  # "cuda" trains on a GPU (other numerics, so the study gets another cache key)
 
     @property

@@ -1,17 +1,16 @@
 """Hydra callbacks around a sweep: check every job before any work; gather, report and log after.
 
-Registered in conf/config.yaml under ``hydra.callbacks``. On ``on_multirun_start`` every job's
-merge settings are planned (no training, merging or evaluation) so a bad override fails at once
-with the key and the allowed values. On ``on_multirun_end`` (and ``on_run_end`` for a single job)
-the job files become ``results.parquet`` + ``results.csv`` (a planned variant without one, e.g.
-of a cancelled Slurm job, becomes a failed row), the report is written, the summary W&B
-run is logged, and the sweep folder's path is printed last. Any failed variant makes the command
-exit non-zero after all of that.
+Registered in conf/config.yaml under ``hydra.callbacks``. ``python -m wsm_exp`` checks every job
+before Hydra starts (wsm_exp/sweep/preflight.py); when Hydra's own flags bypass that, the same
+check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On
+``on_multirun_end`` (and ``on_run_end`` for a single job) the job files become ``results.parquet``
++ ``results.csv``, the report is written, the summary W&B run is logged, and the sweep folder's
+path is printed last. A planned variant without a result (e.g. of a cancelled Slurm job)
+becomes a failed row. Any failed variant makes the command exit non-zero after all of that.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 import time
@@ -19,98 +18,48 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 
 class SweepCallbacks(Callback):
-    """Pre-flight checks and end-of-sweep aggregation."""
+    """Pre-flight checks (when ``wsm_exp.__main__`` did not run them) and end-of-sweep aggregation."""
 
     def __init__(self) -> None:
         self.started = time.time()  # job files written after this were computed by this run
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
+        preflight(config, kwargs.get("config_name"), multirun=False)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from wsm_exp.sweep.config import ConfigError
-
         self.started = time.time()
-        try:
-            preflight(config)
-        except ConfigError as err:
-            # Hydra turns a callback's exception into a warning and launches the jobs anyway;
-            # SystemExit is the one way to stop the sweep before any job starts
-            print(f"Error: {err}", file=sys.stderr)
-            sys.exit(2)
+        preflight(config, kwargs.get("config_name"), multirun=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        finalize(config, since=self.started)
+        finalize(config, since=self.started, config_name=kwargs.get("config_name"), multirun=True)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        finalize(config, since=self.started)
+        finalize(config, since=self.started, config_name=kwargs.get("config_name"), multirun=False)
 
 
-def job_overrides(config: DictConfig) -> list[list[str]]:
-    """The override list of every job the basic sweeper will launch (sweep file + command line)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    parsed = OverridesParser.create().parse_overrides(arguments)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-
-
-def job_config(config: DictConfig, overrides: list[str]) -> DictConfig:
-    """The base config with one job's value overrides applied (group choices are left as they are)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    cfg = copy.deepcopy(config)
-    with open_dict(cfg):
-        for override in OverridesParser.create().parse_overrides(overrides):
-            key = override.key_or_group
-            if key.startswith("hydra") or "/" in key or key == "sweep":
-                continue
-            current = OmegaConf.select(cfg, key, default=None)
-            value = override.value()
-            if isinstance(current, DictConfig) and isinstance(value, str):
-                continue  # a config-group choice such as eval=benchmarks
-            OmegaConf.update(cfg, key, value, merge=True, force_add=True)
-    return cfg
-
-
-def preflight(config: DictConfig) -> None:
-    """Plan every job of the sweep; raise one error listing each job that cannot work."""
-    from wsm_exp.sweep import folder
+def preflight(config: DictConfig, config_name: str | None, multirun: bool) -> None:
+    """Check every job before any work (wsm_exp/sweep/preflight.py); exit 2 with the reason, or 0 after a plan."""
+    from wsm_exp.sweep import preflight as checks
     from wsm_exp.sweep.config import ConfigError
-    from wsm_exp.sweep.job import plan_job
-    from wsm_exp.sweep.sources import make_source
 
-    problems, identities = [], {}
-    for overrides in job_overrides(config):
-        cfg = job_config(config, overrides)
-        try:
-            source = make_source(cfg)
-            plan_job(cfg, source)
-            key, payload = folder.identity(source.identity(), OmegaConf.to_container(cfg.eval, resolve=True))
-            identities[key] = payload
-            folder.check(Path(cfg.paths.sweep_dir), key, payload)
-        except ConfigError as err:
-            problems.append(f"  job [{' '.join(overrides)}]: {err}")
-    if len(identities) > 1:
-        problems.append("  the jobs train or evaluate different studies or suites (e.g. a swept model.*, "
-                        "train.*, data.* or eval key); one sweep folder holds one, so run each as its own "
-                        "sweep with sweep_name=... (seeds and merge settings may vary freely)")
-    if problems:
-        raise ConfigError("The sweep was not started; nothing was trained, merged or evaluated.\n"
-                          + "\n".join(problems))
-    for key, payload in identities.items():  # one: several were refused above
-        folder.claim(Path(config.paths.sweep_dir), key, payload)
+    try:
+        checks.run_in_hydra(config, config_name, multirun)
+    except ConfigError as err:
+        # Hydra turns a callback's exception into a warning and launches the jobs anyway;
+        # SystemExit is the one way to stop before any job starts
+        checks.refuse(err)
+    if config.plan:
+        sys.exit(0)
 
 
-def finalize(config: DictConfig, since: float = 0.0) -> None:
+def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = None, multirun: bool = False) -> None:
     """Gather results, write the report and the summary run, print the findings and the folder.
 
     Exits 1 when a variant failed or the report could not be written (after writing everything else).
@@ -122,7 +71,7 @@ def finalize(config: DictConfig, since: float = 0.0) -> None:
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
         return  # the job failed before any result; Hydra reports its error and exits non-zero
-    record_lost_variants(config, sweep, sweep_dir)
+    record_lost_variants(config, sweep, sweep_dir, config_name, multirun)
     frame = results.write_results(sweep_dir)
     report, report_error = None, ""
     try:
@@ -164,16 +113,20 @@ LOST = ("no result: its job ended without writing one (cancelled, killed, past i
         "failed before reaching it; the launcher's log names the job). Rerun the same command to redo it.")
 
 
-def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path) -> None:
+def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config_name: str | None,
+                         multirun: bool) -> None:
     """Write a failed row for every planned variant that has no job file (e.g. its Slurm job was cancelled)."""
     from wsm_exp.sweep import folder, results
     from wsm_exp.sweep.config import ConfigError
     from wsm_exp.sweep.plan import plan_job
+    from wsm_exp.sweep.preflight import compose_job, expand_jobs
     from wsm_exp.sweep.sources import make_source
 
-    for overrides in job_overrides(config):
-        cfg = job_config(config, overrides)
+    task = list(config.hydra.overrides.task)
+    jobs = expand_jobs(OmegaConf.select(config, "hydra.sweeper.params") or {}, task) if multirun else [task]
+    for overrides in jobs:
         try:
+            cfg = compose_job(overrides, config_name or "config") if multirun else config
             source = make_source(cfg)
             plan = plan_job(cfg, source)
         except ConfigError:

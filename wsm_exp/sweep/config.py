@@ -1,7 +1,9 @@
-"""Typed views of the runner's config groups (conf/merge, conf/series, conf/logger, baselines).
+"""Typed schemas of the whole config: every default and its reason lives here, once.
 
-Hydra composes YAML; these dataclasses check it: an unknown or misspelt key fails with the
-allowed keys listed. Each default carries its reason (mirrored as comments in conf/).
+``register_schemas()`` stores these dataclasses (and the study's and eval suite's) in Hydra's
+ConfigStore as ``schema/<group>``; each YAML file under conf/ extends its group's schema and lists
+only what differs. So Hydra itself refuses an unknown key or a wrong type while composing, in
+single runs and sweeps alike, naming the key. ``from_node`` builds the frozen dataclass a job uses.
 
 Example:
     >>> from_node(MergeConfig, {"curve": "1-sqrt", "quantity": 8}).curve
@@ -11,10 +13,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 T = TypeVar("T")
 
@@ -28,7 +31,7 @@ class MergeConfig:
     """One merge variant: which window of the WSM series and which weights."""
 
     curve: str = "mean"  # the paper's default merge; mean ≡ a linear decay (REFERENCE §1)
-    quantity: int | None = 4  # N checkpoints; 4 keeps merges cheap and is in the paper's range
+    quantity: int | None = 4  # N checkpoints; 4 is cheap and in the paper's range; null when D and Δ fix it
     interval: int | None = None  # Δ in steps; None = the series' saved spacing
     duration: int | None = None  # D = N·Δ in steps; set with quantity or interval, not both
     end: int | None = None  # newest step of the window; None or ≤ 0: relative to the newest (-32 = 32 steps before)
@@ -46,8 +49,8 @@ class SeriesConfig:
 
     path: str | None = None  # folder of step_<n> checkpoints; None = train the embedded study
     tokens_per_step: int | None = None  # tokens per optimizer step; overrides series.json
-    branch_start: int | None = None  # step the branch starts at (tokens count from here); None = 0 / T_switch
-    wsd: dict[str, str] | None = None  # decay shape -> folder of a WSD baseline run; None = no WSD baseline
+    branch_start: int | None = None  # step your constant-LR branch starts at (tokens count from here); None = 0
+    wsd: dict[str, str] = field(default_factory=dict)  # WSD baseline runs by shape: 'series.wsd={1-sqrt:/ckpts/wsd}'
     wsd_decay_steps: int | None = None  # decay length of those runs, for the results; None = branch_start to their end
     heldout: str | None = None  # jsonl of {"text": ...} held-out documents for wsm_heldout_bpb
 
@@ -71,6 +74,75 @@ class LoggerConfig:
     project: str = "wsm-exp"  # W&B project the runs belong to when synced later
     entity: str | None = None  # W&B entity for a later `wandb sync`
     tags: list[str] = field(default_factory=list)  # extra tags on every run
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where sweeps and the content-keyed cache live."""
+
+    sweeps: str = "${cwd:}/sweeps"  # the local experiment store, under the launch folder (untracked)
+    cache: str = "${paths.sweeps}/_cache"  # content-keyed store shared by all sweeps
+    studies: str = "${paths.cache}/studies"  # trained series of the embedded study (by training config + seed)
+    merges: str = "${paths.cache}/merges"  # merged models (by checkpoint identities + weights + dtype)
+    scores: str = "${paths.cache}/scores"  # eval scores (by model hash + task config + harness version)
+    sweep_dir: str = "${paths.sweeps}/${sweep_name}"  # results.parquet, report.md, figures/, wandb/, jobs/
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole config: one job = one merge variant plus its baselines (groups typed by their own schema)."""
+
+    series: Any = MISSING  # conf/series: where the checkpoints come from (SeriesConfig)
+    model: Any = MISSING  # conf/model: the embedded study's model (ModelConfig)
+    data: Any = MISSING  # conf/data: the embedded study's corpora (DataConfig)
+    train: Any = MISSING  # conf/train: the embedded study's schedule (TrainConfig)
+    merge: Any = MISSING  # conf/merge: the merge variant (MergeConfig)
+    eval: Any = MISSING  # conf/eval: the lm-eval suite (SuiteConfig)
+    logger: Any = MISSING  # conf/logger: experiment tracking (LoggerConfig)
+    sweep_name: str = "single"  # folder under paths.sweeps; every sweep file sets its own
+    seed: int = 0  # training seed of the embedded series; sweep it with seed=0,1,2
+    plan: bool = False  # true: print what the command would train, merge and evaluate, then stop
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)  # reference models beside the merges
+    paths: PathsConfig = field(default_factory=PathsConfig)  # sweep folders and the shared cache
+
+
+def schemas() -> dict[str, type]:
+    """Every schema by its ConfigStore name under ``schema/`` (the groups' and the root's ``run``)."""
+    from wsm_exp.evaluation.suites import SuiteConfig
+    from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
+
+    return {"run": RunConfig, "series": SeriesConfig, "model": ModelConfig, "data": DataConfig,
+            "train": TrainConfig, "merge": MergeConfig, "eval": SuiteConfig, "logger": LoggerConfig}
+
+
+def register_schemas() -> None:
+    """Store every schema in Hydra's ConfigStore as ``schema/<name>``; conf/ files extend them.
+
+    >>> register_schemas()
+    >>> from hydra.core.config_store import ConfigStore
+    >>> "model.yaml" in ConfigStore.instance().list("schema")
+    True
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, cls in schemas().items():
+        node = OmegaConf.structured(cls)
+        _open_for_overrides(node, cls)
+        store.store(group="schema", name=name, node=node)
+
+
+def _open_for_overrides(node: DictConfig, cls: type) -> None:
+    """Frozen dataclasses are for jobs: let overrides merge in, and let maps (eval.limits, series.wsd)
+    take new keys, so ``eval.limits={wsm_mmlu:20}`` and ``eval.limits.wsm_mmlu=20`` both work."""
+    OmegaConf.set_readonly(node, None)
+    for name, hint in typing.get_type_hints(cls).items():
+        if OmegaConf.is_missing(node, name):
+            continue
+        if dataclasses.is_dataclass(hint):
+            _open_for_overrides(node[name], hint)
+        elif isinstance(node[name], DictConfig):
+            OmegaConf.set_struct(node[name], False)
 
 
 def from_node(cls: type[T], node: DictConfig | dict[str, Any] | None, *, key: str = "") -> T:
