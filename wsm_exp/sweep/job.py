@@ -59,6 +59,9 @@ def plan_job(cfg: DictConfig, source: EmbeddedSource | UserSource) -> JobPlan:
     from wsm_exp.merging.series import SeriesError, planned_series, select_window
     from wsm_exp.merging.weights import WeightsError
 
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep checks its own keys (wsm_exp/sweep/sft.py)
+        from wsm_exp.sweep.sft import check_sft
+        check_sft(cfg)
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
     try:
@@ -163,6 +166,9 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source) -> list[Vari
 
 def run_job(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; return the names of variants that failed."""
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep (paper Table 2): its own job path
+        from wsm_exp.sweep.sft import run_sft_job
+        return run_sft_job(cfg)
     sweep, sweep_dir = sweep_paths(cfg)
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
     train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{cfg.seed}", job_type="train")

@@ -30,7 +30,7 @@ COLUMNS: dict[str, str] = {
     "sweep": "string",  # sweep name (conf/sweep/<name>.yaml), e.g. "duration"
     "sweep_dir": "string",  # folder holding results.parquet
     "variant": "string",  # id of the evaluated model, unique within a sweep (includes the seed)
-    "kind": "string",  # wsm | decay_merge | merge_then_decay | wsd | raw (wsm_exp.sweep.variants)
+    "kind": "string",  # wsm | decay_merge | merge_then_decay | wsd | raw | sft (wsm_exp.sweep.variants)
     "branch": "string",  # series the model comes from: "wsm", "wsd_1-sqrt", "fidelity_E128_D32", ...
     "curve": "string",  # merge curve (wsm), decay shape (wsd) or "none" (raw)
     "min_lr": "float64",  # emulated / real final LR as a fraction of the constant LR
@@ -57,6 +57,7 @@ COLUMNS: dict[str, str] = {
     "harness_version": "string",  # lm_eval.__version__
     "task_version": "string",  # lm-eval's version of the task (its metadata.version)
     "task_hash": "string",  # hash of the package's task definitions (lm_eval-<version> for built-in tasks)
+    "epoch": "int64",  # SFT epoch of an sft model (0 = its base before SFT); 0 for every other kind
     "status": "string",  # "ok" | "failed"
     "error": "string",  # one-paragraph error for failed rows, "" otherwise
 }
@@ -67,7 +68,7 @@ _DEFAULTS: dict[str, Any] = {
     "duration_tokens": 0, "end_step": 0, "end_tokens": 0, "branch_steps": 0, "steps": "[]",
     "weights": "[]", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
     "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
-    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "status": "ok", "error": "",
+    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "epoch": 0, "status": "ok", "error": "",
 }
 
 
