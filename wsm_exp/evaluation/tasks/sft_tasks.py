@@ -21,7 +21,7 @@ from wsm_exp.study.sft_data import eval_items
 
 N_ITEMS = 200  # per skill: ±3.5 points of standard error at 50%, still seconds per model
 PINNED = {  # sha256 of the held-out items (json of prompt/answer pairs), first 16 hex digits
-    "copy": "0192e565bffbfebc",
+    "copy": "cba1588620ef42f0",
     "add": "782aa173665ddde5",
     "max": "857e0118e14d1d6a",
 }
