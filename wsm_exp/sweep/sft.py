@@ -69,12 +69,15 @@ class Base:
 
 def check_sft(cfg: DictConfig):
     """(job config, recipe) with every key checked; ConfigError naming the key otherwise."""
+    from wsm_exp.study.schedules import SHAPES
     from wsm_exp.study.sft_train import SFTConfig, epoch_folders
 
     job = from_node(SFTJobConfig, cfg.sft, key="sft")
     recipe = from_node(SFTConfig, job.recipe, key="sft.recipe")
     if recipe.epochs < 1 or recipe.items_per_skill < 1 or recipe.batch_size < 1:
         raise ConfigError("sft.recipe.epochs, items_per_skill and batch_size must be ≥ 1.")
+    if recipe.decay_shape not in SHAPES:
+        raise ConfigError(f"sft.recipe.decay_shape={recipe.decay_shape!r}; allowed: {', '.join(SHAPES)}.")
     for key in ("bases", "runs"):
         given = getattr(job, key)
         if given is None:
