@@ -68,7 +68,8 @@ _DEFAULTS: dict[str, Any] = {
     "duration_tokens": 0, "end_step": 0, "end_tokens": 0, "branch_steps": 0, "steps": "[]",
     "weights": "[]", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
     "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
-    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "epoch": 0, "status": "ok", "error": "",
+    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "epoch": 0, "status": "ok",
+    "error": "",
 }
 
 
