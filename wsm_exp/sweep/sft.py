@@ -213,8 +213,9 @@ def run_sft_job(cfg: DictConfig) -> list[str]:
     job, recipe = check_sft(cfg)
     sweep, sweep_dir = sweep_paths(cfg)
     seed = int(cfg.seed)
+    data_seed = seed if job.data_seed is None else job.data_seed
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
-    train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"sft-train-s{seed}", job_type="train")
+    train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{seed}", job_type="train")
     source = make_source(cfg, logger=train_log.log)
     suite = from_node(SuiteConfig, cfg.eval, key="eval")
     evaluator = _Evaluator(sweep, sweep_dir, logger_cfg, suite, OmegaConf.to_container(cfg.eval, resolve=True),
@@ -226,28 +227,32 @@ def run_sft_job(cfg: DictConfig) -> list[str]:
         folder.check(sweep_dir, key)
         folder.claim(sweep_dir, key, payload)
         bases = resolve_bases(cfg, job, source, seed)
-        items = [] if job.runs else training_items(recipe.items_per_skill, seed if job.data_seed is None
-                                                   else job.data_seed)
+        items = [] if job.runs else training_items(recipe.items_per_skill, data_seed)
     except Exception as err:  # noqa: BLE001 — recorded as a failed row; the other seeds go on
         evaluator.record_failure(setup, 0, err)
-        train_log.finish()
         return [setup.name]
+    finally:
+        train_log.finish()
     results.job_file(sweep_dir, setup.name).unlink(missing_ok=True)  # a failure of an earlier try is gone
     failed = []
     for base in bases:
+        sft_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"sft-train-{base.role}-s{seed}",
+                                   job_type="train")  # one run per base: each logs steps from 1
         try:
-            epochs = finetuned(base, items, recipe, seed=seed if job.data_seed is None else job.data_seed,
-                               cache=Path(cfg.paths.cache) / "sft", logger=train_log.log)
-        except Exception as err:  # noqa: BLE001
-            evaluator.record_failure(sft_variant(base=base.variant, role=base.role, epoch=1), 1, err)
-            failed.append(f"sft-{base.role}-s{seed}")
+            epochs = finetuned(base, items, recipe, seed=data_seed, cache=Path(cfg.paths.cache) / "sft",
+                               logger=sft_log.log)
+        except Exception as err:  # noqa: BLE001 — the base's first epoch carries the failure
+            first = sft_variant(base=base.variant, role=base.role, epoch=1)
+            evaluator.record_failure(first, 1, err)
+            failed.append(first.name)
             continue
+        finally:
+            sft_log.finish()
         models = ({0: base.path} if job.eval_bases and base.path else {}) | epochs
         for epoch, path in models.items():
             variant = sft_variant(base=base.variant, role=base.role, epoch=epoch)
             if not evaluator.evaluate(variant, epoch, path):
                 failed.append(variant.name)
-    train_log.finish()
     return failed
 
 
