@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweep_helpers import MICRO, ROOT, run_sweep
+from sweep_helpers import MICRO, ROOT, run_sweep, wandb_runs
 
 pytestmark = pytest.mark.slow
 SFT_EVAL = "eval.tasks=[wsm_sft_copy,wsm_sft_add,wsm_sft_max]"
@@ -23,7 +23,7 @@ def run_sft(root: Path, cache: Path, name: str, *overrides: str):
     """`python -m wsm_exp +sweep=sft` on the micro study, with the SFT suite (not MICRO's)."""
     micro = [o for o in MICRO if not o.startswith("eval.")]
     args = ["+sweep=sft", f"paths.sweeps={root}", f"paths.cache={cache}", f"sweep_name={name}", *micro, *SHRUNK,
-            "eval.limit=24", SFT_EVAL, "logger=none", *overrides]
+            "eval.limit=24", SFT_EVAL, *overrides]
     proc = subprocess.run([sys.executable, "-m", "wsm_exp", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc, root / name
@@ -44,7 +44,7 @@ def main_job(root):
 
 @pytest.fixture(scope="module")
 def sft(root, main_job):
-    proc, folder = run_sft(root, root / "_cache", "sft", f"sft.select_from={main_job.sweep_dir}")
+    proc, folder = run_sft(root, root / "_cache", "sft", f"sft.select_from={main_job.sweep_dir}")  # W&B on
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc, folder
 
@@ -69,6 +69,13 @@ def test_both_bases_get_the_same_sft_and_every_epoch_is_evaluated(sft, main_job)
     report = (folder / "report.md").read_text()
     assert "## Table 2: after SFT" in report and "WSM's advantage persists after SFT**:" in report
     assert "84.78" in report
+    # W&B: one run per evaluated model with its scores, one training run per base, the summary
+    runs = wandb_runs(folder)
+    assert {"sft-train-wsd-s0", "sft-train-wsm-s0", "sft-summary"} <= set(runs)
+    for variant, rows in frame.groupby("variant"):
+        summary = runs[variant]["summary"]
+        for _, row in rows.iterrows():
+            assert summary[f"eval/{row['task']}/{row['metric']}"] == pytest.approx(row["value"])
 
 
 def test_sft_runs_given_as_epoch_folders_are_evaluated_without_training(root, sft):
@@ -80,7 +87,7 @@ def test_sft_runs_given_as_epoch_folders_are_evaluated_without_training(root, sf
         runs[role] = next(p.parent for p in (root / "_cache" / "sft").glob("*/epoch_1") if _hash(p) in hashes)
     before = sorted(p.name for p in (root / "_cache" / "sft").iterdir())
     proc, folder = run_sft(root, root / "_cache", "sft-given",
-                           f"sft.runs={{wsd:{runs['wsd']},wsm:{runs['wsm']}}}")
+                           f"sft.runs={{wsd:{runs['wsd']},wsm:{runs['wsm']}}}", "logger=none")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert sorted(p.name for p in (root / "_cache" / "sft").iterdir()) == before  # nothing trained
     given = pd.read_parquet(folder / "results.parquet")
@@ -92,7 +99,8 @@ def test_sft_runs_given_as_epoch_folders_are_evaluated_without_training(root, sf
 
 
 def test_bad_sft_input_is_refused_before_any_work(root):
-    proc, folder = run_sft(root, root / "_cache", "sft-bad", "sft.runs={wsd:/nonexistent,wsm:/nonexistent}")
+    proc, folder = run_sft(root, root / "_cache", "sft-bad", "sft.runs={wsd:/nonexistent,wsm:/nonexistent}",
+                           "logger=none")
     assert proc.returncode == 2
     assert "sft.runs.wsd='/nonexistent' is not a folder" in proc.stderr and "Traceback" not in proc.stderr
     assert not (folder / "results.parquet").exists()

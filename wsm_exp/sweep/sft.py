@@ -53,6 +53,7 @@ class SFTJobConfig:
     runs: dict[str, str] | None = None  # {wsd: DIR, wsm: DIR} of epoch_<k> folders: evaluate only
     wsd_shape: str = "1-sqrt"  # the WSD base: the end of this decay branch
     select_from: str | None = None  # sweep folder whose results pick the WSM merge (the main job's)
+    # without usable results there: the duration sweep's best design in every tiny seed (docs/study.md)
     fallback: dict[str, Any] = field(default_factory=lambda: {"curve": "mean", "quantity": 4, "duration": 64})
     eval_bases: bool = True  # evaluate each base before SFT as epoch 0
 
