@@ -28,6 +28,7 @@ from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.findings import findings
 from analysis.load import ReportError, failed, load_results, model_scores
+from analysis.sft import table2_section
 from analysis.tables import (by_design, duration_curves, loss_table, paper_table, table1, table3, table4,
                              table5)
 from wsm_exp.atomic import temp_path
@@ -172,6 +173,7 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         "## Losses by category (bits per byte; lower is better)", "", _md(tables["losses"], 4),
         "## Table 1: WSD vs WSM (best vs best, and at the WSD token budget)", "", _md(tables["table1"]),
         "Paper:", "", _md(paper_table("table1")),
+        *table2_section(frame, _md, paper_table("table2")),  # SFT sweeps only (analysis/sft.py)
         "## Table 3: merge curves vs the 1-sqrt decay", "", _md(tables["table3"]),
         "Paper:", "", _md(paper_table("table3")),
         "## Table 4: granularity (Δ, N) at fixed duration D", "", _md(tables["table4"]),

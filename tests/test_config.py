@@ -42,7 +42,7 @@ def refused(tmp_path, *args: str) -> str:
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_every_sweep_composes_checks_and_plans_without_writing(hydra_ready, tmp_path, sweep):
     base, overrides, configs = preflight.compose_command([f"paths.sweeps={tmp_path}", f"+sweep={sweep}"])
-    params = base.hydra.sweeper.params
+    params = base.hydra.sweeper.params or {}
     expected = 1
     for values in params.values():
         expected *= len(str(values).split(","))
@@ -83,7 +83,7 @@ def test_a_wrong_type_is_refused_by_name(hydra_ready, tmp_path, override, key):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["eval=nope"], "benchmarks, lm_eval, tiny"),
+    (["eval=nope"], "benchmarks, lm_eval, sft, tiny"),
     (["+sweep=duration", "eval=tiny,nope"], "Could not find 'eval/nope'"),
     (["+sweep=nope"], "duration"),
     (["eval=tiny,benchmarks"], "add -m"),

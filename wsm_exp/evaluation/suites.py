@@ -18,7 +18,8 @@ from pathlib import Path
 
 TASK_DIR = Path(__file__).with_name("tasks")
 PRIMARY_METRICS = ("overall", "heldout_bpb")  # what "better" claims are judged on (analysis/findings.py)
-CATEGORIES = ("general_knowledge", "language", "math", "code", "professional_knowledge", "heldout", "other")
+CATEGORIES = ("general_knowledge", "language", "math", "code", "professional_knowledge", "heldout", "other",
+              "reason")  # reason: a column of the paper's SFT table (Table 2; the wsm_sft_max task)
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,18 @@ class MergeThenDecay(BranchSpec):
                              f"train.save_every={every} after step {first}) inside the branch ({first}, {last}].")
 
 
+@dataclass(frozen=True)
+class SFT(BranchSpec):
+    """Supervised fine-tuning of one base of the Table 2 comparison (``role``: wsd or wsm)."""
+
+    role: str
+    kind: ClassVar[str] = "sft"
+
+    @property
+    def name(self) -> str:
+        return f"sft_{self.role}"
+
+
 _ALLOWED = ("allowed: wsm, " + ", ".join(f"wsd_{s}" for s in SHAPES)
             + ", fidelity_E<end>_D<steps>, mergethendecay_E<end>_N<n>_I<interval>_D<steps>_<curve>")
 _FIDELITY = re.compile(r"^fidelity_E(\d+)_D(\d+)$")
@@ -179,6 +191,8 @@ def parse_branch(name: str) -> BranchSpec:
         return WSM()
     if name.startswith("wsd_") and len(name) > 4:
         return WSD(name[4:])
+    if name.startswith("sft_") and len(name) > 4:
+        return SFT(name[4:])
     if match := _FIDELITY.match(name):
         return Fidelity(int(match.group(1)), int(match.group(2)))
     if match := _MERGE_THEN_DECAY.match(name):

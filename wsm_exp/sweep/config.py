@@ -99,6 +99,7 @@ class RunConfig:
     merge: Any = MISSING  # conf/merge: the merge variant (MergeConfig)
     eval: Any = MISSING  # conf/eval: the lm-eval suite (SuiteConfig)
     logger: Any = MISSING  # conf/logger: experiment tracking (LoggerConfig)
+    sft: Any = None  # conf/sft: the SFT stage, set by the sft sweep only (checked by wsm_exp.sweep.sft)
     sweep_name: str = "single"  # folder under paths.sweeps; every sweep file sets its own
     seed: int = 0  # training seed of the embedded series; sweep it with seed=0,1,2
     plan: bool = False  # true: print what the command would train, merge and evaluate, then stop

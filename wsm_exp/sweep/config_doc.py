@@ -57,6 +57,10 @@ def reference() -> str:
         cls = schemas()[group]
         out += ["", f"### `{group}.*` (`conf/{group}/`, schema `{cls.__name__}` in `{cls.__module__}`)", "",
                 *table(f"{group}.", cls)]
+    from wsm_exp.sweep.sft import SFTJobConfig  # the sft sweep's own group, checked by that sweep
+
+    out += ["", "### `sft.*` (`conf/sft/`, the `sft` sweep only; `SFTJobConfig` in `wsm_exp.sweep.sft`; "
+            "`sft.recipe.*`: `SFTConfig` in `wsm_exp.study.sft_train`)", "", *table("sft.", SFTJobConfig)]
     return "\n".join(out) + "\n"
 
 

@@ -48,6 +48,10 @@ def run_job(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; return the names of variants that failed."""
     quiet_terminal()
     _exit_cleanly_on_sigterm()
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep (paper Table 2): its own job path
+        from wsm_exp.sweep.sft import run_sft_job
+
+        return run_sft_job(cfg)
     sweep, sweep_dir = sweep_paths(cfg)
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
     train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{cfg.seed}", job_type="train")
@@ -115,7 +119,7 @@ class _Context:
         fingerprint = freshness.fingerprint(inputs)
         with _variant_lock(self.sweep_dir, variant.name):
             stored = results.read_job(self.sweep_dir, variant.name, self.keys.suite)
-            if stored and stored.get("fingerprint") == fingerprint and results.all_ok(stored):
+            if results.finished_job(self.sweep_dir, variant.name, fingerprint, self.keys.suite):
                 log.info("reused %s: %s", variant.name, _headline(stored["rows"]))
                 return True
             if results.all_ok(stored):

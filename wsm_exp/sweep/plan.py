@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.merging.weights import explicit_weights, merge_weights
 from wsm_exp.study.branch_spec import Fidelity
@@ -38,6 +38,10 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
     from wsm_exp.merging.series import SeriesError, planned_series, select_window
     from wsm_exp.merging.weights import WeightsError
 
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep checks its own keys (wsm_exp/sweep/sft.py)
+        from wsm_exp.sweep.sft import check_sft
+
+        check_sft(cfg)
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")
     try:

@@ -30,7 +30,7 @@ COLUMNS: dict[str, str] = {
     "sweep": "string",  # sweep name (conf/sweep/<name>.yaml), e.g. "duration"
     "sweep_dir": "string",  # folder holding results.parquet
     "variant": "string",  # id of the evaluated model, unique within a sweep (includes the seed)
-    "kind": "string",  # wsm | decay_merge | merge_then_decay | wsd | raw (wsm_exp.sweep.variants)
+    "kind": "string",  # wsm | decay_merge | merge_then_decay | wsd | raw | sft (wsm_exp.sweep.variants)
     "branch": "string",  # series the model comes from: "wsm", "wsd_1-sqrt", "fidelity_E128_D32", ...
     "curve": "string",  # merge curve (wsm), decay shape (wsd) or "none" (raw)
     "min_lr": "float64",  # emulated / real final LR as a fraction of the constant LR
@@ -44,7 +44,7 @@ COLUMNS: dict[str, str] = {
     "branch_steps": "int64",  # branch length: the WSD token budget in steps
     "steps": "string",  # JSON list of merged global steps, oldest first
     "weights": "string",  # JSON list of merge weights, oldest first
-    "branch_kind": "string",  # stage1 | wsm | wsd | fidelity | merge_then_decay (wsm_exp.study.branch_spec)
+    "branch_kind": "string",  # stage1 | wsm | wsd | fidelity | merge_then_decay | sft (wsm_exp.study.branch_spec)
     "parent_quantity": "int64",  # N of the merge a merge-then-decay branch starts from (0 otherwise)
     "parent_interval": "int64",  # Δ of that merge in steps (0 otherwise)
     "alpha": "float64",  # EMA factor of curve=ema_alpha (NaN otherwise)
@@ -66,6 +66,7 @@ COLUMNS: dict[str, str] = {
     "harness_version": "string",  # lm_eval.__version__
     "task_version": "string",  # lm-eval's version of the task (its metadata.version)
     "task_hash": "string",  # hash of the package's task definitions (lm_eval-<version> for built-in tasks)
+    "epoch": "int64",  # SFT epoch of an sft model (0 = its base before SFT); 0 for every other kind
     "status": "string",  # "ok" | "failed"
     "error": "string",  # one-paragraph error for failed rows, "" otherwise
 }
@@ -77,7 +78,8 @@ _DEFAULTS: dict[str, Any] = {
     "weights": "[]", "branch_kind": "", "parent_quantity": 0, "parent_interval": 0, "alpha": math.nan,
     "weights_hash": "", "merge_dtype": "", "accumulate": "float32", "eval_suite": "", "study": "", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
     "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
-    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "status": "ok", "error": "",
+    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "epoch": 0, "status": "ok",
+    "error": "",
 }
 
 
@@ -124,6 +126,12 @@ def read_job(sweep_dir: Path, variant: str, suite: str = "") -> dict[str, Any] |
         if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
             return payload
     return None
+
+
+def finished_job(sweep_dir: Path, variant: str, fingerprint: str, suite: str = "") -> bool:
+    """True when the variant's stored rows are all ``ok`` and were made by inputs with this fingerprint."""
+    stored = read_job(sweep_dir, variant, suite)
+    return stored is not None and stored.get("fingerprint") == fingerprint and all_ok(stored)
 
 
 def all_ok(payload: dict[str, Any] | None) -> bool:

@@ -29,7 +29,7 @@ class Variant:
     """One evaluated model and the fields that describe it in results and W&B."""
 
     name: str  # unique within a sweep, includes the seed
-    kind: str  # "wsm" | "decay_merge" | "merge_then_decay" | "wsd" | "raw"
+    kind: str  # "wsm" | "decay_merge" | "merge_then_decay" | "wsd" | "raw" | "sft"
     branch: str  # series it comes from ("wsm", "wsd_1-sqrt", "fidelity_E96_D32", "mergethendecay_...")
     curve: str  # merge curve, decay shape, or "none"
     steps: tuple[int, ...]  # global steps used, oldest first
@@ -162,3 +162,15 @@ def fidelity_branch(end: int, duration: int) -> str:
     'fidelity_E96_D32'
     """
     return Fidelity(end, duration).name
+
+
+# ---- SFT (paper Table 2; wsm_exp/sweep/sft.py) ---------------------------------------------------
+def sft_variant(*, base: Variant, role: str, epoch: int) -> Variant:
+    """Epoch ``epoch`` of the SFT of ``base`` (0 = the base itself), in the comparison's ``role``.
+
+    >>> sft_variant(base=wsd_variant(shape="1-sqrt", step=128, decay_steps=64), role="wsd", epoch=3).name
+    'sft-wsd-e3-s0'
+    """
+    return Variant(name=f"sft-{role}-e{epoch}-s{base.seed}", kind="sft", branch=f"sft_{role}", curve=base.curve,
+                   steps=base.steps, weights=base.weights, interval=base.interval, duration=base.duration,
+                   min_lr=base.min_lr, seed=base.seed)
