@@ -74,7 +74,7 @@ def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeR
     merges_dir = Path(merges_dir)
     out_dir = merges_dir / plan.key
     merges_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(merges_dir / f".{plan.key}.lock"):
+    with exclusive(merges_dir / f".{plan.key}.lock"):
         record_path = out_dir / "merge.json"
         if record_path.is_file():
             record = json.loads(record_path.read_text())
@@ -84,7 +84,7 @@ def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeR
 
 
 @contextlib.contextmanager
-def _exclusive(path: Path):
+def exclusive(path: Path):
     """An exclusive lock on ``path``, which is deleted on release (so no lock files pile up).
 
     A waiter may have opened the file just before its holder deleted it: after locking, it checks
@@ -412,4 +412,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_or_reuse", "merge_plan", "merge_plans"]
+__all__ = ["MergeError", "MergeResult", "exclusive", "merge_checkpoints", "merge_or_reuse", "merge_plan", "merge_plans"]

@@ -44,6 +44,9 @@ class SweepCallbacks(Callback):
             # SystemExit is the one way to stop the sweep before any job starts
             print(f"Error: {err}", file=sys.stderr)
             sys.exit(2)
+        from wsm_exp.sweep.merge_stage import log_stage
+
+        log_stage(config)  # every merge the jobs need, in one pass over their checkpoints
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finalize(config, since=self.started)
