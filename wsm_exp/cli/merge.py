@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"merged {len(plan.checkpoints)} checkpoints (steps {[c.step for c in plan.checkpoints]}) into "
               f"{result.out_dir}, key {result.key}, identity {result.identity}")
     gbps = results[0].bytes_read / 1e9 / max(results[0].seconds, 1e-9)
-    print(f"{len(results)} merge(s) in one pass: {results[0].seconds:.1f}s, {results[0].bytes_read / 1e9:.2f} GB read "
+    print(f"{len(results)} merge(s) in one pass: {results[0].seconds:.1f}s, {results[0].bytes_read / 1e9:.3f} GB read "
           f"({gbps:.2f} GB/s)")
     return 0
 
