@@ -106,3 +106,52 @@ def test_metadata_pointing_outside_the_folder_or_past_a_file_is_refused(single, 
         f.unlink()
     with pytest.raises(CheckpointError, match="which is missing"):
         DcpCheckpoint.open(folder)
+
+
+@pytest.mark.slow
+def test_dcp_series_merges_into_dcp_that_torch_loads_and_into_a_hugging_face_folder(tmp_path, monkeypatch):
+    """A series of DCP checkpoints of a real tiny Llama: mean merge as DCP (dcp.load reads it) and as HF."""
+    import torch.distributed.checkpoint as dcp
+    from transformers import AutoModelForCausalLM
+
+    from merging_helpers import tiny_model
+    from wsm_exp.cli.merge import main
+    from wsm_exp.merging.identity import folder_identity
+
+    monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "ids"))
+    states = [tiny_model(seed).state_dict() for seed in range(3)]
+    for step, sd in zip((10, 20, 30), states):
+        save_single(tmp_path / "run" / f"step_{step}", sd)
+    mean = {k: (states[0][k] * (1 / 3) + states[1][k] * (1 / 3) + states[2][k] * (1 / 3)) for k in states[0]}
+
+    assert main([str(tmp_path / "run"), "--quantity", "3", "--out", str(tmp_path / "as-dcp"), "--quiet"]) == 0
+    loaded = {k: torch.zeros_like(v) for k, v in states[0].items()}
+    dcp.load(loaded, checkpoint_id=str(tmp_path / "as-dcp"), no_dist=True)
+    for k in mean:
+        torch.testing.assert_close(loaded[k], mean[k], rtol=0, atol=1e-6)
+    record = __import__("json").loads((tmp_path / "as-dcp" / "merge.json").read_text())
+    assert record["output"]["identity"] == folder_identity(tmp_path / "as-dcp")
+    assert [c["step"] for c in record["checkpoints"]] == [10, 20, 30] and all(c["identity"] for c in record["checkpoints"])
+
+    hf = tmp_path / "hf"
+    tiny_model(0).save_pretrained(hf)
+    (hf / "model.safetensors").unlink()  # only config (and tokenizer files, if any) are taken from here
+    assert main([str(tmp_path / "run"), "--quantity", "3", "--hf-config", str(hf), "--out", str(tmp_path / "as-hf"),
+                 "--quiet"]) == 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "as-hf")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded[k]), k  # the same merge, bit for bit, in either format
+
+
+def test_damaged_dcp_checkpoint_fails_the_merge_cleanly(single, tmp_path, capsys):
+    from wsm_exp.cli.merge import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _copy(single, run / "step_10")
+    bad = _copy(single, run / "step_20")
+    (bad / METADATA_FILE).write_bytes((bad / METADATA_FILE).read_bytes()[:100])
+    assert main([str(run), "--quantity", "2", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "step_20/.metadata is not valid DCP metadata" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import io
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from wsm_exp.merging.series import DCP_DATA as DATA_FILE
+from wsm_exp.merging.series import DCP_METADATA as METADATA_FILE
 from wsm_exp.merging.st_io import CheckpointError
-
-METADATA_FILE = ".metadata"
-DATA_FILE = re.compile(r"__\d+_\d+\.distcp")
 MAX_METADATA_BYTES = 256 * 1024**2  # far above any real model's metadata; refuses a runaway file first
 _DCP = "torch.distributed.checkpoint"
 _ALLOWED = {
@@ -145,6 +143,59 @@ class DcpCheckpoint:
         return tensor.contiguous()
 
 
+class DcpWriter:
+    """Writes tensors one by one as a one-rank DCP checkpoint (``__0_0.distcp`` + ``.metadata``) in ``folder``.
+
+    Each tensor is ``torch.save``'d into the data file, as DCP's own writer does, so
+    ``torch.distributed.checkpoint.load`` reads the result (e.g. to resume training from a merge).
+    ``digests()`` are the files' identity digests (``identity.raw_digest``), hashed as written.
+    """
+
+    DATA = "__0_0.distcp"
+
+    def __init__(self, folder: str | Path):
+        from wsm_exp.merging.identity import _hasher
+
+        self.folder = Path(folder)
+        self.handle = open(self.folder / self.DATA, "wb")  # noqa: SIM115 (closed in close/abort)
+        self.hash, self.offset, self.entries = _hasher(), 0, {}
+        self.metadata_digest = ""
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        buffer = io.BytesIO()
+        torch.save(tensor.detach().clone(), buffer)  # clone: a view would save its whole storage
+        data = buffer.getbuffer()
+        self.handle.write(data)
+        self.hash.update(data)
+        self.entries[name] = (tensor.dtype, tuple(tensor.shape), self.offset, len(data))
+        self.offset += len(data)
+
+    def close(self) -> None:
+        from torch.distributed.checkpoint.filesystem import _StorageInfo
+        from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex,
+                                                           TensorProperties, TensorStorageMetadata)
+
+        from wsm_exp.merging.identity import bytes_digest
+
+        self.handle.close()
+        state, storage = {}, {}
+        for name, (dtype, shape, offset, length) in self.entries.items():
+            zeros = torch.Size([0] * len(shape))
+            state[name] = TensorStorageMetadata(TensorProperties(dtype=dtype), torch.Size(shape),
+                                                [ChunkStorageMetadata(zeros, torch.Size(shape))])
+            storage[MetadataIndex(name, zeros)] = _StorageInfo(self.DATA, offset, length)
+        raw = pickle.dumps(Metadata(state, planner_data={n: (n,) for n in state}, storage_data=storage))
+        (self.folder / METADATA_FILE).write_bytes(raw)
+        self.metadata_digest = bytes_digest(raw)
+
+    def digests(self) -> list[str]:
+        """Digests of ``.metadata`` and the data file, in ``series.weight_files`` order."""
+        return [self.metadata_digest, self.hash.hexdigest()]
+
+    def abort(self) -> None:
+        self.handle.close()
+
+
 def _load_metadata(file: Path):
     if not file.is_file():
         raise CheckpointError(f"{file.parent} has no {METADATA_FILE}: it is not a complete DCP checkpoint (DCP "
@@ -222,4 +273,4 @@ def _malformed(file: Path, why: str) -> CheckpointError:
                            "again from its source.")
 
 
-__all__ = ["DcpCheckpoint", "METADATA_FILE", "is_dcp"]
+__all__ = ["DcpCheckpoint", "DcpWriter", "METADATA_FILE", "is_dcp"]

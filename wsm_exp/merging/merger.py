@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from wsm_exp.atomic import temp_path
 from wsm_exp.merging.identity import StreamingIdentity, combine, config_of
 from wsm_exp.merging.plan import MergePlan, build_plan
-from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
+from wsm_exp.merging.dcp_io import DcpCheckpoint, DcpWriter
+from wsm_exp.merging.series import DCP_METADATA, INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
 from wsm_exp.merging.st_io import CheckpointError, tensor_nbytes
 from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter
 
@@ -124,13 +125,15 @@ def merge_plan(plan: MergePlan, out_dir: str | Path, **options) -> MergeResult:
 def merge_plans(
     plans: Sequence[MergePlan], out_dirs: Sequence[str | Path], *, provenance: dict[str, Any] | None = None,
     overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
-    progress: bool = True,
+    progress: bool = True, hf_config: str | Path | None = None,
 ) -> list[MergeResult]:
     """Several merges in one streaming pass over the union of their checkpoints.
 
     Each input tensor is read (and hashed) once and accumulated into every output that uses it, in
     each plan's own checkpoint order, so each output is bit-identical to its own ``merge_plan``.
-    An error in one stops them all and publishes none.
+    An error in one stops them all and publishes none. Safetensors inputs give a Hugging Face
+    folder; DCP inputs give a one-rank DCP checkpoint, or with ``hf_config`` (a folder with the
+    model's ``config.json`` and tokenizer, copied beside the weights) a Hugging Face folder.
     """
     started = time.perf_counter()
     out_dirs = [Path(o) for o in out_dirs]
@@ -142,10 +145,16 @@ def merge_plans(
     layout = validate_checkpoints(inputs)
     input_dtypes = sorted({st for st, _ in layout.values()})
     _check_float_dtypes(layout, input_dtypes, inputs[0])
+    as_dcp = hf_config is None and inputs[0].files[0].name == DCP_METADATA
+    side_files = Path(hf_config) if hf_config is not None else None
+    if side_files is not None and not (side_files / "config.json").is_file():
+        raise MergeError(f"--hf-config {side_files} has no config.json: give the folder of the Hugging Face model "
+                         "these checkpoints are (its config.json and tokenizer files are copied beside the merge).")
     outputs: list[_Output] = []
     try:
         for plan, out_dir in zip(plans, out_dirs):
-            outputs.append(_Output(plan, out_dir, inputs, layout, input_dtypes, shard_size_bytes))
+            outputs.append(_Output(plan, out_dir, inputs, layout, input_dtypes, shard_size_bytes, as_dcp,
+                                   side_files))
         with ExitStack() as stack:
             streams = [StreamingIdentity(c) for c in inputs]
             handles = [_open(stack, c) for c in inputs]
@@ -195,12 +204,15 @@ def _ascending(checkpoints: Sequence[Checkpoint]) -> bool:
 class _Output:
     """One plan's output during a pass: its accumulator, its shard writers and its temporary folder."""
 
-    def __init__(self, plan: MergePlan, out_dir: Path, inputs, layout, input_dtypes, shard_size_bytes: int):
+    def __init__(self, plan: MergePlan, out_dir: Path, inputs, layout, input_dtypes, shard_size_bytes: int,
+                 as_dcp: bool = False, side_files: Path | None = None):
         self.plan, self.out_dir, self.layout, self.input_dtypes = plan, out_dir, layout, input_dtypes
+        self.as_dcp, self.side_files = as_dcp, side_files
         self.position = {inputs.index(c): j for j, c in enumerate(plan.checkpoints)}  # pass index -> plan index
         # fp64 inputs are never summed in a narrower type than they are stored in
         self.accumulated = "float64" if "F64" in input_dtypes else plan.accumulate
-        self.shards = _plan_shards(layout, plan.dtype, shard_size_bytes)
+        self.shards = ([(DCP_METADATA, []), (DcpWriter.DATA, sorted(layout))] if as_dcp else
+                       _plan_shards(layout, plan.dtype, shard_size_bytes))
         self.shard_of = {n: i for i, (_, names) in enumerate(self.shards) for n in names}
         # one accumulator reused for every tensor: no allocation (and page faults) per tensor
         largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
@@ -212,7 +224,9 @@ class _Output:
         self.tmp.mkdir()
 
     def start(self, name: str) -> None:
-        if self.shard_of[name] != self.shard:
+        if self.as_dcp and self.writer is None:
+            self.writer = DcpWriter(self.tmp)
+        elif not self.as_dcp and self.shard_of[name] != self.shard:
             self._close_shard()
             self.shard += 1
             file_name, names = self.shards[self.shard]
@@ -258,12 +272,12 @@ class _Output:
                 raise CheckpointError(f"Checkpoint {checkpoint.path} changed between planning and merging (its "
                                       "content identity differs). Wait until it is completely written, then rerun.")
         plan = self.plan.with_identities(streamed)
-        if len(self.shards) > 1:
+        if len(self.shards) > 1 and not self.as_dcp:
             weight_map = {n: f for f, names in self.shards for n in names}
             total_size = sum(tensor_nbytes(_out_st_dtype(st, plan.dtype), shape) for st, shape in self.layout.values())
             (self.tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
                                                            "weight_map": weight_map}, indent=1))
-        _copy_side_files(plan.checkpoints[-1], self.tmp)
+        _copy_side_files(plan.checkpoints[-1], self.side_files, self.tmp)
         identity = combine(self.digests, config_of(self.tmp))
         record = {**plan.describe(), "input_dtypes": self.input_dtypes, "accumulated": self.accumulated,
                   "output": {"identity": identity, "files": [f for f, _ in self.shards]},
@@ -282,7 +296,7 @@ class _Output:
     def _close_shard(self) -> None:
         if self.writer is not None:
             self.writer.close()
-            self.digests.append(self.writer.digest())
+            self.digests += self.writer.digests() if self.as_dcp else [self.writer.digest()]
             self.writer = None
 
 
@@ -345,7 +359,12 @@ def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]
 
 
 def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, tuple[Any, int]]:
-    """tensor name -> (open safetensors handle, index of its file), over the checkpoint's files."""
+    """tensor name -> (open safetensors handle, index of its file), over the checkpoint's files.
+
+    A DCP checkpoint is one handle whose file index is -1: its files are hashed by a plain read."""
+    if checkpoint.files[0].name == DCP_METADATA:
+        handle = DcpCheckpoint.open(checkpoint.path)
+        return {name: (handle, -1) for name in handle.keys()}
     by_name = {}
     for index, file in enumerate(checkpoint.files):
         handle = stack.enter_context(safe_open(str(file), framework="pt"))
@@ -382,13 +401,15 @@ def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
         os.replace(tmp, out_dir)
 
 
-def _copy_side_files(newest: Checkpoint, dest: Path) -> None:
-    """config, generation config and tokenizer files of the newest checkpoint (so from_pretrained works)."""
-    if not newest.path.is_dir():
+def _copy_side_files(newest: Checkpoint, hf_config: Path | None, dest: Path) -> None:
+    """config, generation config and tokenizer files of ``hf_config`` or else the newest checkpoint
+    (so from_pretrained works)."""
+    source = hf_config or newest.path
+    if not source.is_dir():
         return
-    for item in newest.path.iterdir():
+    for item in source.iterdir():
         if (item.is_file() and not item.name.endswith(".safetensors") and item.name != INDEX_FILE
-                and not item.name.startswith(SKIPPED_FILES)):
+                and item not in newest.files and not item.name.startswith(SKIPPED_FILES)):
             shutil.copy2(item, dest / item.name)
 
 
