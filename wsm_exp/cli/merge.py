@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-nonfinite", action="store_true", help="merge tensors containing NaN/Inf anyway")
     p.add_argument("--hf-config", help="with DCP checkpoints: a Hugging Face model folder whose config.json and "
                                        "tokenizer go beside the merged safetensors (default: write DCP)")
+    p.add_argument("--workers", type=int, default=1, help="processes merging disjoint sets of output shards "
+                                                          "(default 1; the result is identical)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
         results = merge_plans(list(plans.values()), outs, overwrite=args.overwrite,
                               shard_size_bytes=int(args.shard_size * 1024**3), allow_nonfinite=args.allow_nonfinite,
-                              progress=not args.quiet, hf_config=args.hf_config)
+                              progress=not args.quiet, hf_config=args.hf_config,
+                              workers=args.workers)
     except ValueError as err:  # SeriesError, WindowError, WeightsError, PlanError, CheckpointError, MergeError
         print(f"wsm-merge: error: {in_cli_terms(str(err))}", file=sys.stderr)
         return 2

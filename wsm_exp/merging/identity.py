@@ -87,6 +87,11 @@ class TreeDigest:
         return top.hexdigest()
 
 
+def tensor_digest(data) -> bytes:
+    """Digest of one tensor's bytes, as ``TreeDigest.add`` takes it (``add_digest`` accepts it back)."""
+    return _digest(data)
+
+
 def _digest(data) -> bytes:
     h = _hasher()
     h.update(memoryview(data).cast("B"))
