@@ -10,7 +10,8 @@ sum, and the largest alone). Page cache warm, identities cached (an unmeasured w
 runs first). Reports the median wall time, GB of checkpoint tensors read (the merger's own count,
 printed by ``wsm-merge``, beside the unique input bytes), peak anonymous memory, the pass's time
 over the largest single merge's, and whether every output of the pass equals the separate merge
-bit for bit. The sweep's merge stage (wsm_exp.sweep.merge_stage) runs the same pass. Not a test: timings on a shared machine are noisy.
+bit for bit. The sweep's merge stage (wsm_exp.sweep.merge_stage) runs the same pass.
+Not a test: timings on a shared machine are noisy.
 """
 
 from __future__ import annotations

@@ -131,7 +131,8 @@ def test_dcp_series_merges_into_dcp_that_torch_loads_and_into_a_hugging_face_fol
         torch.testing.assert_close(loaded[k], mean[k], rtol=0, atol=1e-6)
     record = __import__("json").loads((tmp_path / "as-dcp" / "merge.json").read_text())
     assert record["output"]["identity"] == folder_identity(tmp_path / "as-dcp")
-    assert [c["step"] for c in record["checkpoints"]] == [10, 20, 30] and all(c["identity"] for c in record["checkpoints"])
+    assert [c["step"] for c in record["checkpoints"]] == [10, 20, 30]
+    assert all(c["identity"] for c in record["checkpoints"])
 
     hf = tmp_path / "hf"
     tiny_model(0).save_pretrained(hf)

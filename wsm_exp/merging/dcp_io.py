@@ -99,7 +99,8 @@ class DcpCheckpoint:
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001 — any malformed structure becomes the one clear error
-            raise _malformed(path / METADATA_FILE, f"its structure is not DCP metadata ({type(err).__name__})") from None
+            why = f"its structure is not DCP metadata ({type(err).__name__})"
+            raise _malformed(path / METADATA_FILE, why) from None
         used = sorted({c.file for _, _, chunks in tensors.values() for c in chunks})
         return cls(path, tensors, (path / METADATA_FILE, *(path / f for f in used)))
 

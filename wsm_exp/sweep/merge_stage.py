@@ -72,14 +72,14 @@ class StageSummary:
 
 def run_merge_stage(config: DictConfig) -> StageSummary:
     """Plan every job of the sweep and compute the merges they need in one pass (see module doc)."""
-    from wsm_exp.merging.series import load_series
+    from wsm_exp.merging.series import SeriesError, load_series
     from wsm_exp.sweep.callbacks import job_config, job_overrides
     from wsm_exp.sweep.config import ConfigError
     from wsm_exp.sweep.plan import plan_job
     from wsm_exp.sweep.sources import make_source
 
     pending: dict[tuple[Path, MergePlan], None] = {}  # (merges folder, plan) in first-seen order
-    series: dict[Path, object] = {}
+    series: dict[Path, tuple[Checkpoint, ...]] = {}
     cached = deferred = 0
     for overrides in job_overrides(config):
         cfg = job_config(config, overrides)
@@ -96,8 +96,11 @@ def run_merge_stage(config: DictConfig) -> StageSummary:
                 deferred += 1
                 continue
             if root not in series:
-                series[root] = load_series(root, tokens_per_step=source.tokens_per_step)
-            by_step = {c.step: c for c in series[root].checkpoints}
+                try:
+                    series[root] = load_series(root, tokens_per_step=source.tokens_per_step).checkpoints
+                except SeriesError:
+                    series[root] = ()  # the job reports it with its own message
+            by_step = {c.step: c for c in series[root]}
             if any(s not in by_step for s in variant.steps):
                 deferred += 1  # the job reports the missing step
                 continue
