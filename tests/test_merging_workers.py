@@ -56,3 +56,16 @@ def test_a_failing_worker_publishes_nothing(tmp_path):
         merge_plans(plans(tmp_path, (2,)), [tmp_path / "out" / "m"], shard_size_bytes=20_000, progress=False,
                     workers=2)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_wsm_merge_workers_option(tmp_path, monkeypatch, capsys):
+    from wsm_exp.cli.merge import main
+
+    monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "ids"))
+    updates_series(tmp_path / "run", [10, 20, 30])
+    for p in (1, 2):
+        assert main([str(tmp_path / "run"), "--quantity", "3", "--shard-size", "0.00004", "--workers", str(p),
+                     "--out", str(tmp_path / f"w{p}"), "--quiet"]) == 0
+    one, two = files(tmp_path / "w1"), files(tmp_path / "w2")
+    assert len(one) > 4 and one.keys() == two.keys()
+    assert all(one[name] == two[name] for name in one if name != "merge.json")
