@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from io_floor_benchmark import io_floor  # noqa: E402
 from merge_benchmark import BIN, load_output, make_series, run_measured  # noqa: E402
 
 
@@ -53,11 +54,23 @@ def main() -> None:
                     for c, q in itertools.product(curves, quantities)}
         for cmd in (one_pass, *separate.values()):
             run_measured(cmd)  # warm-up: page cache, identity cache
+            os.sync()
         runs: dict[str, list[tuple[float, int, float]]] = {"one pass": [], "separate": [], "largest alone": []}
+        newest = [p / "model.safetensors" for p in paths[-max(quantities):]]
+        floors: dict[str, list[float]] = {"one pass": [], "largest alone": []}
         for _ in range(args.repeats):
+            # the I/O floor of each: read the unique inputs, write its outputs (the pass writes one per merge)
+            floors["one pass"].append(io_floor(newest, len(separate) * per_checkpoint, work / "floor.bin"))
+            os.sync()
+            floors["largest alone"].append(io_floor(newest, per_checkpoint, work / "floor.bin"))
+            os.sync()
             r = run_measured(one_pass)
+            os.sync()  # the next run does not pay for this one's writeback
             runs["one pass"].append((r["seconds"], r["anon_mib"], _gb_read(r["stdout"])))
-            rs = [run_measured(cmd) for cmd in separate.values()]
+            rs = []
+            for cmd in separate.values():
+                rs.append(run_measured(cmd))
+                os.sync()
             runs["separate"].append((sum(x["seconds"] for x in rs), max(x["anon_mib"] for x in rs),
                                      sum(_gb_read(x["stdout"]) for x in rs)))
             largest = max(rs, key=lambda x: _gb_read(x["stdout"]))  # the merge of the most checkpoints
@@ -78,6 +91,10 @@ def main() -> None:
                   f"{max(v[1] for v in values)} |")
         print(f"\none pass / largest alone: {medians['one pass'] / medians['largest alone']:.2f}×; "
               f"one pass / separate: {medians['one pass'] / medians['separate']:.2f}×")
+        for way, values in floors.items():
+            floor = statistics.median(values)
+            print(f"{way}: I/O floor (read the unique inputs, write its outputs) median {floor:.2f} s; "
+                  f"wall / floor {medians[way] / floor:.2f}×")
 
 
 def _gb_read(stdout: str) -> float:

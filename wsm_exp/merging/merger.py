@@ -8,6 +8,9 @@ near one tensor whatever N is. Every input byte the merge reads is hashed on the
 identity cache knows are not), so the plan's key and the input identities come without a second
 read; the output's identity is hashed as it is written. Everything goes into a hidden temporary
 folder beside ``out_dir``, renamed into place at the end: a crash leaves no partial model.
+``merge_plans`` computes several merges in one pass (the sweep's merge stage uses it), optionally
+in ``workers`` processes over disjoint output shards; DCP inputs (``dcp_io``) are read tensor by
+tensor and written as DCP, or as a Hugging Face folder with ``hf_config``.
 
 Example:
     >>> from wsm_exp.merging.series import load_series, select_window            # doctest: +SKIP
