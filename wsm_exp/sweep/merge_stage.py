@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from wsm_exp.atomic import temp_path
 from wsm_exp.merging.plan import EXPLICIT, MergePlan, build_plan
 from wsm_exp.merging.series import Checkpoint, Window
 from wsm_exp.sweep.variants import Variant
@@ -126,7 +126,7 @@ def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> S
     """
     from wsm_exp.merging.merger import exclusive, merge_plans
 
-    tmp = [merges / f".stage-{uuid.uuid4().hex[:12]}" for merges, _ in requests]
+    tmp = [temp_path(merges / "stage") for merges, _ in requests]  # a killed stage's are removed next time
     try:
         results = merge_plans([plan for _, plan in requests], tmp, progress=False, **options)
         merged = cached = 0
