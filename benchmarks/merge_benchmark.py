@@ -74,7 +74,7 @@ def make_series(root: Path, params: float, quantity: int, dtype: torch.dtype) ->
 def run_measured(cmd: list[str]) -> dict:
     """Wall time and peak RssAnon / RssFile (MiB) of a subprocess, sampled every 20 ms."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_anon = peak_file = 0
     while proc.poll() is None:
         try:
@@ -88,7 +88,7 @@ def run_measured(cmd: list[str]) -> dict:
     seconds = time.perf_counter() - started
     if proc.returncode:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.read()[-2000:]}")
-    return {"seconds": seconds, "anon_mib": peak_anon, "file_mib": peak_file}
+    return {"seconds": seconds, "anon_mib": peak_anon, "file_mib": peak_file, "stdout": proc.stdout.read()}
 
 
 def tools(paths: list[Path], work: Path, out_dtype: str) -> dict[str, tuple[list[str], Path]]:

@@ -26,10 +26,13 @@ EPILOG = """examples:
   wsm-merge ckpts/run --weights 0.1,0.2,0.3,0.4 --dtype bfloat16 --out merged/custom
   # six merges in one pass over the union of their checkpoints: merged/grid/<curve>-N<n>-I<Δ>-E<end>/
   wsm-merge ckpts/run --curve mean,1-sqrt --quantity 2,4,8 --out merged/grid
+  # DCP checkpoints (torch.distributed.checkpoint folders) merged into a Hugging Face folder lm-eval reads
+  wsm-merge dcp/run --quantity 4 --hf-config hf/my-model --out merged/hf-4
 
 Weights follow the WSM paper (arXiv 2507.17634): w_i = f(i/N) for i = 1..N-1, then Theorem 3.1.
 The series folder holds children named step_<n>, step<n>, checkpoint-<n>, iter_<n> or
-global_step<n>: Hugging Face folders (model.safetensors or shards + index) or .safetensors files.
+global_step<n>: Hugging Face folders (model.safetensors or shards + index), .safetensors files, or
+DCP folders (.metadata + __<rank>_<k>.distcp; merged into a one-rank DCP checkpoint unless --hf-config).
 """
 
 
@@ -57,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan as JSON and write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (after the merge completes)")
     p.add_argument("--allow-nonfinite", action="store_true", help="merge tensors containing NaN/Inf anyway")
+    p.add_argument("--hf-config", help="with DCP checkpoints: a Hugging Face model folder whose config.json and "
+                                       "tokenizer go beside the merged safetensors (default: write DCP)")
+    p.add_argument("--workers", type=int, default=1, help="processes merging disjoint sets of output shards "
+                                                          "(default 1; the result is identical)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -136,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
         results = merge_plans(list(plans.values()), outs, overwrite=args.overwrite,
                               shard_size_bytes=int(args.shard_size * 1024**3), allow_nonfinite=args.allow_nonfinite,
-                              progress=not args.quiet)
+                              progress=not args.quiet, hf_config=args.hf_config,
+                              workers=args.workers)
     except ValueError as err:  # SeriesError, WindowError, WeightsError, PlanError, CheckpointError, MergeError
         print(f"wsm-merge: error: {in_cli_terms(str(err))}", file=sys.stderr)
         return 2
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"merged {len(plan.checkpoints)} checkpoints (steps {[c.step for c in plan.checkpoints]}) into "
               f"{result.out_dir}, key {result.key}, identity {result.identity}")
     gbps = results[0].bytes_read / 1e9 / max(results[0].seconds, 1e-9)
-    print(f"{len(results)} merge(s) in one pass: {results[0].seconds:.1f}s, {results[0].bytes_read / 1e9:.2f} GB read "
+    print(f"{len(results)} merge(s) in one pass: {results[0].seconds:.1f}s, {results[0].bytes_read / 1e9:.3f} GB read "
           f"({gbps:.2f} GB/s)")
     return 0
 

@@ -8,6 +8,9 @@ near one tensor whatever N is. Every input byte the merge reads is hashed on the
 identity cache knows are not), so the plan's key and the input identities come without a second
 read; the output's identity is hashed as it is written. Everything goes into a hidden temporary
 folder beside ``out_dir``, renamed into place at the end: a crash leaves no partial model.
+``merge_plans`` computes several merges in one pass (the sweep's merge stage uses it), optionally
+in ``workers`` processes over disjoint output shards; DCP inputs (``dcp_io``) are read tensor by
+tensor and written as DCP, or as a Hugging Face folder with ``hf_config``.
 
 Example:
     >>> from wsm_exp.merging.series import load_series, select_window            # doctest: +SKIP
@@ -35,9 +38,10 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from wsm_exp.atomic import temp_path
-from wsm_exp.merging.identity import StreamingIdentity, combine, config_of
+from wsm_exp.merging.identity import StreamingIdentity, combine, config_of, tensor_digest
 from wsm_exp.merging.plan import MergePlan, build_plan
-from wsm_exp.merging.series import INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
+from wsm_exp.merging.dcp_io import DcpCheckpoint, DcpWriter
+from wsm_exp.merging.series import DCP_METADATA, INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
 from wsm_exp.merging.st_io import CheckpointError, tensor_nbytes
 from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter
 
@@ -74,7 +78,7 @@ def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeR
     merges_dir = Path(merges_dir)
     out_dir = merges_dir / plan.key
     merges_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(merges_dir / f".{plan.key}.lock"):
+    with exclusive(merges_dir / f".{plan.key}.lock"):
         record_path = out_dir / "merge.json"
         if record_path.is_file():
             record = json.loads(record_path.read_text())
@@ -84,7 +88,7 @@ def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeR
 
 
 @contextlib.contextmanager
-def _exclusive(path: Path):
+def exclusive(path: Path):
     """An exclusive lock on ``path``, which is deleted on release (so no lock files pile up).
 
     A waiter may have opened the file just before its holder deleted it: after locking, it checks
@@ -124,13 +128,20 @@ def merge_plan(plan: MergePlan, out_dir: str | Path, **options) -> MergeResult:
 def merge_plans(
     plans: Sequence[MergePlan], out_dirs: Sequence[str | Path], *, provenance: dict[str, Any] | None = None,
     overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
-    progress: bool = True,
+    progress: bool = True, hf_config: str | Path | None = None, workers: int = 1,
 ) -> list[MergeResult]:
     """Several merges in one streaming pass over the union of their checkpoints.
 
     Each input tensor is read (and hashed) once and accumulated into every output that uses it, in
     each plan's own checkpoint order, so each output is bit-identical to its own ``merge_plan``.
-    An error in one stops them all and publishes none.
+    An error in one stops them all and publishes none. Safetensors inputs give a Hugging Face
+    folder; DCP inputs give a one-rank DCP checkpoint, or with ``hf_config`` (a folder with the
+    model's ``config.json`` and tokenizer, copied beside the weights) a Hugging Face folder.
+
+    ``workers`` > 1 merges disjoint sets of output shards in that many processes (each reads only
+    its shards' tensors); the index, side files and merge.json are written once, at the end, and
+    the result is bit-identical to one process. A merge with one output shard (or DCP output, or
+    outputs whose shards differ) runs in one process.
     """
     started = time.perf_counter()
     out_dirs = [Path(o) for o in out_dirs]
@@ -142,27 +153,24 @@ def merge_plans(
     layout = validate_checkpoints(inputs)
     input_dtypes = sorted({st for st, _ in layout.values()})
     _check_float_dtypes(layout, input_dtypes, inputs[0])
+    as_dcp = hf_config is None and inputs[0].files[0].name == DCP_METADATA
+    side_files = Path(hf_config) if hf_config is not None else None
+    if side_files is not None and not (side_files / "config.json").is_file():
+        raise MergeError(f"--hf-config {side_files} has no config.json: give the folder of the Hugging Face model "
+                         "these checkpoints are (its config.json and tokenizer files are copied beside the merge).")
     outputs: list[_Output] = []
     try:
         for plan, out_dir in zip(plans, out_dirs):
-            outputs.append(_Output(plan, out_dir, inputs, layout, input_dtypes, shard_size_bytes))
-        with ExitStack() as stack:
-            streams = [StreamingIdentity(c) for c in inputs]
-            handles = [_open(stack, c) for c in inputs]
-            total = sum(tensor_nbytes(*info) for info in layout.values()) * len(inputs)
+            outputs.append(_Output(plan, out_dir, inputs, layout, input_dtypes, shard_size_bytes, as_dcp,
+                                   side_files))
+        streams = [StreamingIdentity(c) for c in inputs]
+        groups = _worker_groups(outputs, workers)
+        if groups is None:
             desc = f"merge {out_dirs[0].name}" + (f" (+{len(plans) - 1})" if len(plans) > 1 else "")
-            bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress,
-                                           leave=False))
-            reader = _Reader(inputs, handles, streams, bar)
-            for name in sorted(layout):
-                for output in outputs:
-                    output.start(name)
-                for index, tensor in reader.tensors(name):
-                    for output in outputs:
-                        output.add(index, name, tensor)
-                for output in outputs:
-                    output.finish(name, reader, allow_nonfinite)
-            identities = [s.identity() for s in streams]
+            bytes_read = _stream(outputs, inputs, streams, sorted(layout), allow_nonfinite, progress, desc)
+        else:
+            bytes_read = _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite)
+        identities = [s.identity() for s in streams]
         results = [output.close(identities, provenance) for output in outputs]
         for output in outputs:
             output.publish(overwrite)
@@ -171,7 +179,88 @@ def merge_plans(
             output.discard()
         raise
     seconds = time.perf_counter() - started
-    return [replace(r, bytes_read=reader.bytes_read, seconds=seconds) for r in results]
+    return [replace(r, bytes_read=bytes_read, seconds=seconds) for r in results]
+
+
+def _stream(outputs, inputs, streams, names, allow_nonfinite, progress=False, desc="merge") -> int:
+    """Read ``names`` (sorted) from every input once into every output; return the tensor bytes read."""
+    with ExitStack() as stack:
+        handles = [_open(stack, c) for c in inputs]
+        layout = outputs[0].layout
+        total = sum(tensor_nbytes(*layout[n]) for n in names) * len(inputs)
+        bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress,
+                                       leave=False))
+        reader = _Reader(inputs, handles, streams, bar)
+        for name in names:
+            for output in outputs:
+                output.start(name)
+            for index, tensor in reader.tensors(name):
+                for output in outputs:
+                    output.add(index, name, tensor)
+            for output in outputs:
+                output.finish(name, reader, allow_nonfinite)
+        for output in outputs:
+            output.close_shard()
+    return reader.bytes_read
+
+
+def _worker_groups(outputs: list[_Output], workers: int) -> list[list[str]] | None:
+    """Tensor names per worker (whole output shards, balanced by bytes), or None for one process."""
+    shards = [names for _, names in outputs[0].shards]
+    if workers <= 1 or len(shards) < 2 or any(o.as_dcp or [n for _, n in o.shards] != shards for o in outputs):
+        return None
+    layout, bins = outputs[0].layout, [[] for _ in range(min(workers, len(shards)))]
+    sizes = [0] * len(bins)
+    for names in sorted(shards, key=lambda ns: -sum(tensor_nbytes(*layout[n]) for n in ns)):
+        least = sizes.index(min(sizes))
+        bins[least] += names
+        sizes[least] += sum(tensor_nbytes(*layout[n]) for n in names)
+    return [sorted(b) for b in bins]
+
+
+def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite) -> int:
+    """``_stream`` over disjoint shard groups in forked processes; their digests come back to this one."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    wanted = [set(s.trees) for s in streams]
+    jobs = [([o.plan for o in outputs], [o.out_dir for o in outputs], [o.tmp for o in outputs], inputs,
+             outputs[0].layout, outputs[0].input_dtypes, outputs[0].shard_size, names, wanted, allow_nonfinite,
+             max(1, (os.cpu_count() or 1) // len(groups))) for names in groups]
+    with ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("fork")) as pool:
+        done = list(pool.map(_worker, *zip(*jobs)))
+    bytes_read = 0
+    for shard_digests, tensor_digests, read in done:
+        bytes_read += read
+        for output, digests in zip(outputs, shard_digests):
+            output.digests.update(digests)
+        for stream, digests in zip(streams, tensor_digests):
+            for (file_index, name), digest in digests.items():
+                stream.trees[file_index].add_digest(name, digest)
+    return bytes_read
+
+
+def _worker(plans, out_dirs, tmps, inputs, layout, input_dtypes, shard_size, names, wanted, allow_nonfinite,
+            threads):
+    """One worker of ``_stream_in_workers``: writes its shards; returns their digests and the input tensors'."""
+    torch.set_num_threads(threads)
+    outputs = [_Output(p, o, inputs, layout, input_dtypes, shard_size, tmp=t) for p, o, t in zip(plans, out_dirs, tmps)]
+    recorders = [_DigestRecorder(w) for w in wanted]
+    read = _stream(outputs, inputs, recorders, names, allow_nonfinite)
+    return [o.digests for o in outputs], [r.digests for r in recorders], read
+
+
+class _DigestRecorder:
+    """Stands in for StreamingIdentity in a worker: per-tensor digests of the files still to be hashed."""
+
+    def __init__(self, wanted: set[int]):
+        self.wanted, self.digests = wanted, {}
+
+    def wants(self, file_index: int) -> bool:
+        return file_index in self.wanted
+
+    def add(self, file_index: int, name: str, data) -> None:
+        self.digests[(file_index, name)] = tensor_digest(data)
 
 
 def _union(plans: Sequence[MergePlan]) -> list[Checkpoint]:
@@ -195,26 +284,34 @@ def _ascending(checkpoints: Sequence[Checkpoint]) -> bool:
 class _Output:
     """One plan's output during a pass: its accumulator, its shard writers and its temporary folder."""
 
-    def __init__(self, plan: MergePlan, out_dir: Path, inputs, layout, input_dtypes, shard_size_bytes: int):
+    def __init__(self, plan: MergePlan, out_dir: Path, inputs, layout, input_dtypes, shard_size_bytes: int,
+                 as_dcp: bool = False, side_files: Path | None = None, tmp: Path | None = None):
         self.plan, self.out_dir, self.layout, self.input_dtypes = plan, out_dir, layout, input_dtypes
+        self.as_dcp, self.side_files, self.shard_size = as_dcp, side_files, shard_size_bytes
         self.position = {inputs.index(c): j for j, c in enumerate(plan.checkpoints)}  # pass index -> plan index
         # fp64 inputs are never summed in a narrower type than they are stored in
         self.accumulated = "float64" if "F64" in input_dtypes else plan.accumulate
-        self.shards = _plan_shards(layout, plan.dtype, shard_size_bytes)
+        self.shards = ([(DCP_METADATA, []), (DcpWriter.DATA, sorted(layout))] if as_dcp else
+                       _plan_shards(layout, plan.dtype, shard_size_bytes))
         self.shard_of = {n: i for i, (_, names) in enumerate(self.shards) for n in names}
         # one accumulator reused for every tensor: no allocation (and page faults) per tensor
         largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
         self.scratch = torch.empty(largest, dtype=DTYPES[self.accumulated])
         self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
-        self.writer, self.shard, self.digests = None, -1, []
+        self.writer, self.shard, self.digests = None, -1, {}  # digests: shard index -> its files' digests
+        if tmp is not None:  # a worker writing some shards of a folder its parent made
+            self.tmp = tmp
+            return
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temp_path(out_dir)  # also removes those left by a killed merge of the same target
         self.tmp.mkdir()
 
     def start(self, name: str) -> None:
-        if self.shard_of[name] != self.shard:
-            self._close_shard()
-            self.shard += 1
+        if self.as_dcp and self.writer is None:
+            self.writer = DcpWriter(self.tmp)
+        elif not self.as_dcp and self.shard_of[name] != self.shard:
+            self.close_shard()
+            self.shard = self.shard_of[name]
             file_name, names = self.shards[self.shard]
             entries = [(n, _out_st_dtype(self.layout[n][0], self.plan.dtype), self.layout[n][1]) for n in names]
             self.writer = SafetensorsWriter(self.tmp / file_name, entries, self.metadata)
@@ -250,21 +347,20 @@ class _Output:
         self.writer.write(name, merged)
 
     def close(self, identities: list[str], provenance) -> MergeResult:
-        """Finish the last shard and write index, side files and merge.json into the temporary folder."""
-        self._close_shard()
+        """Write index, side files and merge.json into the temporary folder (every shard is written)."""
         streamed = [identities[i] for i in sorted(self.position)]
         for checkpoint, planned, seen in zip(self.plan.checkpoints, self.plan.identities, streamed):
             if planned is not None and planned != seen:
                 raise CheckpointError(f"Checkpoint {checkpoint.path} changed between planning and merging (its "
                                       "content identity differs). Wait until it is completely written, then rerun.")
         plan = self.plan.with_identities(streamed)
-        if len(self.shards) > 1:
+        if len(self.shards) > 1 and not self.as_dcp:
             weight_map = {n: f for f, names in self.shards for n in names}
             total_size = sum(tensor_nbytes(_out_st_dtype(st, plan.dtype), shape) for st, shape in self.layout.values())
             (self.tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
                                                            "weight_map": weight_map}, indent=1))
-        _copy_side_files(plan.checkpoints[-1], self.tmp)
-        identity = combine(self.digests, config_of(self.tmp))
+        _copy_side_files(plan.checkpoints[-1], self.side_files, self.tmp)
+        identity = combine([d for _, ds in sorted(self.digests.items()) for d in ds], config_of(self.tmp))
         record = {**plan.describe(), "input_dtypes": self.input_dtypes, "accumulated": self.accumulated,
                   "output": {"identity": identity, "files": [f for f, _ in self.shards]},
                   "package_version": _version(), "note": provenance or {}}
@@ -279,10 +375,10 @@ class _Output:
             self.writer.abort()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def _close_shard(self) -> None:
+    def close_shard(self) -> None:
         if self.writer is not None:
             self.writer.close()
-            self.digests.append(self.writer.digest())
+            self.digests[self.shard] = self.writer.digests() if self.as_dcp else [self.writer.digest()]
             self.writer = None
 
 
@@ -345,7 +441,12 @@ def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]
 
 
 def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, tuple[Any, int]]:
-    """tensor name -> (open safetensors handle, index of its file), over the checkpoint's files."""
+    """tensor name -> (open safetensors handle, index of its file), over the checkpoint's files.
+
+    A DCP checkpoint is one handle whose file index is -1: its files are hashed by a plain read."""
+    if checkpoint.files[0].name == DCP_METADATA:
+        handle = DcpCheckpoint.open(checkpoint.path)
+        return {name: (handle, -1) for name in handle.keys()}
     by_name = {}
     for index, file in enumerate(checkpoint.files):
         handle = stack.enter_context(safe_open(str(file), framework="pt"))
@@ -382,13 +483,15 @@ def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
         os.replace(tmp, out_dir)
 
 
-def _copy_side_files(newest: Checkpoint, dest: Path) -> None:
-    """config, generation config and tokenizer files of the newest checkpoint (so from_pretrained works)."""
-    if not newest.path.is_dir():
+def _copy_side_files(newest: Checkpoint, hf_config: Path | None, dest: Path) -> None:
+    """config, generation config and tokenizer files of ``hf_config`` or else the newest checkpoint
+    (so from_pretrained works)."""
+    source = hf_config or newest.path
+    if not source.is_dir():
         return
-    for item in newest.path.iterdir():
+    for item in source.iterdir():
         if (item.is_file() and not item.name.endswith(".safetensors") and item.name != INDEX_FILE
-                and not item.name.startswith(SKIPPED_FILES)):
+                and item not in newest.files and not item.name.startswith(SKIPPED_FILES)):
             shutil.copy2(item, dest / item.name)
 
 
@@ -412,4 +515,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["MergeError", "MergeResult", "merge_checkpoints", "merge_or_reuse", "merge_plan", "merge_plans"]
+__all__ = ["MergeError", "MergeResult", "exclusive", "merge_checkpoints", "merge_or_reuse", "merge_plan", "merge_plans"]

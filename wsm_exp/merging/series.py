@@ -25,6 +25,9 @@ from typing import Any
 from wsm_exp.merging.st_io import CheckpointError, tensor_layout
 from wsm_exp.merging.window import WindowError, spacing, window_steps
 
+DCP_METADATA = ".metadata"  # a torch.distributed.checkpoint folder (wsm_exp.merging.dcp_io)
+DCP_DATA = re.compile(r"__\d+_\d+\.distcp")
+
 STEP_NAME = re.compile(r"^(?:step_?|checkpoint-|iter_|global_step)(\d+)(?:\.safetensors)?$")
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -142,9 +145,9 @@ def select_window(series: Series, *, end: int | None = None, quantity: int | Non
 
 def validate_checkpoints(checkpoints: Sequence[Checkpoint]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Same tensor names, shapes and dtypes everywhere; the error names the first mismatch."""
-    reference = tensor_layout(checkpoints[0].files)
+    reference = checkpoint_layout(checkpoints[0].files)
     for other in checkpoints[1:]:
-        layout = tensor_layout(other.files)
+        layout = checkpoint_layout(other.files)
         extra, absent = sorted(set(layout) - set(reference)), sorted(set(reference) - set(layout))
         if extra or absent:
             name = (absent or extra)[0]
@@ -190,8 +193,19 @@ def weight_files(path: Path) -> tuple[Path, ...]:
         return tuple(path / s for s in shards)
     if (path / SINGLE_FILE).is_file():
         return (path / SINGLE_FILE,)
-    raise SeriesError(f"Checkpoint {path} has no {SINGLE_FILE} and no {INDEX_FILE}: save it with "
-                      "save_pretrained (safetensors), or convert it first.")
+    if (path / DCP_METADATA).is_file():
+        return (path / DCP_METADATA, *sorted(p for p in path.iterdir() if DCP_DATA.fullmatch(p.name)))
+    raise SeriesError(f"Checkpoint {path} has no {SINGLE_FILE}, no {INDEX_FILE} and no DCP {DCP_METADATA}: save "
+                      "it with save_pretrained (safetensors) or torch.distributed.checkpoint, or convert it first.")
+
+
+def checkpoint_layout(files: Sequence[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """tensor name -> (safetensors dtype name, shape) of a checkpoint's weight files (safetensors or DCP)."""
+    if files and files[0].name == DCP_METADATA:
+        from wsm_exp.merging.dcp_io import DcpCheckpoint
+
+        return DcpCheckpoint.open(files[0].parent).layout()
+    return tensor_layout(files)
 
 
 def _index_shards(index_path: Path) -> list[str]:

@@ -52,7 +52,7 @@ def ensure_branches(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: Tra
     """Train whatever of ``branches`` is missing (stage 1 once, shared); return each series folder."""
     for name in branches:
         check_branch(name, train_cfg)
-    root = Path(cache_root) / f"{study_key(model_cfg, data_cfg, train_cfg)}-s{seed}"
+    root = study_root(model_cfg, data_cfg, train_cfg, seed=seed, cache_root=cache_root)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -60,6 +60,12 @@ def ensure_branches(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: Tra
         if missing:
             _Study(model_cfg, data_cfg, train_cfg, seed, Path(cache_root), root, logger).train(missing)
     return {b: root / b for b in branches}
+
+
+def study_root(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig, *, seed: int,
+               cache_root: Path) -> Path:
+    """The folder of one seed's study (``<branch>/series.json`` inside once a branch is trained)."""
+    return Path(cache_root) / f"{study_key(model_cfg, data_cfg, train_cfg)}-s{seed}"
 
 
 class _Study:

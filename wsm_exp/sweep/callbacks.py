@@ -36,6 +36,9 @@ class SweepCallbacks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
         preflight(config, kwargs.get("config_name"), multirun=True)
+        from wsm_exp.sweep.merge_stage import log_stage
+
+        log_stage(config, kwargs.get("config_name"))  # every merge the jobs need, in one pass over their checkpoints
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finalize(config, since=self.started, config_name=kwargs.get("config_name"), multirun=True)
@@ -119,14 +122,11 @@ def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config
     from wsm_exp.sweep import folder, results
     from wsm_exp.sweep.config import ConfigError
     from wsm_exp.sweep.plan import plan_job
-    from wsm_exp.sweep.preflight import compose_job, expand_jobs
+    from wsm_exp.sweep.preflight import launched_jobs
     from wsm_exp.sweep.sources import make_source
 
-    task = list(config.hydra.overrides.task)
-    jobs = expand_jobs(OmegaConf.select(config, "hydra.sweeper.params") or {}, task) if multirun else [task]
-    for overrides in jobs:
+    for cfg in launched_jobs(config, config_name, multirun):
         try:
-            cfg = compose_job(overrides, config_name or "config") if multirun else config
             source = make_source(cfg)
             plan = plan_job(cfg, source)
         except ConfigError:

@@ -103,6 +103,7 @@ class RunConfig:
     sweep_name: str = "single"  # folder under paths.sweeps; every sweep file sets its own
     seed: int = 0  # training seed of the embedded series; sweep it with seed=0,1,2
     plan: bool = False  # true: print what the command would train, merge and evaluate, then stop
+    merge_stage: bool = True  # before a sweep's jobs, every merge they need in one pass (each checkpoint read once)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)  # reference models beside the merges
     paths: PathsConfig = field(default_factory=PathsConfig)  # sweep folders and the shared cache
 

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.sweep import folder, freshness, results, tracking
 from wsm_exp.sweep.console import FILE_ONLY, library_output_to_log, quiet_terminal
-from wsm_exp.sweep.config import LoggerConfig, MergeConfig, from_node
+from wsm_exp.sweep.config import LoggerConfig, from_node
 from wsm_exp.sweep.plan import plan_job
 from wsm_exp.sweep.sources import SeriesSource, make_source
 from wsm_exp.sweep.variants import Variant
@@ -57,7 +57,7 @@ def run_job(cfg: DictConfig) -> list[str]:
     train_log = tracking.LazyRun(logger_cfg, sweep_dir, sweep, name=f"train-s{cfg.seed}", job_type="train")
     source = make_source(cfg, logger=train_log.log)
     plan = plan_job(cfg, source)  # ConfigError: refused, nothing written
-    context = _Context(cfg, sweep, sweep_dir, source, logger_cfg, from_node(MergeConfig, cfg.merge, key="merge"))
+    context = _Context(cfg, sweep, sweep_dir, source, logger_cfg)
     folder.check(sweep_dir, context.keys.folder, context.keys.payload)  # another study or suite: refused, nothing written
     folder.claim(sweep_dir, context.keys.folder, context.keys.payload)
     failed: list[str] = []
@@ -82,12 +82,12 @@ def run_job(cfg: DictConfig) -> list[str]:
 class _Context:
     """What the variants of one job share: paths, the series, the eval suite, the logger."""
 
-    def __init__(self, cfg, sweep, sweep_dir, source: SeriesSource, logger_cfg, merge: MergeConfig):
+    def __init__(self, cfg, sweep, sweep_dir, source: SeriesSource, logger_cfg):
         from wsm_exp.evaluation import SuiteConfig
 
         self.sweep, self.sweep_dir, self.source = sweep, sweep_dir, source
         self.merges, self.scores = Path(cfg.paths.merges), Path(cfg.paths.scores)
-        self.logger_cfg, self.merge = logger_cfg, merge
+        self.logger_cfg = logger_cfg
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
         self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
         self.keys = folder.Keys.of(source.identity(), self.eval_identity)
@@ -99,6 +99,7 @@ class _Context:
         """Every input that determines the variant's rows, by name (see wsm_exp.sweep.freshness)."""
         from wsm_exp.evaluation.harness import tasks_fingerprint
         from wsm_exp.merging.plan import MERGER_VERSION
+        from wsm_exp.sweep.merge_stage import needs_merge
 
         inputs: dict[str, Any] = {
             "variant": freshness.digest(asdict(variant)), "eval settings": self.eval_identity,
@@ -106,7 +107,7 @@ class _Context:
         }
         for checkpoint in self._checkpoints(variant, branch_paths):
             inputs[f"checkpoint {variant.branch}/{checkpoint.path.name}"] = self._identity(checkpoint)
-        if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
+        if needs_merge(variant):
             inputs["merger"] = MERGER_VERSION
         heldout = self.source.heldout()
         if heldout and "wsm_heldout_bpb" in self.suite.tasks:
@@ -185,18 +186,12 @@ class _Context:
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.merger import merge_or_reuse
-        from wsm_exp.merging.plan import EXPLICIT, build_plan
-        from wsm_exp.merging.series import Window
+        from wsm_exp.sweep.merge_stage import needs_merge, variant_plan
 
         checkpoints = self._checkpoints(variant, branch_paths)
         merge_seconds = 0.0
-        if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
-            window = Window(tuple(checkpoints), variant.quantity, variant.interval, variant.duration,
-                            self.source.tokens_per_step)
-            weights = ({"weights": variant.weights, "normalize": False} if variant.curve == EXPLICIT else
-                       {"curve": variant.curve, "min_lr": variant.min_lr, "alpha": variant.alpha})
-            plan = build_plan(window, **weights, dtype=self.merge.dtype, accumulate=self.merge.accumulate)
-            merged = merge_or_reuse(plan, self.merges)
+        if needs_merge(variant):
+            merged = merge_or_reuse(variant_plan(variant, checkpoints, self.source.tokens_per_step), self.merges)
             model_dir, model_hash, merge_seconds = merged.out_dir, merged.key, merged.seconds
         else:
             model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])

@@ -82,6 +82,15 @@ def compose_job(overrides: list[str], config_name: str = "config", hydra_config:
         raise _explained(err) from None
 
 
+def launched_jobs(config: DictConfig, config_name: str | None, multirun: bool) -> list[DictConfig]:
+    """The config of every job Hydra launched for this command (from a callback: Hydra is initialised)."""
+    task = list(config.hydra.overrides.task)
+    if not multirun:
+        return [config]
+    jobs = expand_jobs(OmegaConf.select(config, "hydra.sweeper.params") or {}, task)
+    return [compose_job(job, config_name or "config") for job in jobs]
+
+
 def compose_command(args: list[str], config_name: str = "config") -> tuple[DictConfig, list[list[str]],
                                                                         list[DictConfig]]:
     """(base config with ``hydra``, every job's overrides, every job's config) of a command line, as

@@ -1,0 +1,177 @@
+"""The sweep's merge stage: every merge its jobs need, in one streaming pass, before they start.
+
+Each job merges its own variant (``wsm_exp.sweep.job``), so a sweep of K variants over the same
+checkpoints would read each checkpoint up to K times. The stage plans every job (config only),
+builds each merge's ``MergePlan`` exactly as the job will (``variant_plan``), drops those already
+in the merge cache, and computes the rest with ``merge_plans``: each input tensor is read once and
+accumulated into every output that uses it (memory: one accumulator of one tensor per merge).
+The jobs then find their merges cached (``merge_or_reuse`` reuses them).
+
+Series that are not on disk yet are left to the jobs: the stage trains nothing. The embedded
+study is trained by the first job that needs it (its training curves go to that job's W&B run),
+so on a fresh study the jobs merge as before; a rerun, a second sweep over the same study, or a
+sweep over your own checkpoints (``series.path``) gets the one-pass stage. A failure in the stage
+is logged and the jobs merge on their own (each records its own error). ``merge_stage: false``
+turns the stage off.
+
+Example:
+    >>> from wsm_exp.sweep.merge_stage import run_merge_stage   # run_merge_stage(cfg) -> StageSummary
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from wsm_exp.atomic import temp_path
+from wsm_exp.merging.plan import EXPLICIT, MergePlan, build_plan
+from wsm_exp.merging.series import Checkpoint, Window
+from wsm_exp.sweep.variants import Variant
+
+log = logging.getLogger(__name__)
+MERGED_KINDS = ("wsm", "decay_merge")
+
+
+def needs_merge(variant: Variant) -> bool:
+    """Whether the variant's model is a merge (a single checkpoint is evaluated as it is)."""
+    return variant.kind in MERGED_KINDS and variant.quantity > 1
+
+
+def variant_plan(variant: Variant, checkpoints: Sequence[Checkpoint], tokens_per_step: int | None, *,
+                 identify: bool = True) -> MergePlan:
+    """The ``MergePlan`` of a merge variant over its checkpoints (oldest first): the one construction.
+
+    >>> from wsm_exp.merging.series import planned_series
+    >>> from wsm_exp.sweep.variants import merge_variant
+    >>> v = merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16)
+    >>> variant_plan(v, planned_series([8, 16]).checkpoints, 100, identify=False).weights
+    (0.5, 0.5)
+    """
+    window = Window(tuple(checkpoints), variant.quantity, variant.interval, variant.duration, tokens_per_step)
+    weights = ({"weights": variant.weights, "normalize": False} if variant.curve == EXPLICIT else
+               {"curve": variant.curve, "min_lr": variant.min_lr, "alpha": variant.alpha})
+    return build_plan(window, **weights, dtype=variant.dtype, accumulate=variant.accumulate, identify=identify)
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """What the stage did: merges computed in the pass, found cached, and left to the jobs."""
+
+    merged: int
+    cached: int
+    deferred: int  # series not on disk yet, or checkpoints missing: the jobs handle them
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+
+def run_merge_stage(config: DictConfig, config_name: str | None = None) -> StageSummary:
+    """Plan every job of the sweep and compute the merges they need in one pass (see module doc)."""
+    from wsm_exp.merging.series import SeriesError, load_series
+    from wsm_exp.sweep.config import ConfigError
+    from wsm_exp.sweep.plan import plan_job
+    from wsm_exp.sweep.preflight import launched_jobs
+    from wsm_exp.sweep.sources import make_source
+
+    pending: dict[tuple[Path, MergePlan], None] = {}  # (merges folder, plan) in first-seen order
+    series: dict[Path, tuple[Checkpoint, ...]] = {}
+    cached = deferred = 0
+    for cfg in launched_jobs(config, config_name, multirun=True):
+        try:
+            source = make_source(cfg)
+            job = plan_job(cfg, source)
+        except ConfigError:
+            continue  # the pre-flight reported it
+        for variant in [job.variant, *job.baselines]:
+            if not needs_merge(variant):
+                continue
+            root = _series_on_disk(source, variant.branch)
+            if root is None:
+                deferred += 1
+                continue
+            if root not in series:
+                try:
+                    series[root] = load_series(root, tokens_per_step=source.tokens_per_step).checkpoints
+                except SeriesError:
+                    series[root] = ()  # the job reports it with its own message
+            by_step = {c.step: c for c in series[root]}
+            if any(s not in by_step for s in variant.steps):
+                deferred += 1  # the job reports the missing step
+                continue
+            plan = variant_plan(variant, [by_step[s] for s in variant.steps], source.tokens_per_step,
+                                identify=False)
+            merges = Path(cfg.paths.merges)
+            if plan.key is not None and (merges / plan.key / "merge.json").is_file():
+                cached += 1
+            else:
+                pending[(merges, plan)] = None
+    if not pending:
+        return StageSummary(0, cached, deferred)
+    summary = merge_into_cache(list(pending))
+    return StageSummary(summary.merged, cached + summary.cached, deferred, summary.bytes_read, summary.seconds)
+
+
+def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> StageSummary:
+    """Merge every (merges folder, plan) in one pass and publish each at ``<merges>/<key>``.
+
+    Inputs whose identity is not cached are hashed while they stream, so each is read once: the
+    outputs go to hidden folders first and are renamed to their key afterwards (under the key's lock;
+    a merge another process published meanwhile is kept and ours dropped).
+    """
+    from wsm_exp.merging.merger import exclusive, merge_plans
+
+    tmp = [temp_path(merges / "stage") for merges, _ in requests]  # a killed stage's are removed next time
+    try:
+        results = merge_plans([plan for _, plan in requests], tmp, progress=False, **options)
+        merged = cached = 0
+        for (merges, _), out, result in zip(requests, tmp, results):
+            target = merges / result.key
+            with exclusive(merges / f".{result.key}.lock"):
+                if (target / "merge.json").is_file():
+                    cached += 1
+                    continue
+                if target.exists():
+                    shutil.rmtree(target)  # a folder without merge.json is debris of a killed merge
+                out.rename(target)
+                merged += 1
+    finally:
+        for out in tmp:
+            shutil.rmtree(out, ignore_errors=True)
+    seconds = results[0].seconds if results else 0.0
+    return StageSummary(merged, cached, 0, results[0].bytes_read if results else 0, seconds)
+
+
+def _series_on_disk(source, branch: str) -> Path | None:
+    """The folder of a merge branch's series when it exists already (nothing is trained)."""
+    if not source.trains_branches:
+        try:
+            return source.ensure([branch])[branch]
+        except Exception:  # noqa: BLE001 — a branch the job will refuse with its own message
+            return None
+    from wsm_exp.study.branches import study_root
+
+    root = study_root(source.model_cfg, source.data_cfg, source.train_cfg, seed=source.seed,
+                      cache_root=source.cache_root) / branch
+    return root if (root / "series.json").is_file() else None
+
+
+def log_stage(config: DictConfig, config_name: str | None = None) -> None:
+    """Run the stage unless ``merge_stage`` is false; a failure is logged, never fatal (jobs merge alone)."""
+    if not config.get("merge_stage", True):
+        return
+    try:
+        summary = run_merge_stage(config, config_name)
+    except Exception as err:  # noqa: BLE001 — the jobs merge on their own and record their own errors
+        log.warning("merge stage skipped (%s: %s); each job merges its own variant", type(err).__name__, err)
+        return
+    if summary.merged or summary.cached or summary.deferred:
+        log.info("merge stage: %d merged in one pass (%.1f s, %.2f GB read), %d cached, %d left to the jobs",
+                 summary.merged, summary.seconds, summary.bytes_read / 1e9, summary.cached, summary.deferred)
+
+
+__all__ = ["StageSummary", "log_stage", "merge_into_cache", "needs_merge", "run_merge_stage", "variant_plan"]
