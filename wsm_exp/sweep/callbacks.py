@@ -126,6 +126,8 @@ def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config
     from wsm_exp.sweep.sources import make_source
 
     for cfg in launched_jobs(config, config_name, multirun):
+        if OmegaConf.select(cfg, "sft") is not None:
+            continue  # an SFT job writes rows for epochs it discovers as it runs (wsm_exp/sweep/sft.py)
         try:
             source = make_source(cfg)
             plan = plan_job(cfg, source)

@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.atomic import temp_path
 from wsm_exp.merging.plan import EXPLICIT, MergePlan, build_plan
@@ -82,6 +82,8 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
     series: dict[Path, tuple[Checkpoint, ...]] = {}
     cached = deferred = 0
     for cfg in launched_jobs(config, config_name, multirun=True):
+        if OmegaConf.select(cfg, "sft") is not None:
+            continue  # the SFT sweep merges its one base itself
         try:
             source = make_source(cfg)
             job = plan_job(cfg, source)
