@@ -59,6 +59,7 @@ def test_math_gold_answers_match_their_own_solutions():
     assert matched / len(docs) > 0.9
 
 
+@pytest.mark.slow  # > 5 s: the full suite runs it
 def test_exact_match_tasks_run_through_lm_eval(model, tmp_path):
     scores = evaluate_model(model, SuiteConfig(tasks=["wsm_gsm8k", "wsm_math"], limit=1), cache_dir=tmp_path)
     got = {(s.task, s.metric) for s in scores}

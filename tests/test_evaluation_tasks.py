@@ -29,6 +29,7 @@ def heldout(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # > 5 s: the full suite runs it
 def test_every_task_runs_offline_with_versions(model, heldout, tmp_path):
     suite = SuiteConfig(tasks=ALL_TASKS, limit=2, limits={"wsm_mmlu": 1})
     scores = evaluate_model(model, suite, cache_dir=tmp_path, extra_data={"heldout": heldout})
@@ -65,6 +66,7 @@ def test_heldout_task_without_data_says_how_to_fix(model, tmp_path):
         evaluate_model(model, SuiteConfig(tasks=["wsm_heldout_bpb"], limit=2), cache_dir=tmp_path)
 
 
+@pytest.mark.slow  # > 5 s: the full suite runs it
 def test_lm_eval_validate_accepts_the_task_configs():
     generative = ["wsm_gsm8k", "wsm_math", "wsm_humaneval", "wsm_mbpp"]
     tasks = ",".join([t for t in ALL_TASKS if t != "wsm_heldout_bpb"] + generative)

@@ -57,6 +57,7 @@ def test_branches_share_the_switch_checkpoint_and_data(study):
     assert 0 < diff < 0.1
 
 
+@pytest.mark.slow  # > 5 s: the full suite runs it
 def test_resume_after_a_crash_gives_identical_weights(tmp_path, study):
     _, paths, _ = study
 
