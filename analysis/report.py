@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures
+from analysis import beyond, figures
 from analysis.factors import factor_importance
 from analysis.findings import findings
 from analysis.load import failed, load_results, model_scores
@@ -65,8 +65,11 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
                                     metric="heldout_bpb"),
             figures.fidelity_figure(out / "figures" / "fidelity.png", designs) if not designs.empty else None,
             figures.factors_figure(out / "figures" / "factors.png", tables["factors"])]
-    report = Report(out / "report.md", tables, [p for p in made if p is not None])
-    report.path.write_text(render(frame, tables, report.figures, out))
+    extra = beyond.section(frame, out)  # extrapolation, controls, noise probe, long decays (docs/beyond.md)
+    for name, table in extra.tables.items():
+        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+    report = Report(out / "report.md", {**tables, **extra.tables}, [p for p in made if p is not None] + extra.figures)
+    report.path.write_text(render(frame, tables, report.figures, out) + "\n" + extra.markdown + "\n")
     return report
 
 

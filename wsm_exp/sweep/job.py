@@ -195,8 +195,7 @@ class _Context:
                 started = time.perf_counter()
                 merge_checkpoints(checkpoints, list(variant.weights), model_dir, dtype=self.merge.dtype,
                                   accumulate=self.merge.accumulate,
-                                  provenance={"curve": variant.curve, "min_lr": variant.min_lr,
-                                              "convention": CONVENTION, "variant": variant.name})
+                                  provenance={**variant.merge_provenance, "convention": CONVENTION})
                 merge_seconds = time.perf_counter() - started
             model_hash = key
         else:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from wsm_exp.merging.weights import explicit_weights, merge_weights
+from wsm_exp.merging.weights import merge_weights
 from wsm_exp.study.branch_spec import Fidelity
+from wsm_exp.sweep.beyond import final_weights, probe_baselines, probe_series, user_weights
 from wsm_exp.sweep.config import BaselinesConfig, ConfigError, MergeConfig, from_node
 from wsm_exp.sweep.sources import SeriesSource
 from wsm_exp.sweep.variants import Variant, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
@@ -48,7 +49,9 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
     if merge.branch not in allowed:
         raise ConfigError(f"merge.branch={merge.branch!r} is not a series here; allowed: {allowed} "
                           "(wsm: the constant-LR run; wsd_<shape>: merge inside that decay, decay-then-merge).")
-    steps = source.planned_wsm_steps()
+    probe = probe_series(merge, source.train_cfg) if source.trains_branches else _no_probe(merge)
+    series = probe.name if probe else "wsm"  # the constant-LR series: the study's, or a probe of it
+    steps = source.planned_steps(series) if probe else source.planned_wsm_steps()
     merge_steps = steps if merge.branch == "wsm" else source.planned_steps(merge.branch)
     end = merge.end if merge.end is None or merge.end > 0 else merge_steps[-1] + merge.end
     try:
@@ -58,7 +61,7 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
         raise ConfigError(f"merge.quantity/interval/duration/end: {err}") from None
     try:
         if merge.weights is not None:
-            weights = explicit_weights([float(w) for w in merge.weights], window.quantity)
+            weights = user_weights(merge, window.quantity)
         else:
             weights = merge_weights(merge.curve, window.quantity, min_lr=merge.min_lr, alpha=merge.alpha)
     except WeightsError as err:
@@ -66,10 +69,13 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
         raise ConfigError(f"{key}: {err}") from None
     seed = int(cfg.seed)
     window_steps = [c.step for c in window.checkpoints]
+    weights = final_weights(merge, weights, window_steps)  # merge.order, merge.extrapolate (docs/beyond.md)
     variant = merge_variant(curve=merge.curve, steps=window_steps, weights=weights,
                             interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
-                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed, branch=merge.branch,
-                            dtype=merge.dtype, accumulate=merge.accumulate)
+                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed,
+                            branch=series if merge.branch == "wsm" else merge.branch,
+                            dtype=merge.dtype, accumulate=merge.accumulate, order=merge.order,
+                            order_seed=merge.order_seed, extrapolate=merge.extrapolate, anchor=merge.anchor)
     if "wsm_heldout_bpb" in list(cfg.eval.tasks) and not source.heldout():
         raise ConfigError(
             "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
@@ -84,6 +90,9 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
         )
     last, end = steps[-1], variant.end_step
     baselines: list[Variant] = []
+    if probe:  # a probe: its own raw checkpoints and its matched decays (same η, B, λ, length)
+        return JobPlan(variant=variant, baselines=probe_baselines(probe, base, source, variant, seed),
+                       branches=[probe.name, *(probe.decay(s).name for s in base.wsd_shapes)])
     branches = ["wsm", *(f"wsd_{s}" for s in base.wsd_shapes)]
     if merge.branch not in branches:
         branches.append(merge.branch)
@@ -137,3 +146,11 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source: SeriesSource
     after_merge = merge_then_decay_variant(merge=variant, shape=shape, decay_steps=decay, min_lr=min_lr)
     return [after_merge, wsd_variant(shape=shape, step=end + decay, decay_steps=decay, seed=variant.seed,
                                      branch=Fidelity(end + decay, decay).name, min_lr=min_lr)]
+
+
+def _no_probe(merge: MergeConfig) -> None:
+    """A user's series cannot train probe branches: refuse their overrides."""
+    if any(v is not None for v in (merge.branch_lr, merge.branch_batch_size, merge.branch_weight_decay,
+                                   merge.branch_steps)):
+        raise ConfigError("merge.branch_lr/batch_size/weight_decay/steps: probe branches are trained by the embedded "
+                          "study; leave them unset for your own series.")
