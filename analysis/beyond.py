@@ -81,7 +81,7 @@ def _models(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     scores = model_scores(frame)
     extra = frame.drop_duplicates("variant").set_index("variant")
-    for column, default in (("extrapolate", 0.0), ("merge_order", "natural"), ("steps", "[]")):
+    for column, default in (("extrapolate", 0.0), ("merge_order", "natural"), ("steps", "[]"), ("weights", "[]")):
         scores[column] = scores["variant"].map(extra[column]) if column in extra else default
     specs = [parse_branch(b) for b in scores["branch"].astype(str)]
     for name in ("lr", "batch_size", "weight_decay", "steps"):
