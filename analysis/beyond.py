@@ -31,7 +31,7 @@ from wsm_exp.study.branch_spec import Probe, parse_branch  # noqa: E402
 
 LOSS = "heldout_bpb"
 SCORE = "overall"
-R2_COLLAPSE = 0.8  # a scale "collapses" the gains when one smooth fit on it explains this share of their variance
+R2_COLLAPSE = 0.8  # a scale "collapses" the gains when one smooth fit on it explains this share (adjusted R²)
 CLAIMS = {
     "extrapolate": "extrapolating past the merge (α > 0) lowers the held-out loss",
     "controls": "the merge's gain is the schedule's shape, not only averaging",
@@ -325,7 +325,9 @@ def scale_fits(gains: pd.DataFrame, target: str) -> pd.DataFrame:
         r2, (c2, c1, _) = quadratic_r2(x, y)
         vertex = -c1 / (2 * c2) if c2 and not math.isnan(c2) else math.nan
         inside = bool(c2 < 0 and x.min() < vertex < x.max()) if not math.isnan(vertex) else False
-        rows.append({"gain": target, "scale": name, "r2": r2, "levels": len(np.unique(x)),
+        levels, parameters = len(np.unique(x)), min(2, len(np.unique(x)) - 1)
+        adjusted = 1 - (1 - r2) * (len(y) - 1) / (len(y) - parameters - 1) if len(y) > parameters + 1 else math.nan
+        rows.append({"gain": target, "scale": name, "r2": r2, "r2_adjusted": adjusted, "levels": levels,
                      "peak_inside": inside, "peak_at": 10 ** vertex if inside else math.nan})
     return pd.DataFrame(rows)
 
@@ -341,20 +343,22 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
         return Section("### Noise-scale probe\n\n_needs the noise sweep (probe branches varying η, B, λ)._",
                        findings=pd.Series(_row(claim, evidence="needs the noise sweep")))
     fits = pd.concat([scale_fits(gains, "merge_gain"), scale_fits(gains, "decay_gain")], ignore_index=True)
-    merge_fits = fits[fits["gain"] == "merge_gain"].dropna(subset=["r2"])
-    best = merge_fits.sort_values("r2", ascending=False).iloc[0] if not merge_fits.empty else None
+    merge_fits = fits[fits["gain"] == "merge_gain"].dropna(subset=["r2_adjusted"])
+    best = merge_fits.sort_values("r2_adjusted", ascending=False).iloc[0] if not merge_fits.empty else None
     seeds = gains["seed"].nunique()
     if best is None:
         row = _row(claim, evidence="too few grid points for a fit")
     else:
-        collapses = best["r2"] >= R2_COLLAPSE
-        observed = f"{best['scale']} R² {best['r2']:.2f}, peak {'inside' if best['peak_inside'] else 'not inside'} the grid"
+        collapses = best["r2_adjusted"] >= R2_COLLAPSE
+        observed = (f"{best['scale']} adjusted R² {best['r2_adjusted']:.2f}, peak "
+                    f"{'inside' if best['peak_inside'] else 'not inside'} the grid")
         if seeds < 2:
             text = f"unconfirmed (1 seed; observed: {observed})"
         else:
             text = "reproduced" if collapses and best["peak_inside"] else "not reproduced"
         row = _row(claim, evidence=f"best scale for the merge gain: {observed}; "
-                   + ", ".join(f"{r['scale']} {r['r2']:.2f}" for _, r in merge_fits.iterrows()), verdict_text=text)
+                   + ", ".join(f"{r['scale']} {r['r2_adjusted']:.2f}" for _, r in merge_fits.iterrows()),
+                   verdict_text=text)
     table = gains.groupby(["lr", "batch_size", "weight_decay", "steps"])[
         ["raw", "merge", "decay", "merge_gain", "decay_gain"]].mean().reset_index()
     fig, axes = plt.subplots(2, len(SCALES), figsize=(3.0 * len(SCALES), 5.4), sharey="row")
@@ -377,8 +381,9 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
             f"size B and weight decay λ, and its matched 1-sqrt decay (same overrides, "
             f"{int(gains['steps'].iloc[0])} steps). Gains are raw − model in held-out bpb (positive: better than "
             f"the raw constant-LR checkpoint).\n\n{_md(table)}\n\nOne quadratic in log10(scale) per candidate "
-            f"(λ = 0 sits half a decade below the smallest λ > 0):\n\n{_md(fits)}\n\n"
-            f"One scale collapses the merge gain (R² ≥ {R2_COLLAPSE}) and it peaks inside the grid: "
+            f"(λ = 0 sits half a decade below the smallest λ > 0; a scale with two levels gets a line; "
+            f"the adjusted R² charges each scale for its fitted terms, so scales with more levels compete fairly):\n\n{_md(fits)}\n\n"
+            f"One scale collapses the merge gain (adjusted R² ≥ {R2_COLLAPSE}) and it peaks inside the grid: "
             f"**{row['verdict']}** ({row['evidence']}).")
     return Section(text, {"beyond_noise": table, "beyond_noise_fits": fits}, figures, pd.Series(row))
 

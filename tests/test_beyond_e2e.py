@@ -127,7 +127,7 @@ def test_noise_sweep_trains_probe_branches_and_fits_the_scales(root, cache):
     state = torch.load(probe / "step_40" / "trainer_state.pt", weights_only=True)
     assert state["optimizer"]["param_groups"][0]["weight_decay"] == 0.0  # the probe's λ, not stage 1's 0.1
     fits = pd.read_csv(run.sweep_dir / "tables" / "beyond_noise_fits.csv")
-    assert set(fits["scale"]) == {"η", "B", "λ", "η/B", "η·λ"} and fits["r2"].between(0, 1).all()
+    assert set(fits["scale"]) == {"η", "B", "λ", "η/B", "η·λ"} and fits["r2"].between(0, 1).all() and "r2_adjusted" in fits
     gains = pd.read_csv(run.sweep_dir / "tables" / "beyond_noise.csv")
     assert len(gains) == 8 and (gains["merge_gain"] == gains["raw"] - gains["merge"]).all()
     row = _findings(run.sweep_dir).iloc[2]

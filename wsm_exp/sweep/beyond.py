@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from wsm_exp.merging.extrapolate import ORDERS, is_convex, transform, unnormalized_weights
 from wsm_exp.merging.weights import WeightsError
-from wsm_exp.study.branch_spec import Probe
+from wsm_exp.study.branch_spec import Probe, StudyError
 from wsm_exp.sweep.config import ConfigError, MergeConfig
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,14 @@ def probe_series(merge: MergeConfig, train_cfg) -> Probe | None:
     def pick(value, default):
         return default if value is None else value
 
-    return Probe(float(pick(merge.branch_lr, train_cfg.peak_lr)), int(pick(merge.branch_batch_size, train_cfg.batch_size)),
-                 float(pick(merge.branch_weight_decay, train_cfg.weight_decay)),
-                 int(pick(merge.branch_steps, train_cfg.branch_steps)))
+    probe = Probe(float(pick(merge.branch_lr, train_cfg.peak_lr)), int(pick(merge.branch_batch_size, train_cfg.batch_size)),
+                  float(pick(merge.branch_weight_decay, train_cfg.weight_decay)),
+                  int(pick(merge.branch_steps, train_cfg.branch_steps)))
+    try:
+        probe.check(train_cfg)
+    except StudyError as err:
+        raise ConfigError(f"merge.branch_lr/batch_size/weight_decay/steps: {err}") from None
+    return probe
 
 
 def probe_baselines(probe: Probe, base, source, variant, seed: int) -> list:
