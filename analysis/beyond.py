@@ -110,10 +110,11 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> Comparison:
     return verdict(_higher_better([sa[s] for s in common], metric), _higher_better([sb[s] for s in common], metric))
 
 
-def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", verdict_text: str | None = None) -> dict:
+def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", verdict_text: str | None = None,
+         seeds: int = 0) -> dict:
     if comparison is None:
         return {"claim": claim, "verdict": verdict_text or "not tested", "difference": math.nan, "ci95": "",
-                "seeds": 0, "evidence": evidence}
+                "seeds": seeds, "evidence": evidence}
     ci = "" if math.isnan(comparison.ci_low) else f"[{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}]"
     return {"claim": claim, "verdict": verdict_text or comparison.verdict, "difference": round(comparison.mean, 4),
             "ci95": ci, "seeds": comparison.seeds, "evidence": evidence}
@@ -335,10 +336,9 @@ def scale_fits(gains: pd.DataFrame, target: str) -> pd.DataFrame:
 def _noise(models: pd.DataFrame, out: Path | None) -> Section:
     claim = CLAIMS["noise"]
     gains = probe_gains(models)
-    if not gains.empty:
-        gains = gains[gains.groupby("steps")["lr"].transform("size") > 0]
-        varied = gains.groupby("steps").apply(lambda g: g[["lr", "batch_size", "weight_decay"]].drop_duplicates().shape[0])
-        gains = gains[gains["steps"].isin(varied[varied >= 2].index)]
+    if not gains.empty:  # a noise grid: several (η, B, λ) at one branch length
+        points = gains.drop_duplicates(["steps", "lr", "batch_size", "weight_decay"]).groupby("steps").size()
+        gains = gains[gains["steps"].isin(points[points >= 2].index)]
     if gains.empty:
         return Section("### Noise-scale probe\n\n_needs the noise sweep (probe branches varying η, B, λ)._",
                        findings=pd.Series(_row(claim, evidence="needs the noise sweep")))
@@ -358,7 +358,7 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
             text = "reproduced" if collapses and best["peak_inside"] else "not reproduced"
         row = _row(claim, evidence=f"best scale for the merge gain: {observed}; "
                    + ", ".join(f"{r['scale']} {r['r2_adjusted']:.2f}" for _, r in merge_fits.iterrows()),
-                   verdict_text=text)
+                   verdict_text=text, seeds=seeds)
     table = gains.groupby(["lr", "batch_size", "weight_decay", "steps"])[
         ["raw", "merge", "decay", "merge_gain", "decay_gain"]].mean().reset_index()
     fig, axes = plt.subplots(2, len(SCALES), figsize=(3.0 * len(SCALES), 5.4), sharey="row")
@@ -412,7 +412,7 @@ def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
              f"the advantage changes sign between S = {table['steps'].iloc[crossing - 1]} and "
              f"S = {table['steps'].iloc[crossing]} ({table['fraction'].iloc[crossing - 1]:.0%} → "
              f"{table['fraction'].iloc[crossing]:.0%} of training)")
-    row = _row(claim, c, f"at the longest decay (S = {longest['steps'].iloc[0]}, "
+    row = _row(claim, c, f"at the longest decay (S = {int(longest['steps'].iloc[0])}, "
                f"{longest['fraction'].iloc[0]:.0%} of training) merge {longest['merge'].mean():.4f} vs decay "
                f"{longest['decay'].mean():.4f} bpb; {where}")
     fig, ax = plt.subplots(figsize=(6, 3.8))
