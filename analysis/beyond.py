@@ -169,7 +169,8 @@ def _extrapolation(models: pd.DataFrame, out: Path | None) -> Section:
     else:
         best_alpha = past.sort_values(metric, ascending=metric == LOSS).iloc[0]["extrapolate"]
         c = _paired(family[family["extrapolate"] == best_alpha], plain, metric)
-        row = _row(claim, c, f"best α > 0 = {best_alpha:g} ({metric} {past.set_index('extrapolate').loc[best_alpha, metric]:.4f}) "
+        best_value = past.set_index("extrapolate").loc[best_alpha, metric]
+        row = _row(claim, c, f"best α > 0 = {best_alpha:g} ({metric} {best_value:.4f}) "
                    f"vs α = 0 ({plain[metric].mean():.4f}); best of {len(past)} α, not corrected for the pick")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, column, ylabel in ((axes[0], LOSS, "held-out bits per byte"), (axes[1], SCORE, "overall score (%)")):
@@ -184,7 +185,8 @@ def _extrapolation(models: pd.DataFrame, out: Path | None) -> Section:
     axes[0].legend(fontsize=7)
     figures = _save(fig, out, "beyond_extrapolate.png")
     window = family.iloc[0]
-    text = (f"### Extrapolation past the merge\n\nθ_merge + α·(θ_merge − θ_newest) on the {window['curve'].split('-ex')[0]} "
+    curve = window["curve"].split("-ex")[0]
+    text = (f"### Extrapolation past the merge\n\nθ_merge + α·(θ_merge − θ_newest) on the {curve} "
             f"merge (N={window['quantity']}, D={window['duration_steps']}, end {window['end_step']}); "
             f"α = 0 is the merge, α = −1 the newest checkpoint.\n\n{_md(table)}\n\n"
             f"Going past the merge: **{row['verdict']}** (paired by seed on {metric}; {row['evidence']}).")
@@ -236,7 +238,8 @@ def _controls(models: pd.DataFrame, out: Path | None) -> Section:
                     if all(v == "reproduced" for v in verdicts) else
                     next((v for v in verdicts if v.startswith("unconfirmed")), "inconclusive"))
         if combined.startswith("unconfirmed"):
-            combined = f"unconfirmed (1 seed; observed: {'shape' if all(c.mean > 0 for c in comparisons) else 'not only shape'})"
+            observed = "shape" if all(c.mean > 0 for c in comparisons) else "not only shape"
+            combined = f"unconfirmed (1 seed; observed: {observed})"
         mean = same[same["curve"].isin(["mean", "linear"]) & (same["merge_order"] == "natural")]
         evidence = "; ".join(rows_text) + (f"; mean {mean[metric].mean():.4f}" if not mean.empty else "")
         row = _row(claim, weakest, evidence + f" ({metric}; the weakest contrast is shown)", verdict_text=combined)
@@ -382,7 +385,8 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
             f"{int(gains['steps'].iloc[0])} steps). Gains are raw − model in held-out bpb (positive: better than "
             f"the raw constant-LR checkpoint).\n\n{_md(table)}\n\nOne quadratic in log10(scale) per candidate "
             f"(λ = 0 sits half a decade below the smallest λ > 0; a scale with two levels gets a line; "
-            f"the adjusted R² charges each scale for its fitted terms, so scales with more levels compete fairly):\n\n{_md(fits)}\n\n"
+            f"the adjusted R² charges each scale for its fitted terms, so scales with more levels compete "
+            f"fairly):\n\n{_md(fits)}\n\n"
             f"One scale collapses the merge gain (adjusted R² ≥ {R2_COLLAPSE}) and it peaks inside the grid: "
             f"**{row['verdict']}** ({row['evidence']}).")
     return Section(text, {"beyond_noise": table, "beyond_noise_fits": fits}, figures, pd.Series(row))

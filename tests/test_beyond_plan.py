@@ -73,6 +73,7 @@ def test_noise_probe_plans_its_own_branches_and_baselines():
     (["merge.branch_lr=0.02", "baselines.fidelity=true"], "not trained for probe branches"),
     (["merge.branch_lr=0.02", "merge.branch=wsd_1-sqrt"], "leave merge.branch=wsm"),
     (["merge.branch_lr=0.02", "series.path=/tmp"], "trained by the embedded study"),
+    (["merge.extrapolate=0.5", "baselines.merge_then_decay=true", "merge.end=-64"], "merge.extrapolate or merge.order"),
 ])
 def test_bad_options_are_refused_before_any_work(overrides, message):
     with pytest.raises(ConfigError, match=None) as err:

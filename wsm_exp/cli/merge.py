@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="explicit weights, oldest first, comma separated (normalised to sum 1)")
     p.add_argument("--extrapolate", type=float, default=0.0, metavar="ALPHA",
                    help="write θ_merge + α(θ_merge − θ_anchor) (ExPO; docs/beyond.md), e.g. 0.5; default 0")
-    p.add_argument("--anchor", type=int, help="step of the extrapolation anchor (default: the newest merged checkpoint)")
+    p.add_argument("--anchor", type=int,
+                   help="step of the extrapolation anchor (default: the newest merged checkpoint)")
     p.add_argument("--order", choices=["natural", "reverse", "scramble"], default="natural",
                    help="control merges: lay the curve's weights newest↔oldest or in a seeded permutation")
     p.add_argument("--order-seed", type=int, default=0, help="seed of --order scramble (default: 0)")

@@ -184,11 +184,6 @@ class Probe(BranchSpec):
         series = "wsm" if self.shape is None else f"wsd_{self.shape}"
         return f"probe_lr{float(self.lr)!r}_B{self.batch_size}_wd{float(self.weight_decay)!r}_S{self.steps}_{series}"
 
-    @property
-    def constant(self) -> "Probe":
-        """The constant-LR series this decay is matched to (itself for the constant one)."""
-        return Probe(self.lr, self.batch_size, self.weight_decay, self.steps)
-
     def decay(self, shape: str) -> "Probe":
         """The matched decay: same η, B, λ and length, LR decayed over the whole branch."""
         return Probe(self.lr, self.batch_size, self.weight_decay, self.steps, shape)
@@ -200,8 +195,8 @@ class Probe(BranchSpec):
                              f"{', '.join(SHAPES)}.")
         if not (self.lr > 0 and self.batch_size >= 1 and self.weight_decay >= 0 and self.steps > 0
                 and self.steps % every == 0):
-            raise StudyError(f"Probe branch {self.name!r}: needs η > 0, B ≥ 1, λ ≥ 0 and a length that is a positive "
-                             f"multiple of train.save_every={every} (e.g. merge.branch_steps=512).")
+            raise StudyError(f"Probe branch {self.name!r}: needs η > 0, B ≥ 1, λ ≥ 0 and a length that is a "
+                             f"positive multiple of train.save_every={every} (e.g. merge.branch_steps=512).")
 
 
 _ALLOWED = ("allowed: wsm, " + ", ".join(f"wsd_{s}" for s in SHAPES)

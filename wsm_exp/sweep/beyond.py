@@ -62,24 +62,31 @@ def final_weights(merge: MergeConfig, weights: Sequence[float], window_steps: Se
         raise ConfigError(f"merge.order/extrapolate/anchor: {err}") from None
 
 
-def probe_series(merge: MergeConfig, train_cfg) -> Probe | None:
-    """The probe WSM branch the merge window comes from, or None for the study's own WSM branch.
+def probe_series(merge: MergeConfig, source) -> Probe | None:
+    """The probe WSM branch the merge window comes from, or None for the series' own WSM branch.
 
     >>> from wsm_exp.study.config import TrainConfig
-    >>> probe_series(MergeConfig(branch_lr=0.02), TrainConfig()).name
+    >>> class Study: trains_branches, train_cfg = True, TrainConfig()
+    >>> probe_series(MergeConfig(branch_lr=0.02), Study()).name
     'probe_lr0.02_B8_wd0.1_S256_wsm'
     """
     overrides = (merge.branch_lr, merge.branch_batch_size, merge.branch_weight_decay, merge.branch_steps)
     if all(value is None for value in overrides):
         return None
+    if not source.trains_branches:
+        raise ConfigError("merge.branch_lr/batch_size/weight_decay/steps: probe branches are trained by the embedded "
+                          "study; leave them unset for your own series.")
     if merge.branch != "wsm":
         raise ConfigError(f"merge.branch_lr/batch_size/weight_decay/steps override the WSM branch, but merge.branch="
                           f"{merge.branch!r}; leave merge.branch=wsm.")
 
+    train_cfg = source.train_cfg
+
     def pick(value, default):
         return default if value is None else value
 
-    probe = Probe(float(pick(merge.branch_lr, train_cfg.peak_lr)), int(pick(merge.branch_batch_size, train_cfg.batch_size)),
+    probe = Probe(float(pick(merge.branch_lr, train_cfg.peak_lr)),
+                  int(pick(merge.branch_batch_size, train_cfg.batch_size)),
                   float(pick(merge.branch_weight_decay, train_cfg.weight_decay)),
                   int(pick(merge.branch_steps, train_cfg.branch_steps)))
     try:

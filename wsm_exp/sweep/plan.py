@@ -49,7 +49,7 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
     if merge.branch not in allowed:
         raise ConfigError(f"merge.branch={merge.branch!r} is not a series here; allowed: {allowed} "
                           "(wsm: the constant-LR run; wsd_<shape>: merge inside that decay, decay-then-merge).")
-    probe = probe_series(merge, source.train_cfg) if source.trains_branches else _no_probe(merge)
+    probe = probe_series(merge, source)
     series = probe.name if probe else "wsm"  # the constant-LR series: the study's, or a probe of it
     steps = source.planned_steps(series) if probe else source.planned_wsm_steps()
     merge_steps = steps if merge.branch == "wsm" else source.planned_steps(merge.branch)
@@ -131,9 +131,11 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source: SeriesSource
     if not source.trains_branches:
         raise ConfigError("baselines.merge_then_decay: decays started from a merge are trained by the embedded "
                           "study; set baselines.merge_then_decay=false for your own series.")
-    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype:
+    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype \
+            or merge.extrapolate or merge.order != "natural":
         raise ConfigError("baselines.merge_then_decay: needs a WSM merge by a named curve (merge.branch=wsm, no "
-                          "merge.weights, merge.alpha, merge.min_lr or merge.dtype); the decay's parent is named "
+                          "merge.weights, merge.alpha, merge.min_lr, merge.dtype, merge.extrapolate or merge.order); "
+                          "the decay's parent is named "
                           "by its curve and merged in the checkpoints' dtype.")
     decay, end = variant.duration, variant.end_step
     branch_end = source.branch_start + source.branch_steps
@@ -147,10 +149,3 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source: SeriesSource
     return [after_merge, wsd_variant(shape=shape, step=end + decay, decay_steps=decay, seed=variant.seed,
                                      branch=Fidelity(end + decay, decay).name, min_lr=min_lr)]
 
-
-def _no_probe(merge: MergeConfig) -> None:
-    """A user's series cannot train probe branches: refuse their overrides."""
-    if any(v is not None for v in (merge.branch_lr, merge.branch_batch_size, merge.branch_weight_decay,
-                                   merge.branch_steps)):
-        raise ConfigError("merge.branch_lr/batch_size/weight_decay/steps: probe branches are trained by the embedded "
-                          "study; leave them unset for your own series.")
