@@ -253,7 +253,8 @@ def _controls(models: pd.DataFrame, out: Path | None) -> Section:
     if metric == LOSS:
         ax.set_ylim(min(table[metric].min(), ax.get_ylim()[1]) * 0.995, None)
     ax.tick_params(axis="x", rotation=30, labelsize=8)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     figures = _save(fig, out, "beyond_controls.png")
     text = (f"### Control merges: shape or only averaging?\n\nThe same window ({window}); reverse lays the weights "
             f"newest↔oldest, scramble in a seeded permutation (same weights, other schedule).\n\n{_md(table)}\n\n"
