@@ -83,8 +83,8 @@ def test_unnormalized_weights_run_with_a_warning_and_provenance(root, cache):
 
 
 def test_normalize_false_without_weights_is_refused(root, cache):
-    run = run_sweep(root, "+sweep=extrapolate", "hydra.mode=RUN", "merge.duration=16", "merge.normalize=false",
-                    name="refused", cache=cache)
+    run = run_sweep(root, "+sweep=extrapolate", "merge.duration=16", "merge.normalize=false", name="refused",
+                    cache=cache)  # the pre-flight plans every job of the multirun before any work
     assert run.returncode == 2
     assert "merge.normalize=false only applies to explicit merge.weights" in run.stderr + run.stdout
     assert not (run.sweep_dir / "results.parquet").exists()
