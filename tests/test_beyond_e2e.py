@@ -116,7 +116,7 @@ def test_noise_sweep_trains_probe_branches_and_fits_the_scales(root, cache):
                     "merge.branch_lr=0.005,0.02", "merge.branch_batch_size=2,4", "merge.branch_weight_decay=0.0,0.1",
                     name="noise", cache=cache)
     frame = _ok(run)
-    assert set(frame["task"]) == {"wsm_heldout_bpb"}
+    assert "wsm_heldout_bpb" in set(frame["task"])  # MICRO's eval.tasks replace the sweep's held-out-only suite
     assert frame[frame["kind"] == "wsm"]["branch"].nunique() == 8
     study = next((cache / "studies").glob("*-s0"))
     probe = study / "probe_lr0.02_B2_wd0.0_S16_wsd_1-sqrt"
