@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from sweep_helpers import run_sweep
+from wsm_exp.study.schedules import wsd
 
 pytestmark = pytest.mark.slow
 
@@ -122,8 +123,12 @@ def test_noise_sweep_trains_probe_branches_and_fits_the_scales(root, cache):
     probe = study / "probe_lr0.02_B2_wd0.0_S16_wsd_1-sqrt"
     meta = json.loads((probe / "series.json").read_text())
     assert meta["config"]["train"]["peak_lr"] == 0.02 and meta["config"]["train"]["batch_size"] == 2
-    assert meta["tokens_per_step"] == 2 * 64 and meta["lr"][str(24)] == pytest.approx(0.02)
-    assert meta["lr"][str(24 + 15)] < 0.02 / 2  # the matched decay decays from the probe's η
+    assert meta["tokens_per_step"] == 2 * 64
+    expected = {str(s): wsd(s, peak=0.02, warmup=0, decay_start=24, decay_steps=16, shape="1-sqrt", min_ratio=0.0)
+                for s in range(24, 40)}
+    assert meta["lr"] == pytest.approx(expected)  # the matched decay decays from the probe's η
+    constant = json.loads((study / "probe_lr0.02_B2_wd0.0_S16_wsm" / "series.json").read_text())
+    assert set(constant["lr"].values()) == {0.02}
     state = torch.load(probe / "step_40" / "trainer_state.pt", weights_only=True)
     assert state["optimizer"]["param_groups"][0]["weight_decay"] == 0.0  # the probe's λ, not stage 1's 0.1
     fits = pd.read_csv(run.sweep_dir / "tables" / "beyond_noise_fits.csv")
