@@ -429,6 +429,6 @@ def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
     figures = _save(fig, out, "beyond_long_decay.png")
     text = (f"### Long decays\n\nBranch (= decay) length S after stage 1; the merge of the equally long constant-LR "
             f"branch against the decay; advantage = decay − merge (bpb; positive: the merge is better).\n\n"
-            f"{_md(table)}\n\n{where.capitalize()}. Merging keeps its advantage at the longest decay: "
+            f"{_md(table)}\n\n{where[0].upper() + where[1:]}. Merging keeps its advantage at the longest decay: "
             f"**{row['verdict']}**.")
     return Section(text, {"beyond_long_decay": table}, figures, pd.Series(row))
