@@ -64,14 +64,34 @@ def load_results(*sweep_dirs: str | Path, allow_mixed: bool = False) -> pd.DataF
                              primary=eval_cfg.get("primary") or PRIMARY_BY_SUITE.get(str(suite.iloc[0]) if len(suite)
                                                                                      else "", ""))
         frames.append(_with_merge_identity(frame))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["group"] = [f"{s or '?'} / {str(t)[:10] or '?'}" for s, t in zip(frame["eval_suite"], frame["study"])]
+    frame = _grouped(pd.concat(frames, ignore_index=True))
     groups = sorted(frame["group"].unique())
     if len(groups) > 1 and not allow_mixed:
         raise ReportError(
             f"The folders hold results of different studies or eval suites ({'; '.join(groups)}): their numbers "
             "are not comparable. Report them separately, or pass --allow-mixed (allow_mixed=True) to see them "
             "side by side.")
+    return _with_primary(frame)
+
+
+def prepared(frame: pd.DataFrame) -> pd.DataFrame:
+    """A results frame built in memory, with the columns ``load_results`` adds (no samples folder).
+
+    >>> prepared(pd.DataFrame({"variant": ["v"], "task": ["t"], "metric": ["acc"]}))["primary"].tolist()
+    ['overall']
+    """
+    frame = frame.assign(eval_suite=_column_or(frame, "eval_suite", ""), study=_column_or(frame, "study", ""),
+                         samples_dir="", primary=_column_or(frame, "primary", ""))
+    return _with_primary(_grouped(_with_merge_identity(frame)))
+
+
+def _grouped(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["group"] = [f"{s or '?'} / {str(t)[:10] or '?'}" for s, t in zip(frame["eval_suite"], frame["study"])]
+    return frame
+
+
+def _with_primary(frame: pd.DataFrame) -> pd.DataFrame:
     frame["primary"] = [p or ("heldout_bpb" if (frame.loc[frame["group"] == g, "task"] == HELDOUT_TASK).any()
                               else "overall") for p, g in zip(frame["primary"], frame["group"])]
     return frame.drop_duplicates(["group", "variant", "task", "metric"], keep="last", ignore_index=True)

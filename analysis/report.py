@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures
+from analysis import beyond, figures
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.findings import findings
@@ -82,9 +82,13 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
         for name, table in tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
-        made += group_figures
+        extra = beyond.section(part, out)  # extrapolation, controls, noise probe, long decays (docs/beyond.md)
+        for name, table in extra.tables.items():
+            table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
+            all_tables[f"{name}{suffix}"] = table
+        made += group_figures + extra.figures
         sections.append(render(part, tables, [*group_figures, made[0]], out,
-                               heading=group if len(groups) > 1 else None))
+                               heading=group if len(groups) > 1 else None) + "\n" + extra.markdown + "\n")
     report = Report(out / "report.md", all_tables, made)
     preface = [] if len(groups) == 1 else [f"# WSM report: {len(groups)} studies/suites side by side "
                                            "(--allow-mixed; numbers are not comparable across them)", ""]

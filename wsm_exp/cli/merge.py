@@ -28,6 +28,9 @@ EPILOG = """examples:
   wsm-merge ckpts/run --curve mean,1-sqrt --quantity 2,4,8 --out merged/grid
   # DCP checkpoints (torch.distributed.checkpoint folders) merged into a Hugging Face folder lm-eval reads
   wsm-merge dcp/run --quantity 4 --hf-config hf/my-model --out merged/hf-4
+  # past the merge (ExPO): θ_merge + 0.5 (θ_merge − θ_newest); control: the 1-sqrt weights reversed
+  wsm-merge ckpts/run --quantity 4 --extrapolate 0.5 --out merged/mean4-ex0.5
+  wsm-merge ckpts/run --curve 1-sqrt --quantity 8 --order reverse --out merged/1sqrt-8-reverse
 
 Weights follow the WSM paper (arXiv 2507.17634): w_i = f(i/N) for i = 1..N-1, then Theorem 3.1.
 The series folder holds children named step_<n>, step<n>, checkpoint-<n>, iter_<n> or
@@ -51,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-lr", type=float, default=0.0, help="emulated final LR fraction m: w(t) = m + (1-m) f(t)")
     p.add_argument("--alpha", type=float, help="EMA factor for --curve ema_alpha (e.g. 0.2)")
     p.add_argument("--weights", help="explicit weights, oldest first, comma separated (normalised to sum 1)")
+    p.add_argument("--extrapolate", type=float, default=0.0, metavar="ALPHA",
+                   help="write θ_merge + α(θ_merge − θ_anchor) (ExPO; docs/beyond.md), e.g. 0.5; default 0")
+    p.add_argument("--anchor", type=int,
+                   help="step of the extrapolation anchor (default: the newest merged checkpoint)")
+    p.add_argument("--order", choices=["natural", "reverse", "scramble"], default="natural",
+                   help="control merges: lay the curve's weights newest↔oldest or in a seeded permutation")
+    p.add_argument("--order-seed", type=int, default=0, help="seed of --order scramble (default: 0)")
+    p.add_argument("--allow-unnormalized", action="store_true",
+                   help="use --weights as given: negative weights and any sum allowed (with a warning)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="output dtype (default: the input's)")
     p.add_argument("--accumulate", choices=["float32", "float64"], default="float32", help="accumulation precision")
     p.add_argument("--tokens-per-step", type=int, help="tokens per step (default: series.json), for the plan")
@@ -82,6 +94,7 @@ def names(text: str) -> list[str]:
 
 def make_plans(args: argparse.Namespace) -> dict[str, object]:
     """One plan per combination of the comma lists, by variant name (identities only from the cache)."""
+    from wsm_exp.merging.extrapolate import curve_label
     from wsm_exp.merging.plan import build_plan
     from wsm_exp.merging.series import load_series, select_window
 
@@ -99,15 +112,42 @@ def make_plans(args: argparse.Namespace) -> dict[str, object]:
                 quantity = len(weights)
             window = select_window(series, end=args.end, quantity=quantity, interval=interval, duration=duration)
             plan = build_plan(window, curve=curve, weights=weights, min_lr=args.min_lr, alpha=args.alpha,
-                              dtype=args.dtype, accumulate=args.accumulate, identify=False)
+                              dtype=args.dtype, accumulate=args.accumulate, normalize=not args.allow_unnormalized,
+                              identify=False)
+            label = curve_label(plan.curve, order=args.order, seed=args.order_seed, alpha=args.extrapolate,
+                                anchor_step=args.anchor)
+            plan = _beyond(plan, args, weights)
         except ValueError as err:
             if len(combos) == 1:
                 raise
             given = zip(("--curve", "--quantity", "--interval", "--duration"), (curve, quantity, interval, duration))
             raise type(err)(f"{' '.join(f'{o} {v}' for o, v in given if v is not None)}: {err}") from None
         w = plan.window
-        plans.setdefault(f"{plan.curve}-N{w.quantity}-I{w.interval}-E{w.end_step}", plan)
+        plans.setdefault(f"{label}-N{w.quantity}-I{w.interval}-E{w.end_step}", plan)
     return plans
+
+
+def _beyond(plan, args: argparse.Namespace, given: list[float] | None):
+    """The plan with its weights reordered, extrapolated or taken unnormalised (docs/beyond.md), if asked."""
+    from wsm_exp.merging.extrapolate import is_convex, transform
+    from wsm_exp.merging.plan import build_plan
+    from wsm_exp.merging.weights import WeightsError
+
+    if args.allow_unnormalized and not given:
+        raise WeightsError("--allow-unnormalized only applies to --weights (a curve's weights always sum to 1); "
+                           "use --extrapolate to go past the merge.")
+    if not (args.extrapolate or args.order != "natural" or args.allow_unnormalized):
+        return plan
+    steps = [c.step for c in plan.checkpoints]
+    if args.anchor is not None and args.anchor not in steps:
+        raise WeightsError(f"--anchor {args.anchor} is not a merged checkpoint; the window's steps are {steps}.")
+    weights = transform(list(plan.weights), order=args.order, seed=args.order_seed, alpha=args.extrapolate,
+                        anchor=-1 if args.anchor is None else steps.index(args.anchor))
+    if not is_convex(weights):
+        print(f"wsm-merge: warning: the weights {[round(w, 6) for w in weights]} (sum {sum(weights):.6g}) are not an "
+              "average of the window (negative or not summing to 1); recorded in merge.json.", file=sys.stderr)
+    return build_plan(plan.window, weights=weights, normalize=False, dtype=args.dtype, accumulate=args.accumulate,
+                      identify=False)
 
 
 def in_cli_terms(message: str) -> str:
@@ -134,14 +174,16 @@ def main(argv: list[str] | None = None) -> int:
             validate_window(plan.window)  # every header checked before torch is even imported
         single = len(plans) == 1
         outs = [Path(args.out) if single else Path(args.out) / name for name in plans] if args.out else []
+        note = {"order": args.order, "order_seed": args.order_seed, "extrapolate": args.extrapolate,
+                "anchor": args.anchor, "normalized": not args.allow_unnormalized}  # merge.json's "note", too
         if args.dry_run:
-            described = ([{"name": name, **plan.describe()} for name, plan in plans.items()] if not single else
-                         next(iter(plans.values())).describe())
+            described = ([{"name": name, **plan.describe(), "note": note} for name, plan in plans.items()]
+                         if not single else {**next(iter(plans.values())).describe(), "note": note})
             print(json.dumps(described, indent=1))
             return 0
         from wsm_exp.merging.merger import merge_plans
 
-        results = merge_plans(list(plans.values()), outs, overwrite=args.overwrite,
+        results = merge_plans(list(plans.values()), outs, overwrite=args.overwrite, provenance=note,
                               shard_size_bytes=int(args.shard_size * 1024**3), allow_nonfinite=args.allow_nonfinite,
                               progress=not args.quiet, hf_config=args.hf_config,
                               workers=args.workers)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from wsm_exp.merging.extrapolate import unnormalized_weights
 from wsm_exp.merging.identity import IdentityCache, checkpoint_identity, default_cache, stat_key
 from wsm_exp.merging.series import Checkpoint, Window
 from wsm_exp.merging.weights import CONVENTION, WeightsError, canonical_curve, explicit_weights, merge_weights
@@ -121,9 +122,9 @@ def build_plan(
         raise PlanError(f"Output dtype {dtype!r} is not supported; use {', '.join(OUTPUT_DTYPES)}.")
     if accumulate not in ACCUMULATIONS:
         raise PlanError(f"Accumulation dtype {accumulate!r} is not supported; use float32 or float64.")
-    if weights is not None:
-        values = explicit_weights([float(w) for w in weights], quantity)
-        curve, values = EXPLICIT, values if normalize else [float(w) for w in weights]
+    if weights is not None:  # normalize=False: as given, any sign and sum (extrapolation, docs/beyond.md)
+        given = [float(w) for w in weights]
+        curve, values = EXPLICIT, explicit_weights(given, quantity) if normalize else unnormalized_weights(given, quantity)
     else:
         curve = canonical_curve(curve or "mean")
         values = merge_weights(curve, quantity, min_lr=min_lr, alpha=alpha)

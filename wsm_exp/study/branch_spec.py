@@ -171,8 +171,50 @@ class SFT(BranchSpec):
         return f"sft_{self.role}"
 
 
+# --- probe branches (noise-scale probe and long decays; docs/beyond.md) ---------------------------------
+
+@dataclass(frozen=True)
+class Probe(BranchSpec):
+    """The WSM branch (``shape=None``) or its matched WSD decay, with overridden constant LR η, batch size B
+    (sequences), weight decay λ and length S, from the same T_switch checkpoint as every branch.
+
+    >>> Probe(lr=0.02, batch_size=16, weight_decay=0.0, steps=128).name
+    'probe_lr0.02_B16_wd0.0_S128_wsm'
+    >>> parse_branch("probe_lr0.02_B16_wd0.0_S128_wsd_1-sqrt").shape
+    '1-sqrt'
+    """
+
+    lr: float
+    batch_size: int
+    weight_decay: float
+    steps: int
+    shape: str | None = None
+    kind: ClassVar[str] = "probe"
+
+    @property
+    def name(self) -> str:
+        series = "wsm" if self.shape is None else f"wsd_{self.shape}"
+        return f"probe_lr{float(self.lr)!r}_B{self.batch_size}_wd{float(self.weight_decay)!r}_S{self.steps}_{series}"
+
+    def decay(self, shape: str) -> "Probe":
+        """The matched decay: same η, B, λ and length, LR decayed over the whole branch."""
+        return Probe(self.lr, self.batch_size, self.weight_decay, self.steps, shape)
+
+    def check(self, cfg: _Bounds) -> None:
+        every = cfg.save_every
+        if self.shape is not None and self.shape not in SHAPES:
+            raise StudyError(f"Probe branch {self.name!r}: unknown decay shape {self.shape!r}; allowed: "
+                             f"{', '.join(SHAPES)}.")
+        if not (self.lr > 0 and self.batch_size >= 1 and self.weight_decay >= 0 and self.steps > 0
+                and self.steps % every == 0):
+            raise StudyError(f"Probe branch {self.name!r}: needs η > 0, B ≥ 1, λ ≥ 0 and a length that is a "
+                             f"positive multiple of train.save_every={every} (e.g. merge.branch_steps=512).")
+
+
 _ALLOWED = ("allowed: wsm, " + ", ".join(f"wsd_{s}" for s in SHAPES)
-            + ", fidelity_E<end>_D<steps>, mergethendecay_E<end>_N<n>_I<interval>_D<steps>_<curve>")
+            + ", fidelity_E<end>_D<steps>, mergethendecay_E<end>_N<n>_I<interval>_D<steps>_<curve>, "
+            "probe_lr<η>_B<batch>_wd<λ>_S<steps>_<wsm|wsd_shape>")
+_PROBE = re.compile(r"^probe_lr([0-9.e+-]+)_B(\d+)_wd([0-9.e+-]+)_S(\d+)_(wsm|wsd_.+)$")
 _FIDELITY = re.compile(r"^fidelity_E(\d+)_D(\d+)$")
 _MERGE_THEN_DECAY = re.compile(r"^mergethendecay_E(\d+)_N(\d+)_I(\d+)_D(\d+)_(.+)$")
 
@@ -198,7 +240,19 @@ def parse_branch(name: str) -> BranchSpec:
     if match := _MERGE_THEN_DECAY.match(name):
         end, quantity, interval, duration = (int(g) for g in match.groups()[:4])
         return MergeThenDecay(end, quantity, interval, duration, match.group(5))
+    if (match := _PROBE.match(name)) and _is_float(match.group(1)) and _is_float(match.group(3)):
+        series = match.group(5)
+        return Probe(float(match.group(1)), int(match.group(2)), float(match.group(3)), int(match.group(4)),
+                     None if series == "wsm" else series[4:])
     raise StudyError(f"Unknown branch {name!r}; {_ALLOWED}.")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_branch(name: str, cfg: _Bounds) -> BranchSpec:

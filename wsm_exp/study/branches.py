@@ -8,6 +8,8 @@
         mergethendecay_E<e>_N<n>_I<i>_D<d>_<curve>/
             parent_merge/                the <curve> merge of the n WSM checkpoints i apart ending at e
             step_<n>, ...                a real decay over d steps from that merge (paper Figure 5c)
+        probe_lr<η>_B<b>_wd<λ>_S<s>_wsm  the WSM branch with overridden LR, batch size, weight decay, length
+        probe_..._wsd_<shape>            its matched decay (same overrides); both from the T_switch checkpoint
 
 A branch is complete when its ``series.json`` exists (written last). ``ensure_branches`` trains
 only what is missing, under an exclusive file lock, so parallel jobs train each branch once.
@@ -25,11 +27,11 @@ import fcntl
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsm_exp.study.branch_spec import WSD, Fidelity, MergeThenDecay, check_branch, parse_branch
+from wsm_exp.study.branch_spec import WSD, Fidelity, MergeThenDecay, Probe, check_branch, parse_branch
 from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
 from wsm_exp.study.data import build_data, data_key
 from wsm_exp.study.schedules import warmup_constant, wsd
@@ -88,7 +90,7 @@ class _Study:
 
         if (self.root / name / "series.json").is_file():
             return
-        cfg, switch = self.cfg, self.cfg.switch_step
+        cfg, switch = _train_config(self.cfg, name), self.cfg.switch_step
         branch_end = switch + cfg.branch_steps
         model = build_model(self.model_cfg, cfg, self.tokenizer, self.seed).to(training_device(cfg))
         optimizer = build_optimizer(model, cfg)
@@ -110,13 +112,14 @@ class _Study:
                 optimizer_parent = self.root / "wsm" / f"step_{start}"
             else:
                 start, end, parent = switch, branch_end, self.root / "stage1" / f"step_{switch}"
-                shape = spec.shape if isinstance(spec, WSD) else None
+                shape = spec.shape if isinstance(spec, (WSD, Probe)) else None
             offset = start - switch  # same tokens in the same order as the WSM branch
             decay_start, decay_steps = (start, end - start)
             lr_at = (lambda s: cfg.peak_lr) if shape is None else (  # noqa: E731
                 lambda s: wsd(s, peak=cfg.peak_lr, warmup=0, decay_start=decay_start, decay_steps=decay_steps,
                               shape=shape, min_ratio=cfg.min_lr_ratio))
             load_state(model, optimizer, parent, optimizer_from=optimizer_parent)
+            optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # a probe's λ, not the parent's
         lrs = train_segment(model, optimizer, self.tokenizer, tokens, cfg=cfg, seed=self.seed, start=start,
                             end=end, data_offset=offset, lr_at=lr_at, folder=self.root / name, save_every=every,
                             logger=self.logger, desc=name)
@@ -141,3 +144,16 @@ class _Study:
             merge_checkpoints(checkpoints, merge_weights(spec.curve, spec.quantity), out, overwrite=True,
                               progress=False, provenance={"curve": spec.curve, "purpose": f"parent of {spec.name}"})
         return out
+
+
+def _train_config(cfg: TrainConfig, name: str) -> TrainConfig:
+    """The training config of a branch: a probe overrides η, B, λ and the branch length (stage 1 is shared).
+
+    >>> _train_config(TrainConfig(), "probe_lr0.02_B4_wd0.0_S64_wsm").tokens_per_step
+    1024
+    """
+    spec = parse_branch(name)
+    if not isinstance(spec, Probe):
+        return cfg
+    return replace(cfg, peak_lr=spec.lr, batch_size=spec.batch_size, weight_decay=spec.weight_decay,
+                   branch_steps=spec.steps)

@@ -41,6 +41,16 @@ class MergeConfig:
     dtype: str | None = None  # output dtype; None keeps the checkpoints' dtype
     accumulate: str = "float32"  # accumulation precision; float64 for bit-exact studies
     branch: str = "wsm"  # series the window comes from; "wsd_<shape>" merges inside a decay (decay-then-merge)
+    # --- beyond the paper (docs/beyond.md, wsm_exp/sweep/beyond.py) ---
+    extrapolate: float = 0.0  # α: θ_merge + α(θ_merge − θ_anchor), ExPO's move; 0 = the plain merge
+    anchor: int | None = None  # step of the extrapolation anchor; None = the window's newest checkpoint
+    normalize: bool = True  # false: explicit weights used as given (negative, any sum), with a warning
+    order: str = "natural"  # natural | reverse | scramble: the curve's weights laid on the window as a control
+    order_seed: int = 0  # seed of the scramble permutation
+    branch_lr: float | None = None  # noise probe: the WSM branch's constant LR η; None = train.peak_lr
+    branch_batch_size: int | None = None  # noise probe: batch size B in sequences; None = train.batch_size
+    branch_weight_decay: float | None = None  # noise probe: AdamW λ; None = train.weight_decay
+    branch_steps: int | None = None  # long decays: branch length = the matched WSD decay; None = train.branch_steps
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,8 @@ class _Context:
         checkpoints = self._checkpoints(variant, branch_paths)
         merge_seconds = 0.0
         if needs_merge(variant):
-            merged = merge_or_reuse(variant_plan(variant, checkpoints, self.source.tokens_per_step), self.merges)
+            merged = merge_or_reuse(variant_plan(variant, checkpoints, self.source.tokens_per_step), self.merges,
+                                    provenance=variant.merge_provenance)
             model_dir, model_hash, merge_seconds = merged.out_dir, merged.key, merged.seconds
         else:
             model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])

@@ -54,7 +54,8 @@ def variant_plan(variant: Variant, checkpoints: Sequence[Checkpoint], tokens_per
     (0.5, 0.5)
     """
     window = Window(tuple(checkpoints), variant.quantity, variant.interval, variant.duration, tokens_per_step)
-    weights = ({"weights": variant.weights, "normalize": False} if variant.curve == EXPLICIT else
+    given = variant.curve == EXPLICIT or variant.extrapolate or variant.order != "natural"  # not a curve's own weights
+    weights = ({"weights": variant.weights, "normalize": False} if given else
                {"curve": variant.curve, "min_lr": variant.min_lr, "alpha": variant.alpha})
     return build_plan(window, **weights, dtype=variant.dtype, accumulate=variant.accumulate, identify=identify)
 

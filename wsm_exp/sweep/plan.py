@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from wsm_exp.merging.weights import explicit_weights, merge_weights
+from wsm_exp.merging.weights import merge_weights
 from wsm_exp.study.branch_spec import Fidelity
+from wsm_exp.sweep.beyond import final_weights, probe_baselines, probe_series, user_weights
 from wsm_exp.sweep.config import BaselinesConfig, ConfigError, MergeConfig, from_node
 from wsm_exp.sweep.sources import SeriesSource
 from wsm_exp.sweep.variants import Variant, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
@@ -52,7 +53,9 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
     if merge.branch not in allowed:
         raise ConfigError(f"merge.branch={merge.branch!r} is not a series here; allowed: {allowed} "
                           "(wsm: the constant-LR run; wsd_<shape>: merge inside that decay, decay-then-merge).")
-    steps = source.planned_wsm_steps()
+    probe = probe_series(merge, source)
+    series = probe.name if probe else "wsm"  # the constant-LR series: the study's, or a probe of it
+    steps = source.planned_steps(series) if probe else source.planned_wsm_steps()
     merge_steps = steps if merge.branch == "wsm" else source.planned_steps(merge.branch)
     end = merge.end if merge.end is None or merge.end > 0 else merge_steps[-1] + merge.end
     try:
@@ -62,7 +65,7 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
         raise ConfigError(f"merge.quantity/interval/duration/end: {err}") from None
     try:
         if merge.weights is not None:
-            weights = explicit_weights([float(w) for w in merge.weights], window.quantity)
+            weights = user_weights(merge, window.quantity)
         else:
             weights = merge_weights(merge.curve, window.quantity, min_lr=merge.min_lr, alpha=merge.alpha)
     except WeightsError as err:
@@ -70,10 +73,13 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
         raise ConfigError(f"{key}: {err}") from None
     seed = int(cfg.seed)
     window_steps = [c.step for c in window.checkpoints]
+    weights = final_weights(merge, weights, window_steps)  # merge.order, merge.extrapolate (docs/beyond.md)
     variant = merge_variant(curve=merge.curve, steps=window_steps, weights=weights,
                             interval=window.interval, duration=window.duration, min_lr=merge.min_lr,
-                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed, branch=merge.branch,
-                            dtype=merge.dtype, accumulate=merge.accumulate)
+                            alpha=merge.alpha, explicit=merge.weights is not None, seed=seed,
+                            branch=series if merge.branch == "wsm" else merge.branch,
+                            dtype=merge.dtype, accumulate=merge.accumulate, order=merge.order,
+                            order_seed=merge.order_seed, extrapolate=merge.extrapolate, anchor=merge.anchor)
     if "wsm_heldout_bpb" in list(cfg.eval.tasks) and not source.has_heldout:
         raise ConfigError(
             "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
@@ -88,6 +94,9 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
         )
     last, end = steps[-1], variant.end_step
     baselines: list[Variant] = []
+    if probe:  # a probe: its own raw checkpoints and its matched decays (same η, B, λ, length)
+        return JobPlan(variant=variant, baselines=probe_baselines(probe, base, source, variant, seed),
+                       branches=[probe.name, *(probe.decay(s).name for s in base.wsd_shapes)])
     branches = ["wsm", *(f"wsd_{s}" for s in base.wsd_shapes)]
     if merge.branch not in branches:
         branches.append(merge.branch)
@@ -126,9 +135,11 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source: SeriesSource
     if not source.trains_branches:
         raise ConfigError("baselines.merge_then_decay: decays started from a merge are trained by the embedded "
                           "study; set baselines.merge_then_decay=false for your own series.")
-    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype:
+    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype \
+            or merge.extrapolate or merge.order != "natural":
         raise ConfigError("baselines.merge_then_decay: needs a WSM merge by a named curve (merge.branch=wsm, no "
-                          "merge.weights, merge.alpha, merge.min_lr or merge.dtype); the decay's parent is named "
+                          "merge.weights, merge.alpha, merge.min_lr, merge.dtype, merge.extrapolate or merge.order); "
+                          "the decay's parent is named "
                           "by its curve and merged in the checkpoints' dtype.")
     decay, end = variant.duration, variant.end_step
     branch_end = source.branch_start + source.branch_steps
@@ -141,3 +152,4 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source: SeriesSource
     after_merge = merge_then_decay_variant(merge=variant, shape=shape, decay_steps=decay, min_lr=min_lr)
     return [after_merge, wsd_variant(shape=shape, step=end + decay, decay_steps=decay, seed=variant.seed,
                                      branch=Fidelity(end + decay, decay).name, min_lr=min_lr)]
+

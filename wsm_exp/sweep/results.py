@@ -51,6 +51,8 @@ COLUMNS: dict[str, str] = {
     "weights_hash": "string",  # short hash of explicit merge weights ("" for a named curve)
     "merge_dtype": "string",  # dtype the merge was written in ("" = the checkpoints')
     "accumulate": "string",  # merge accumulation precision
+    "extrapolate": "float64",  # α of an extrapolated merge θ_merge + α(θ_merge − θ_anchor) (0 otherwise)
+    "merge_order": "string",  # natural | reverse | scramble: control orders of a curve's weights
     "eval_suite": "string",  # key of the eval suite and its settings (one per sweep folder)
     "study": "string",  # key of the study or series (without seed) the model comes from
     "model_hash": "string",  # content key of the evaluated weights
@@ -76,7 +78,8 @@ _DEFAULTS: dict[str, Any] = {
     "min_lr": 0.0, "quantity": 1, "interval_steps": 0, "interval_tokens": 0, "duration_steps": 0,
     "duration_tokens": 0, "end_step": 0, "end_tokens": 0, "branch_steps": 0, "steps": "[]",
     "weights": "[]", "branch_kind": "", "parent_quantity": 0, "parent_interval": 0, "alpha": math.nan,
-    "weights_hash": "", "merge_dtype": "", "accumulate": "float32", "eval_suite": "", "study": "", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
+    "weights_hash": "", "merge_dtype": "", "accumulate": "float32", "extrapolate": 0.0,
+    "merge_order": "natural", "eval_suite": "", "study": "", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
     "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
     "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "epoch": 0, "status": "ok",
     "error": "",

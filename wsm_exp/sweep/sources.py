@@ -100,7 +100,13 @@ class EmbeddedSource:
         return [start + k * every for k in range(1, self.branch_steps // every + 1)]
 
     def planned_steps(self, branch: str) -> list[int]:
-        """Checkpoints of a WSD branch: saved at the same steps as the WSM branch."""
+        """Checkpoints of a WSD branch: saved at the same steps as the WSM branch (a probe: over its own length)."""
+        from wsm_exp.study.branch_spec import Probe, parse_branch
+
+        spec = parse_branch(branch)
+        if isinstance(spec, Probe):
+            every, start = int(self.train_cfg.save_every), self.branch_start
+            return [start + k * every for k in range(1, spec.steps // every + 1)]
         return self.planned_wsm_steps()
 
     def wsd_decay_steps(self, wsd_end: int) -> int:

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from wsm_exp.study.branch_spec import BranchSpec, Fidelity, MergeThenDecay, parse_branch
+from wsm_exp.study.branch_spec import BranchSpec, Fidelity, MergeThenDecay, Probe, parse_branch
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class Variant:
     explicit: bool = False  # weights given by the user, not by a curve
     dtype: str | None = None  # merged model's dtype; None keeps the checkpoints'
     accumulate: str = "float32"  # merge accumulation precision
+    extrapolate: float = 0.0  # α of θ_merge + α(θ_merge − θ_anchor) (docs/beyond.md)
+    order: str = "natural"  # natural | reverse | scramble: how the curve's weights lie on the window
 
     @property
     def spec(self) -> BranchSpec:
@@ -77,13 +79,22 @@ class Variant:
             "parent_interval": self.spec.parent_interval,
             "alpha": math.nan if self.alpha is None else float(self.alpha), "weights_hash": self.weights_hash,
             "merge_dtype": self.dtype or "", "accumulate": self.accumulate,
+            "extrapolate": float(self.extrapolate), "merge_order": self.order,
         }
+
+    @property
+    def merge_provenance(self) -> dict[str, Any]:
+        """What merge.json records about how the weights were made (besides the weights themselves)."""
+        return {"curve": self.curve, "min_lr": self.min_lr, "variant": self.name, "order": self.order,
+                "extrapolate": self.extrapolate, "weights_sum": sum(self.weights),
+                "convex": all(w >= 0 for w in self.weights) and abs(sum(self.weights) - 1) < 1e-9}
 
 
 def merge_variant(
     *, curve: str, steps: list[int], weights: list[float], interval: int, duration: int,
     min_lr: float = 0.0, alpha: float | None = None, explicit: bool = False, seed: int = 0, branch: str = "wsm",
-    dtype: str | None = None, accumulate: str = "float32",
+    dtype: str | None = None, accumulate: str = "float32", order: str = "natural", order_seed: int = 0,
+    extrapolate: float = 0.0, anchor: int | None = None,
 ) -> Variant:
     """A merge of WSM-branch checkpoints, or of a decay branch's checkpoints (``branch="wsd_<shape>"``).
 
@@ -97,13 +108,25 @@ def merge_variant(
     >>> merge_variant(curve="mean", steps=[8, 16], weights=[0.25, 0.75], interval=8, duration=16,
     ...               explicit=True, dtype="bfloat16").name
     'wsm-explicit-fe59e0-N2-I8-E16-bfloat16-s0'
+    >>> merge_variant(curve="1-sqrt", steps=[8, 16], weights=[0.3, 0.7], interval=8, duration=16,
+    ...               order="reverse", extrapolate=0.5).name
+    'wsm-1-sqrt-reverse-ex+0.5-N2-I8-E16-s0'
     """
-    label = "explicit" if explicit else curve
-    kind, prefix = ("wsm", "wsm") if branch == "wsm" else ("decay_merge", f"decaymerge-{branch[4:]}")
+    from wsm_exp.merging.extrapolate import curve_label
+
+    label = curve_label("explicit" if explicit else curve, order=order, seed=order_seed, alpha=extrapolate,
+                        anchor_step=anchor)
+    spec = parse_branch(branch)
+    if branch == "wsm":
+        kind, prefix = "wsm", "wsm"
+    elif isinstance(spec, Probe) and spec.shape is None:  # a probe's constant-LR branch
+        kind, prefix = "wsm", f"wsm-{branch}"
+    else:
+        kind, prefix = "decay_merge", f"decaymerge-{branch[4:]}"
     variant = Variant(name="", kind=kind, branch=branch, curve=label, steps=tuple(steps), weights=tuple(weights),
                       interval=interval, duration=duration, min_lr=min_lr, seed=seed,
                       alpha=alpha if curve == "ema_alpha" else None, explicit=explicit, dtype=dtype,
-                      accumulate=accumulate)
+                      accumulate=accumulate, extrapolate=extrapolate, order=order)
     weights_id = f"{label}-{variant.weights_hash}" if explicit else label  # explicit merges differ by weights
     name = f"{prefix}-{weights_id}-N{len(steps)}-I{interval}-E{steps[-1]}"
     if min_lr:
@@ -117,10 +140,14 @@ def merge_variant(
     return dataclasses.replace(variant, name=f"{name}-s{seed}")
 
 
-def raw_variant(*, step: int, seed: int = 0) -> Variant:
-    """An unmerged WSM checkpoint (N = 1): the constant-LR model merging must beat."""
-    return Variant(name=f"raw-E{step}-s{seed}", kind="raw", branch="wsm", curve="none",
-                   steps=(step,), weights=(1.0,), seed=seed)
+def raw_variant(*, step: int, seed: int = 0, branch: str = "wsm") -> Variant:
+    """An unmerged checkpoint of a constant-LR branch (N = 1): the model merging must beat.
+
+    >>> raw_variant(step=96, branch="probe_lr0.02_B8_wd0.1_S64_wsm").name
+    'raw-probe_lr0.02_B8_wd0.1_S64_wsm-E96-s0'
+    """
+    name = f"raw-E{step}-s{seed}" if branch == "wsm" else f"raw-{branch}-E{step}-s{seed}"
+    return Variant(name=name, kind="raw", branch=branch, curve="none", steps=(step,), weights=(1.0,), seed=seed)
 
 
 def wsd_variant(*, shape: str, step: int, decay_steps: int, seed: int = 0, branch: str | None = None,
@@ -134,6 +161,8 @@ def wsd_variant(*, shape: str, step: int, decay_steps: int, seed: int = 0, branc
     """
     if branch and branch.startswith("fidelity_"):
         name = f"fidelity-{shape}-E{step}-D{decay_steps}-s{seed}"
+    elif branch and branch.startswith("probe_"):
+        name = f"wsd-{branch}-E{step}-s{seed}"
     else:
         name = f"wsd-{shape}-E{step}-s{seed}"
     return Variant(name=name, kind="wsd", branch=branch or f"wsd_{shape}", curve=shape, steps=(step,),
