@@ -85,7 +85,8 @@ def _models(frame: pd.DataFrame) -> pd.DataFrame:
     extra = frame.drop_duplicates("variant").set_index("variant")
     for column, default in (("extrapolate", 0.0), ("merge_order", "natural"), ("steps", "[]"), ("weights", "[]")):
         scores[column] = scores["variant"].map(extra[column]) if column in extra else default
-    specs = [parse_branch(b) for b in scores["branch"].astype(str)]
+    specs = [parse_branch(b) if kind == "probe" else None for b, kind in zip(scores["branch"].astype(str),
+                                                                            scores["branch_kind"].astype(str))]
     for name in ("lr", "batch_size", "weight_decay", "steps"):
         scores[f"probe_{name}"] = [getattr(s, name) if isinstance(s, Probe) else math.nan for s in specs]
     scores["probe"] = [isinstance(s, Probe) for s in specs]

@@ -22,7 +22,6 @@ from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.stats import Comparison, compare
 from analysis.tables import by_design, label, merges
-from wsm_exp.sweep.variants import fidelity_branch
 
 WSM_BEATS_WSD = "WSM beats WSD"
 LOSS_VS_SCORE = "merged models can have higher loss yet better scores"
@@ -233,8 +232,8 @@ def _merge_then_decay(ev: Evidence, designs, primary: str) -> dict:
     best = _best(pool, primary)
     if best is None:
         return _row(MERGE_THEN_DECAY, metric=primary, evidence="needs the merge_then_decay sweep (paper Figure 5c)")
-    plain = designs[(designs["kind"] == "wsd") &
-                    (designs["branch"] == fidelity_branch(best["end_step"], best["duration_steps"]))]
+    plain = designs[(designs["kind"] == "wsd") & (designs["branch_kind"] == "fidelity") &
+                    (designs["end_step"] == best["end_step"]) & (designs["duration_steps"] == best["duration_steps"])]
     if plain.empty:
         return _row(MERGE_THEN_DECAY, metric=primary,
                     evidence=f"no evaluated plain decay ending at step {best['end_step']}")

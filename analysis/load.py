@@ -30,7 +30,7 @@ CATEGORIES = ["general_knowledge", "language", "math", "code", "professional_kno
 HELDOUT_TASK = "wsm_heldout_bpb"
 MERGE_IDENTITY = ["alpha", "weights_hash", "merge_dtype", "accumulate"]  # schema 3; parsed from old names
 PARENT = ["parent_quantity", "parent_interval"]  # schema 3: the merge a merge-then-decay started from
-IDENTITY = ["variant", "group", "kind", "branch", "curve", "min_lr", *MERGE_IDENTITY, *PARENT, "quantity",
+IDENTITY = ["variant", "group", "kind", "branch", "branch_kind", "curve", "min_lr", *MERGE_IDENTITY, *PARENT, "quantity",
             "interval_steps",
             "duration_steps", "interval_tokens", "duration_tokens", "end_step", "end_tokens", "branch_steps",
             "model_hash", "samples_dir", "seed"]
@@ -77,7 +77,7 @@ def load_results(*sweep_dirs: str | Path, allow_mixed: bool = False) -> pd.DataF
 def prepared(frame: pd.DataFrame) -> pd.DataFrame:
     """A results frame built in memory, with the columns ``load_results`` adds (no samples folder).
 
-    >>> prepared(pd.DataFrame({"variant": ["v"], "task": ["t"], "metric": ["acc"]}))["primary"].tolist()
+    >>> prepared(pd.DataFrame({"variant": ["v"], "branch": ["wsm"], "task": ["t"], "metric": ["acc"]}))["primary"].tolist()
     ['overall']
     """
     frame = frame.assign(eval_suite=_column_or(frame, "eval_suite", ""), study=_column_or(frame, "study", ""),
@@ -136,6 +136,9 @@ def _with_merge_identity(frame: pd.DataFrame) -> pd.DataFrame:
     for column, key in zip(PARENT, ("N", "I")):  # old rows: from the branch name mergethendecay_E.._N4_I8_..
         parsed = frame["branch"].astype(str).str.extract(rf"^mergethendecay_.*_{key}(\d+)_")[0].astype(float)
         frame[column] = frame[column].astype(float).fillna(parsed) if column in frame else parsed
+    known = frame["branch_kind"].fillna("").astype(str) if "branch_kind" in frame else pd.Series("", index=frame.index)
+    old = frame["branch"].astype(str).str.extract(r"^(fidelity|mergethendecay|wsd|wsm|probe|sft)")[0].fillna("")
+    frame["branch_kind"] = known.where(known != "", old.replace({"mergethendecay": "merge_then_decay"}))  # old rows
     return frame
 
 

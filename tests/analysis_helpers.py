@@ -8,7 +8,8 @@ import json
 import numpy as np
 
 from wsm_exp.sweep import results
-from wsm_exp.sweep.variants import fidelity_branch, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
+from wsm_exp.study.branch_spec import Fidelity
+from wsm_exp.sweep.variants import merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
 
 TASKS = {"t_gk": "general_knowledge", "t_lang": "language", "t_math": "math"}
 
@@ -54,7 +55,7 @@ def write_sweep(folder, *, seeds=(0, 1, 2), wsm_gain=0.05, seed_noise=0.01, dura
             merge = merge_variant(curve="mean", steps=[72, 80, 88, 96], weights=[0.25] * 4, interval=8, duration=32,
                                   seed=seed)
             after = merge_then_decay_variant(merge=merge, shape="1-sqrt", decay_steps=32)
-            plain = wsd_variant(shape="1-sqrt", step=128, decay_steps=32, seed=seed, branch=fidelity_branch(128, 32))
+            plain = wsd_variant(shape="1-sqrt", step=128, decay_steps=32, seed=seed, branch=Fidelity(128, 32).name)
             for variant, score in ((after, wsd_score + merge_then_decay_gain), (plain, wsd_score)):
                 results.write_job(folder, variant.name, "fp", _rows(variant, score + shift, 3.85 + 0.01 * seed, sweep, rng))
     if failed_variant:

@@ -8,7 +8,8 @@ import pytest
 
 from wsm_exp.sweep import results
 from wsm_exp.sweep.config import ConfigError, LoggerConfig, MergeConfig, from_node
-from wsm_exp.sweep.variants import fidelity_branch, merge_variant, raw_variant, wsd_variant
+from wsm_exp.study.branch_spec import Fidelity
+from wsm_exp.sweep.variants import merge_variant, raw_variant, wsd_variant
 
 
 def test_rows_follow_the_schema_and_round_trip_parquet(tmp_path):
@@ -55,7 +56,7 @@ def test_variant_names_are_unique_and_descriptive():
         merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16, seed=1).name,
         merge_variant(curve="mean", steps=[8, 16], weights=[0.45, 0.55], interval=8, duration=16, min_lr=0.1).name,
         raw_variant(step=16).name, wsd_variant(shape="1-sqrt", step=16, decay_steps=16).name,
-        wsd_variant(shape="1-sqrt", step=16, decay_steps=8, branch=fidelity_branch(16, 8)).name,
+        wsd_variant(shape="1-sqrt", step=16, decay_steps=8, branch=Fidelity(16, 8).name).name,
         merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16,
                       branch="wsd_1-sqrt").name,
         # what changes the merged weights but not the window: dtype, accumulation, explicit weights
@@ -90,7 +91,7 @@ def test_rows_carry_the_columns_analysis_needs():
                                                          duration=16), shape="1-sqrt", decay_steps=8)
     fields = decay.row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)
     assert (fields["branch_kind"], fields["parent_quantity"], fields["parent_interval"]) == ("merge_then_decay", 2, 8)
-    fidelity = wsd_variant(shape="1-sqrt", step=16, decay_steps=8, branch=fidelity_branch(16, 8))
+    fidelity = wsd_variant(shape="1-sqrt", step=16, decay_steps=8, branch=Fidelity(16, 8).name)
     assert fidelity.row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)["branch_kind"] == "fidelity"
     assert math.isnan(raw_variant(step=8).row_fields(tokens_per_step=1, branch_start=0, branch_steps=32)["alpha"])
 

@@ -12,21 +12,18 @@ Examples:
 
 import wsm_exp  # noqa: F401  (offline defaults before hydra/torch/wandb import anything)
 
-import os
 import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from wsm_exp.sweep.config import ConfigError, register_schemas
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PASSTHROUGH = ("-m", "--multirun")  # any other flag (--cfg, --help, -cd, ...) is Hydra's: the callbacks check then
 
-# ${cwd:} in conf/config.yaml: the launch folder, resolvable before Hydra sets its runtime info
-OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
-register_schemas()
+register_schemas()  # and the ${cwd:} resolver: the launch folder, resolvable before Hydra sets its runtime info
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

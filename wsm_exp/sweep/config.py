@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -137,6 +138,7 @@ def register_schemas() -> None:
     """
     from hydra.core.config_store import ConfigStore
 
+    OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)  # ${cwd:} in PathsConfig: the launch folder
     store = ConfigStore.instance()
     for name, cls in schemas().items():
         node = OmegaConf.structured(cls)

@@ -184,15 +184,6 @@ def merge_then_decay_variant(*, merge: Variant, shape: str, decay_steps: int, mi
                    duration=decay_steps, min_lr=min_lr, seed=merge.seed)
 
 
-def fidelity_branch(end: int, duration: int) -> str:
-    """Name of the real-decay branch over the last ``duration`` steps ending at ``end``.
-
-    >>> fidelity_branch(96, 32)
-    'fidelity_E96_D32'
-    """
-    return Fidelity(end, duration).name
-
-
 # ---- SFT (paper Table 2; wsm_exp/sweep/sft.py) ---------------------------------------------------
 def sft_variant(*, base: Variant, role: str, epoch: int) -> Variant:
     """Epoch ``epoch`` of the SFT of ``base`` (0 = the base itself), in the comparison's ``role``.
