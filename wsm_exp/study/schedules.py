@@ -12,21 +12,20 @@ Example:
 
 from __future__ import annotations
 
-import math
+from wsm_exp.merging.weights import DECAY_CURVES
 
 SHAPES = ("1-sqrt", "linear", "cosine")
 
 
 def decay_factor(shape: str, t: float) -> float:
-    """f(t) for t in [0, 1]: 1 at the start of the decay, 0 at its end."""
-    t = min(max(t, 0.0), 1.0)
-    if shape == "1-sqrt":
-        return 1.0 - math.sqrt(t)
-    if shape == "linear":
-        return 1.0 - t
-    if shape == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-    raise ValueError(f"Unknown decay shape {shape!r}; allowed: {', '.join(SHAPES)} (train.decay_shape).")
+    """f(t) for t in [0, 1]: 1 at the start of the decay, 0 at its end.
+
+    The same f the merge weights sample (``wsm_exp.merging.weights.DECAY_CURVES``), so a trained
+    decay and the merge that emulates it share one curve by construction.
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"Unknown decay shape {shape!r}; allowed: {', '.join(SHAPES)} (train.decay_shape).")
+    return DECAY_CURVES[shape](min(max(t, 0.0), 1.0))
 
 
 def warmup_constant(step: int, *, peak: float, warmup: int) -> float:
