@@ -4,7 +4,6 @@ and a seeded fuzz of the probe branch names (one parser, built and parsed in wsm
 from __future__ import annotations
 
 import random
-from fractions import Fraction as F
 from pathlib import Path
 
 import pytest

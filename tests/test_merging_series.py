@@ -1,6 +1,5 @@
 """Series discovery, window selection and validation (headers only)."""
 
-import json
 
 import pytest
 import torch

@@ -6,7 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from safetensors import safe_open

@@ -107,7 +107,7 @@ def test_rows_carry_the_columns_analysis_needs():
 def test_branch_specs_round_trip_and_refuse_what_the_study_cannot_train(name, error):
     from types import SimpleNamespace
 
-    from wsm_exp.study.branch_spec import StudyError, check_branch, parse_branch
+    from wsm_exp.study.branch_spec import StudyError, check_branch
 
     bounds = SimpleNamespace(switch_step=8, branch_steps=32, save_every=4)  # branch (8, 40]
     for good in ["wsm", "stage1", "wsd_cosine", "fidelity_E40_D8", "mergethendecay_E16_N2_I4_D8_mean"]:

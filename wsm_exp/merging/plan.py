@@ -19,12 +19,11 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from wsm_exp.keys import content_key
 from wsm_exp.merging.extrapolate import unnormalized_weights
 from wsm_exp.merging.identity import IdentityCache, checkpoint_identity, default_cache, stat_key
 from wsm_exp.merging.series import Checkpoint, Window
@@ -66,7 +65,7 @@ class MergePlan:
         payload = {"inputs": list(self.identities), "weights": [repr(float(w)) for w in self.weights],
                    "curve": self.curve, "min_lr": repr(float(self.min_lr)), "alpha": self.alpha,
                    "dtype": self.dtype, "accumulate": self.accumulate, "algorithm": self.algorithm}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+        return content_key(payload, length=24)
 
     def with_identities(self, identities: Sequence[str]) -> MergePlan:
         return replace(self, identities=tuple(identities))

@@ -24,13 +24,13 @@ Example:
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wsm_exp.keys import content_key
 from wsm_exp.study.branch_spec import WSD, Fidelity, MergeThenDecay, Probe, check_branch, parse_branch
 from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
 from wsm_exp.study.data import build_data, data_key
@@ -44,9 +44,8 @@ PARENT_MERGE = "parent_merge"
 
 def study_key(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig) -> str:
     """Content key of a study: data key + model and training configs."""
-    payload = json.dumps({"data": data_key(data_cfg), "model": asdict(model_cfg), "train": asdict(train_cfg),
-                          "version": 2}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return content_key({"data": data_key(data_cfg), "model": asdict(model_cfg), "train": asdict(train_cfg),
+                        "version": 2}, length=16)
 
 
 def ensure_branches(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig, *, seed: int,

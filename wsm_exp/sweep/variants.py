@@ -15,13 +15,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from wsm_exp.study.branch_spec import BranchSpec, Fidelity, MergeThenDecay, Probe, parse_branch
+from wsm_exp.keys import content_key
+from wsm_exp.study.branch_spec import BranchSpec, MergeThenDecay, Probe, parse_branch
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Variant:
         """Short hash of explicit weights ("" for weights given by a curve)."""
         if not self.explicit:
             return ""
-        return hashlib.sha256(json.dumps([round(w, 10) for w in self.weights]).encode()).hexdigest()[:6]
+        return content_key([round(w, 10) for w in self.weights], length=6)
 
     @property
     def quantity(self) -> int:
