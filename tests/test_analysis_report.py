@@ -12,7 +12,7 @@ import analysis
 
 from analysis import factor_importance, findings, load_results, model_scores, table1, table3, table4, write_report
 from analysis.stats import compare
-from analysis_helpers import write_sweep
+from helpers.analysis import write_sweep
 
 PAPER_COLUMNS = ["general_knowledge", "language", "math", "code", "professional_knowledge", "overall"]
 

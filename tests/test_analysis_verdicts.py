@@ -12,7 +12,7 @@ import pytest
 from analysis import ReportError, findings, load_results, loss_table, model_scores, write_report
 from analysis.stats import best_candidate, paired_difference, quantile, reproduced
 from analysis.tables import by_design
-from analysis_helpers import write_doc_sweep, write_sweep
+from helpers.analysis import write_doc_sweep, write_sweep
 
 REPS = 4000  # Monte-Carlo error of a 2.5% rate: ±0.25 points (one standard error)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from merging_helpers import updates_series
+from helpers.merging import updates_series
 
 WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweep_helpers import run_sweep
+from helpers.sweep import run_sweep
 from wsm_exp.study.schedules import wsd
 
 pytestmark = pytest.mark.slow

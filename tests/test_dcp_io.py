@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from dcp_helpers import save_sharded, save_single, state
+from helpers.dcp import save_sharded, save_single, state
 from wsm_exp.merging.dcp_io import METADATA_FILE, DcpCheckpoint, is_dcp
 from wsm_exp.merging.st_io import CheckpointError
 
@@ -114,7 +114,7 @@ def test_dcp_series_merges_into_dcp_that_torch_loads_and_into_a_hugging_face_fol
     import torch.distributed.checkpoint as dcp
     from transformers import AutoModelForCausalLM
 
-    from merging_helpers import tiny_model
+    from helpers.merging import tiny_model
     from wsm_exp.cli.merge import main
     from wsm_exp.merging.identity import folder_identity
 

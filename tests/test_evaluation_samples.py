@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation_helpers import tiny_lm
+from helpers.evaluation import tiny_lm
 from wsm_exp.evaluation import SuiteConfig, evaluate
 from wsm_exp.evaluation.chance import chance_level, declared_chance
 from wsm_exp.evaluation.samples import COLUMNS, samples_path, write_samples

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation_helpers import tiny_lm
+from helpers.evaluation import tiny_lm
 from wsm_exp.evaluation import SuiteConfig, evaluate_model
 from wsm_exp.evaluation.suites import TASK_DIR
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep_helpers import ROOT
+from helpers.sweep import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from merging_helpers import updates_series
+from helpers.merging import updates_series
 from wsm_exp.cli.merge import main
 
 WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")
@@ -137,7 +137,7 @@ def test_errors_speak_in_the_options_the_user_passed(series, args, said, unsaid,
 
 def test_dry_run_key_matches_the_merge(series, tmp_path, monkeypatch):
     """The dry run, merge.json and the key are views of one plan; after a merge the key is known up front."""
-    from merging_helpers import age
+    from helpers.merging import age
 
     age(series)
     monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "identity-cache"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from merging_helpers import updates_series
+from helpers.merging import updates_series
 from wsm_exp.merging.merger import merge_checkpoints
 from wsm_exp.merging.series import load_series, select_window
 from wsm_exp.merging.weights import merge_weights, multipliers_from_weights

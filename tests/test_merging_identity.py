@@ -6,7 +6,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 import wsm_exp.merging.identity as identity
-from merging_helpers import age, file_series, updates_series
+from helpers.merging import age, file_series, updates_series
 from wsm_exp.merging.identity import IdentityCache, checkpoint_identity, file_digest, folder_identity
 from wsm_exp.merging.merger import merge_plan
 from wsm_exp.merging.plan import build_plan

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from merging_helpers import file_series, updates_series
+from helpers.merging import file_series, updates_series
 from wsm_exp.merging.merger import MergeError, merge_plan, merge_plans
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from merging_helpers import file_series, updates_series
+from helpers.merging import file_series, updates_series
 from wsm_exp.merging.series import (
     SeriesError, load_series, planned_series, select_window, validate_window,
 )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from merging_helpers import updates_series
+from helpers.merging import updates_series
 from wsm_exp.merging import merger
 from wsm_exp.merging.merger import MergeError, merge_plans
 from wsm_exp.merging.plan import build_plan

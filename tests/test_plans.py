@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sweep_helpers import MICRO, ROOT, run_sweep
+from helpers.sweep import MICRO, ROOT, run_sweep
 
 
 @pytest.mark.slow  # trains the micro study and evaluates it

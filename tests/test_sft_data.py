@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evaluation_helpers import tiny_lm
+from helpers.evaluation import tiny_lm
 from wsm_exp.evaluation.suites import TASK_DIR
 from wsm_exp.study.sft_data import (EVAL_SEED, SKILLS, eval_items, item_space, item_split, sample_items,
                                     training_items)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweep_helpers import MICRO, ROOT, run_sweep, wandb_runs
+from helpers.sweep import MICRO, ROOT, run_sweep, wandb_runs
 
 pytestmark = pytest.mark.slow
 SFT_EVAL = "eval.tasks=[wsm_sft_copy,wsm_sft_add,wsm_sft_max]"

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from submitit.slurm.slurm import SlurmInfoWatcher
 
-from slurm_helpers import CANNOT_HOST, LAUNCHER, SCRIPT, daemon_pids, running, script, start_cluster
-from sweep_helpers import MICRO, ROOT, run_sweep
+from helpers.slurm import CANNOT_HOST, LAUNCHER, SCRIPT, daemon_pids, running, script, start_cluster
+from helpers.sweep import MICRO, ROOT, run_sweep
 
 SWEEP = ["+sweep=duration", "merge.quantity=2", "logger=none"]
 DURATIONS = [8, 16, 32]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from study_helpers import DATA
+from helpers.study import DATA
 from wsm_exp.evaluation.tasks import utils as benchmark_data
 from wsm_exp.study.data import build_data, mixes, split_of, wikipedia
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from study_helpers import DATA, MODEL, TRAIN
+from helpers.study import DATA, MODEL, TRAIN
 from wsm_exp.merging.series import load_series
 from wsm_exp.study import ensure_branches
 from wsm_exp.study.branch_spec import StudyError

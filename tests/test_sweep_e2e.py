@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file, save_file
 
-from sweep_helpers import MICRO, ROOT, run_sweep, wandb_runs
+from helpers.sweep import MICRO, ROOT, run_sweep, wandb_runs
 
 pytestmark = pytest.mark.slow  # real subprocess sweeps: minutes in all
 

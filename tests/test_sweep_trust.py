@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweep_helpers import MICRO, ROOT, run_sweep
+from helpers.sweep import MICRO, ROOT, run_sweep
 
 pytestmark = pytest.mark.slow
 

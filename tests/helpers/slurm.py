@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep_helpers import ROOT
+from helpers.sweep import ROOT
 
 SCRIPT = ROOT / "scripts" / "slurm-local.sh"
 SHIMS = ROOT / "scripts" / "slurm-shims"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A reduced embedded study: a very small model, a short stage 1 and a 32-step branch saved every 4
 # steps, so every sweep runs in seconds once the study is trained (once per test session).
