@@ -33,7 +33,7 @@ def _findings(sweep_dir: Path) -> pd.DataFrame:
 
 
 def _merge_dirs(cache: Path) -> dict[str, Path]:
-    return {json.loads((d / "merge.json").read_text())["variant"]: d for d in (cache / "merges").iterdir()
+    return {json.loads((d / "merge.json").read_text())["note"]["variant"]: d for d in (cache / "merges").iterdir()
             if (d / "merge.json").is_file()}
 
 
@@ -57,7 +57,8 @@ def test_extrapolate_sweep_writes_the_expo_model_and_its_report(extrapolate, cac
     out = _merge_dirs(cache)[row["variant"]]
     merged = load_file(out / "model.safetensors")
     record = json.loads((out / "merge.json").read_text())
-    assert record["extrapolate"] == 0.5 and record["convex"] is False and record["order"] == "natural"
+    note = record["note"]  # the variant's provenance, whether the job or the sweep's merge stage merged it
+    assert note["extrapolate"] == 0.5 and note["convex"] is False and note["order"] == "natural"
     for name, tensor in merged.items():
         mean = sum(t[name].double() for t in thetas) / len(thetas)
         expected = mean + 0.5 * (mean - thetas[-1][name].double())
@@ -80,7 +81,7 @@ def test_unnormalized_weights_run_with_a_warning_and_provenance(root, cache):
     assert json.loads(merge["weights"]) == [-0.5, 2.0]
     assert "merge.normalize=false" in (run.stdout + run.stderr + _log_text(run.sweep_dir))
     record = json.loads((_merge_dirs(cache)[merge["variant"]] / "merge.json").read_text())
-    assert record["weights_sum"] == 1.5 and record["convex"] is False
+    assert record["note"]["weights_sum"] == 1.5 and record["note"]["convex"] is False
 
 
 def test_normalize_false_without_weights_is_refused(root, cache):

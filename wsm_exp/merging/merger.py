@@ -126,7 +126,8 @@ def merge_plan(plan: MergePlan, out_dir: str | Path, **options) -> MergeResult:
 
 
 def merge_plans(
-    plans: Sequence[MergePlan], out_dirs: Sequence[str | Path], *, provenance: dict[str, Any] | None = None,
+    plans: Sequence[MergePlan], out_dirs: Sequence[str | Path], *,
+    provenance: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
     progress: bool = True, hf_config: str | Path | None = None, workers: int = 1,
 ) -> list[MergeResult]:
@@ -134,7 +135,8 @@ def merge_plans(
 
     Each input tensor is read (and hashed) once and accumulated into every output that uses it, in
     each plan's own checkpoint order, so each output is bit-identical to its own ``merge_plan``.
-    An error in one stops them all and publishes none. Safetensors inputs give a Hugging Face
+    An error in one stops them all and publishes none. ``provenance`` (free-form, recorded as merge.json's
+    ``note``) is one dict for every output or one per plan. Safetensors inputs give a Hugging Face
     folder; DCP inputs give a one-rank DCP checkpoint, or with ``hf_config`` (a folder with the
     model's ``config.json`` and tokenizer, copied beside the weights) a Hugging Face folder.
 
@@ -171,7 +173,8 @@ def merge_plans(
         else:
             bytes_read = _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite)
         identities = [s.identity() for s in streams]
-        results = [output.close(identities, provenance) for output in outputs]
+        notes = provenance if isinstance(provenance, (list, tuple)) else [provenance] * len(outputs)
+        results = [output.close(identities, note) for output, note in zip(outputs, notes)]
         for output in outputs:
             output.publish(overwrite)
     except BaseException:

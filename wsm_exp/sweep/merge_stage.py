@@ -78,7 +78,7 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
     from wsm_exp.sweep.preflight import launched_jobs
     from wsm_exp.sweep.sources import make_source
 
-    pending: dict[tuple[Path, MergePlan], None] = {}  # (merges folder, plan) in first-seen order
+    pending: dict[tuple[Path, MergePlan], dict] = {}  # (merges folder, plan) -> its note, in first-seen order
     series: dict[Path, tuple[Checkpoint, ...]] = {}
     cached = deferred = 0
     for cfg in launched_jobs(config, config_name, multirun=True):
@@ -111,10 +111,10 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
             if plan.key is not None and (merges / plan.key / "merge.json").is_file():
                 cached += 1
             else:
-                pending[(merges, plan)] = None
+                pending.setdefault((merges, plan), variant.merge_provenance)
     if not pending:
         return StageSummary(0, cached, deferred)
-    summary = merge_into_cache(list(pending))
+    summary = merge_into_cache(list(pending), provenance=list(pending.values()))
     return StageSummary(summary.merged, cached + summary.cached, deferred, summary.bytes_read, summary.seconds)
 
 
