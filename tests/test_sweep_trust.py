@@ -68,14 +68,14 @@ def _history_steps(run_dir: Path) -> list[int]:
 
 def test_a_terminated_training_keeps_its_wandb_history_and_continues_the_run(root):
     fresh_cache = root / "wb-cache"  # untrained: this sweep trains the micro study itself
-    command = _command(root, fresh_cache, "wb", "merge.quantity=2")
+    # a longer stage 1 than MICRO's (the later override wins), so the kill lands while it trains
+    command = _command(root, fresh_cache, "wb", "merge.quantity=2", "train.switch_step=240")
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     wandb_dir = root / "wb" / "wandb"
     deadline = time.time() + 300
     while time.time() < deadline and not list(fresh_cache.rglob("stage1/step_*")):
         time.sleep(0.1)  # the first stage-1 checkpoint: training is under way and resumable
-    time.sleep(1.0)
     os.kill(proc.pid, signal.SIGTERM)  # what `kill` and a Slurm preemption send
     proc.wait(timeout=120)
     with contextlib.suppress(ProcessLookupError):
@@ -84,7 +84,7 @@ def test_a_terminated_training_keeps_its_wandb_history_and_continues_the_run(roo
     assert len(before) == 1, "the training run should exist when the kill lands"
     killed_steps = _history_steps(before[0])
     assert killed_steps, "the killed run logged steps before the kill"
-    run = run_sweep(root, "merge.quantity=2", name="wb", cache=fresh_cache)
+    run = run_sweep(root, "merge.quantity=2", "train.switch_step=240", name="wb", cache=fresh_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     after = sorted(wandb_dir.glob("offline-run-*-train-s0-*"))
     assert before[0] in after and len(after) == 2  # the first part is kept, the rest appended under its id
