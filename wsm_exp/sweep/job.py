@@ -120,7 +120,7 @@ class _Context:
         fingerprint = freshness.fingerprint(inputs)
         with _variant_lock(self.sweep_dir, variant.name):
             stored = results.read_job(self.sweep_dir, variant.name, self.keys.suite)
-            if results.finished_job(self.sweep_dir, variant.name, fingerprint, self.keys.suite):
+            if results.all_ok(stored) and stored.get("fingerprint") == fingerprint:
                 log.info("reused %s: %s", variant.name, _headline(stored["rows"]))
                 return True
             if results.all_ok(stored):
