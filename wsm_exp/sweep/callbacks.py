@@ -69,6 +69,7 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     """
     from wsm_exp.sweep import results, tracking
     from wsm_exp.sweep.config import LoggerConfig, from_node
+    from wsm_exp.sweep.console import FILE_ONLY
     from wsm_exp.sweep.job import sweep_paths
 
     sweep, sweep_dir = sweep_paths(config)
@@ -82,13 +83,13 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
 
         report = write_report([sweep_dir])
     except Exception as err:  # noqa: BLE001 — the results are safe; say why the report is missing
-        log.info("report failed", exc_info=True, extra={"file_only": True})
+        log.info("report failed", exc_info=True, extra=FILE_ONLY)
         report_error = f"{type(err).__name__}: {err}"
     tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame, report)
     failed = sorted(frame.loc[frame["status"] == "failed", "variant"].unique())
     ok = frame.loc[frame["status"] == "ok", "variant"].unique()
-    computed = {p.name.split("@")[0].removesuffix(".json") for p in (sweep_dir / "jobs").glob("*.json")
-                if p.stat().st_mtime >= since}
+    computed = {p.stem.rsplit("@", 1)[0] if "@" in p.stem else p.stem for p in (sweep_dir / "jobs").glob("*.json")
+                if p.stat().st_mtime >= since}  # <variant>@<suite>.json (variant names may hold an @ too)
     fresh = sum(name in computed for name in ok)
     findings = report.tables.get("findings") if report is not None else None
     if findings is not None and len(findings):
