@@ -205,8 +205,9 @@ class UserSource:
         return Path(self.cfg.heldout) if self.cfg.heldout else None
 
     def identity(self) -> dict[str, Any]:
-        """The run by place and steps; its content is fingerprinted per variant (freshness)."""
-        return {"path": str(Path(self.cfg.path).resolve()), "seed": self.seed, "steps": self.planned_wsm_steps(),
+        """The run by place: a run that grows new checkpoints stays the same run (each variant's content
+        is fingerprinted on its own, see wsm_exp.sweep.freshness)."""
+        return {"path": str(Path(self.cfg.path).resolve()), "seed": self.seed,
                 "wsd": {shape: str(Path(p).resolve()) for shape, p in sorted(self.wsd.items())},
                 "tokens_per_step": self.cfg.tokens_per_step, "branch_start": self.branch_start}
 
