@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsm_exp.atomic import write_json_atomic
+from wsm_exp.atomic import file_lock, write_json_atomic
 from wsm_exp.evaluation.samples import sample_rows, to_frame
 from wsm_exp.evaluation.suites import TASK_DIR, SuiteConfig
 from wsm_exp.keys import content_key, package_versions
@@ -163,14 +162,8 @@ def _model_lock(cache_dir, model_hash: str):
     if cache_dir is None:
         yield
         return
-    lock_path = Path(cache_dir) / model_hash[:2] / f".{model_hash}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(Path(cache_dir) / model_hash[:2] / f".{model_hash}.lock"):
+        yield
 
 
 def _read_cache(path: Path | None) -> dict | None:

@@ -14,8 +14,6 @@ Example (what ``python -m wsm_exp`` runs for each job):
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
 import signal
@@ -29,9 +27,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from wsm_exp.atomic import file_lock
 from wsm_exp.sweep import folder, freshness, results, tracking
-from wsm_exp.sweep.console import FILE_ONLY, library_output_to_log, quiet_terminal
 from wsm_exp.sweep.config import LoggerConfig, from_node
+from wsm_exp.sweep.console import FILE_ONLY, library_output_to_log, quiet_terminal
 from wsm_exp.sweep.plan import plan_job
 from wsm_exp.sweep.sources import SeriesSource, make_source
 from wsm_exp.sweep.variants import Variant
@@ -235,14 +234,6 @@ def _exit_cleanly_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-@contextlib.contextmanager
 def _variant_lock(sweep_dir: Path, name: str):
     """Exclusive per-variant lock, so parallel jobs sharing a baseline evaluate it once."""
-    lock_path = Path(sweep_dir) / "jobs" / f".{name}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(Path(sweep_dir) / "jobs" / f".{name}.lock")
