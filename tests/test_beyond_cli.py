@@ -1,20 +1,10 @@
 """`wsm-merge` with the beyond-the-paper flags: --extrapolate, --anchor, --order, --allow-unnormalized."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers.merging import cli, updates_series
 from safetensors.torch import load_file
-
-from helpers.merging import updates_series
-
-WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")
-
-
-def cli(*args):
-    return subprocess.run([WSM_MERGE, *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

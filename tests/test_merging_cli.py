@@ -1,21 +1,12 @@
 """The real `wsm-merge` console script, run as a subprocess."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers.merging import cli, updates_series
 from safetensors.torch import load_file
 
-from helpers.merging import updates_series
 from wsm_exp.cli.merge import main
-
-WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")
-
-
-def cli(*args):
-    return subprocess.run([WSM_MERGE, *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 import time
 
 from helpers.merging import age, updates_series
+
 from wsm_exp.merging.merger import merge_or_reuse, merge_plan
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window

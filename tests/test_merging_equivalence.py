@@ -6,9 +6,9 @@ equal θ_0 − Σ_i w_i g_{i−1}, where w are the emulated LR multipliers of c.
 
 import pytest
 import torch
+from helpers.merging import updates_series
 from safetensors.torch import load_file
 
-from helpers.merging import updates_series
 from wsm_exp.merging.merger import merge_checkpoints
 from wsm_exp.merging.series import load_series, select_window
 from wsm_exp.merging.weights import merge_weights, multipliers_from_weights

@@ -12,18 +12,16 @@ import json
 import random
 import struct
 import subprocess
-import sys
 import tracemalloc
-from pathlib import Path
 
 import pytest
 import torch
+from helpers.merging import WSM_MERGE
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from wsm_exp.merging.st_io import CheckpointError, read_header
 
-WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")
 ST_NAME = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64"}
 
 

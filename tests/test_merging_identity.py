@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from helpers.merging import age, file_series, updates_series
 from safetensors.torch import load_file, save_file
 
 import wsm_exp.merging.identity as identity
-from helpers.merging import age, file_series, updates_series
 from wsm_exp.merging.identity import IdentityCache, checkpoint_identity, file_digest, folder_identity
 from wsm_exp.merging.merger import merge_plan
 from wsm_exp.merging.plan import build_plan

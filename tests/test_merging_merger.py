@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+from helpers.merging import file_series, updates_series
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 import wsm_exp.merging.merger as merger_module
-from helpers.merging import file_series, updates_series
 from wsm_exp.merging.identity import folder_identity
 from wsm_exp.merging.merger import MergeError, merge_checkpoints, merge_plan
 from wsm_exp.merging.plan import build_plan

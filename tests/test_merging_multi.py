@@ -2,19 +2,16 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.merging import WSM_MERGE, file_series, updates_series
 from safetensors.torch import load_file, save_file
 
-from helpers.merging import file_series, updates_series
 from wsm_exp.merging.merger import MergeError, merge_plan, merge_plans
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window
-
-WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")
 
 
 def load_folder(folder: Path) -> dict[str, torch.Tensor]:

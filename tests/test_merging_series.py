@@ -3,11 +3,15 @@
 
 import pytest
 import torch
+from helpers.merging import file_series, updates_series
 from safetensors.torch import save_file
 
-from helpers.merging import file_series, updates_series
 from wsm_exp.merging.series import (
-    SeriesError, load_series, planned_series, select_window, validate_window,
+    SeriesError,
+    load_series,
+    planned_series,
+    select_window,
+    validate_window,
 )
 
 

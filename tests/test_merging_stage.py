@@ -6,12 +6,12 @@ import os
 import time
 from pathlib import Path
 
+from helpers.merging import updates_series
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from safetensors import safe_open
 
 import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} resolver, as the entry point does)
-from helpers.merging import updates_series
 from wsm_exp.merging.merger import merge_or_reuse, merge_plan
 from wsm_exp.merging.series import load_series
 from wsm_exp.sweep.merge_stage import run_merge_stage, variant_plan

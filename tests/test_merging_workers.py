@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from helpers.merging import updates_series
 from safetensors.torch import save_file
 
-from helpers.merging import updates_series
 from wsm_exp.merging import merger
 from wsm_exp.merging.merger import MergeError, merge_plans
 from wsm_exp.merging.plan import build_plan

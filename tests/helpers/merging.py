@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
+
+WSM_MERGE = str(Path(sys.executable).parent / "wsm-merge")  # the installed command, as a user runs it
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """Run ``wsm-merge`` with ``args`` (paths allowed); captured text output."""
+    return subprocess.run([WSM_MERGE, *map(str, args)], capture_output=True, text=True)
 
 
 def tiny_model(seed: int = 0) -> LlamaForCausalLM:
