@@ -8,8 +8,9 @@ All verdicts go through ``verdict`` so a stricter rule can replace it in one pla
 
 Example:
     >>> import pandas as pd
-    >>> section(pd.DataFrame(columns=["variant", "kind", "status"]), None).markdown.startswith("## Beyond")
-    True
+    >>> part = section(pd.DataFrame(columns=["variant", "kind", "status"]), None)
+    >>> part.markdown, part.absent
+    ('', ['Beyond the paper: needs the extrapolate, controls, noise or long_decay sweep (docs/beyond.md).'])
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Section:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
     findings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    absent: list[str] = field(default_factory=list)  # one line per part these results cannot show, with why
 
 
 def verdict(better: list[float], worse: list[float]) -> Comparison:
@@ -56,21 +58,27 @@ def verdict(better: list[float], worse: list[float]) -> Comparison:
 
 
 def section(frame: pd.DataFrame, out: Path | None) -> Section:
-    """All four parts from a results frame; figures go to ``out/figures`` (none when ``out`` is None)."""
+    """The parts these results support (the findings table keeps all four claims); figures go to ``out/figures``
+    (none when ``out`` is None). With no part, the markdown is empty and ``absent`` says which sweeps add one."""
     models = _models(frame)
     parts = [_extrapolation(models, out), _controls(models, out), _noise(models, out), _long_decay(models, out)]
-    lines = ["## Beyond the paper (docs/beyond.md)", ""]
-    tables, figures, rows = {}, [], []
-    for part in parts:
+    findings = pd.DataFrame([part.findings for part in parts])
+    shown = [(part, row) for part, (_, row) in zip(parts, findings.iterrows()) if part.tables]
+    if not shown:
+        return Section("", {"beyond_findings": findings}, [], findings, [
+            "Beyond the paper: needs the extrapolate, controls, noise or long_decay sweep (docs/beyond.md)."])
+    lines = ["## Beyond the paper (docs/beyond.md)", "",
+             "| claim | verdict | difference | ci95 | seeds | evidence |", "|---|---|---|---|---|---|",
+             *(f"| {r['claim']} | {r['verdict']} | {r['difference']} | {r['ci95']} | {r['seeds']} | "
+               f"{r['evidence']} |" for _, r in shown), ""]
+    tables, figures = {}, []
+    for part, _ in shown:
         lines += [part.markdown, ""]
         tables.update(part.tables)
         figures += part.figures
-        rows.append(part.findings)
-    findings = pd.DataFrame(rows)
-    lines[2:2] = ["| claim | verdict | difference | ci95 | seeds | evidence |", "|---|---|---|---|---|---|",
-                  *(f"| {r['claim']} | {r['verdict']} | {r['difference']} | {r['ci95']} | {r['seeds']} | "
-                    f"{r['evidence']} |" for r in rows), ""]
-    return Section("\n".join(lines), {**tables, "beyond_findings": findings}, figures, findings)
+    absent = [f"{part.markdown.splitlines()[0].lstrip('# ')}: {part.findings['evidence']}." for part in parts
+              if not part.tables]
+    return Section("\n".join(lines), {**tables, "beyond_findings": findings}, figures, findings, absent)
 
 
 # --- shared -------------------------------------------------------------------------------------------------

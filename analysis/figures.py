@@ -18,7 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from wsm_exp.merging.weights import DECAY_CURVES, merge_weights, multipliers_from_weights  # noqa: E402
+from wsm_exp.merging.weights import (  # noqa: E402
+    DECAY_CURVES,
+    merge_weights,
+    multipliers_from_weights,
+)
 
 
 def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "1-sqrt", "ema")) -> Path:
@@ -43,6 +47,36 @@ def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "
     return path
 
 
+SHAPE_STYLES = [{"linestyle": "--"}, {"linestyle": ":"}, {"linestyle": "-."}, {"linestyle": (0, (5, 1, 1, 1, 1, 1))}]
+
+
+def pairs_figure(path: Path, pairs: pd.DataFrame, metric: str = "heldout_bpb") -> Path | None:
+    """Each WSD decay shape beside the merge curve that emulates it (Figure 4 / Table 5 style): one pair of
+    bars per shape, the decay hatched with its own pattern; None when nothing finite to draw."""
+    decay, merge = f"decay_{metric}", f"merge_{metric}"
+    pairs = pairs[np.isfinite(pairs[decay].astype(float)) & np.isfinite(pairs[merge].astype(float))] \
+        if not pairs.empty else pairs
+    if pairs.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(pairs), 3.8))
+    x = np.arange(len(pairs))
+    for i, (_, row) in enumerate(pairs.iterrows()):
+        ax.bar(x[i] - 0.2, row[decay], 0.4, color="white", edgecolor="black", hatch=["//", "..", "xx", "--"][i % 4],
+               label=f"WSD {row['shape']} decay")
+        ax.bar(x[i] + 0.2, row[merge], 0.4, color=f"C{i}", label=f"merge {row['merge_curve']} (D={row['duration_steps']})")
+    values = np.concatenate([pairs[decay].to_numpy(float), pairs[merge].to_numpy(float)])
+    span = values.max() - values.min()
+    ax.set_ylim(values.min() - max(span, abs(values.min()) * 0.01), values.max() + max(span, abs(values.max()) * 0.01))
+    ax.set_xticks(x, pairs["shape"])
+    ax.set_xlabel("decay shape (and the merge curve that emulates it)")
+    ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else "overall score (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def duration_figure(path: Path, curves: pd.DataFrame, baselines: pd.DataFrame, metric: str = "overall") -> Path | None:
     """Score vs merge duration per curve, WSD ends as horizontal lines (Figures 3-4 analogue); None when
     there is nothing finite to draw. Only the duration axis is logarithmic (durations are positive)."""
@@ -55,9 +89,12 @@ def duration_figure(path: Path, curves: pd.DataFrame, baselines: pd.DataFrame, m
     for curve, rows in curves.groupby("curve"):
         rows = rows.sort_values("duration_steps")
         ax.plot(rows["duration_steps"], rows[metric], marker="o", label=f"merge {curve}")
-    for _, row in baselines.iterrows():
-        ax.axhline(row[metric], linestyle="--", color="black" if row["kind"] == "wsd" else "gray",
-                   label=f"{row['kind']} {row['curve']} (end {row['end_step']})")
+    styles = iter(SHAPE_STYLES)
+    for _, row in baselines.iterrows():  # each decay shape its own line style; the raw checkpoint gray
+        style = dict(next(styles, SHAPE_STYLES[-1]), color="black") if row["kind"] == "wsd" else \
+            {"linestyle": (0, (1, 3)), "color": "gray"}
+        name = f"WSD {row['curve']} decay" if row["kind"] == "wsd" else "raw constant-LR"
+        ax.axhline(row[metric], **style, linewidth=1.2, label=f"{name} (end {row['end_step']})")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("merge duration D (steps)")
     ax.set_ylabel("overall score (%)" if metric == "overall" else "held-out bits per byte")

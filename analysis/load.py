@@ -29,8 +29,10 @@ import pandas as pd
 CATEGORIES = ["general_knowledge", "language", "math", "code", "professional_knowledge"]
 HELDOUT_TASK = "wsm_heldout_bpb"
 MERGE_IDENTITY = ["alpha", "weights_hash", "merge_dtype", "accumulate"]  # schema 3; parsed from old names
+BEYOND = {"extrapolate": 0.0, "merge_order": "natural"}  # schema 3 columns of docs/beyond.md; defaults for old rows
 PARENT = ["parent_quantity", "parent_interval"]  # schema 3: the merge a merge-then-decay started from
-IDENTITY = ["variant", "group", "kind", "branch", "branch_kind", "curve", "min_lr", *MERGE_IDENTITY, *PARENT, "quantity",
+IDENTITY = ["variant", "group", "kind", "branch", "branch_kind", "curve", "min_lr", *MERGE_IDENTITY, *BEYOND, *PARENT,
+            "quantity",
             "interval_steps",
             "duration_steps", "interval_tokens", "duration_tokens", "end_step", "end_tokens", "branch_steps",
             "model_hash", "samples_dir", "seed"]
@@ -133,6 +135,8 @@ def _with_merge_identity(frame: pd.DataFrame) -> pd.DataFrame:
     frame["weights_hash"] = frame["weights_hash"].fillna("").astype(str)
     frame["accumulate"] = frame["accumulate"].fillna("float32").replace("", "float32").astype(str)
     frame["alpha"] = frame["alpha"].astype(float)
+    for column, default in BEYOND.items():
+        frame[column] = frame[column].fillna(default) if column in frame else default
     for column, key in zip(PARENT, ("N", "I")):  # old rows: from the branch name mergethendecay_E.._N4_I8_..
         parsed = frame["branch"].astype(str).str.extract(rf"^mergethendecay_.*_{key}(\d+)_")[0].astype(float)
         frame[column] = frame[column].astype(float).fillna(parsed) if column in frame else parsed

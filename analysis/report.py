@@ -24,13 +24,24 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import beyond, figures
+from analysis.design import Design, design_of, windows_line
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.findings import findings
 from analysis.load import ReportError, failed, load_results, model_scores
 from analysis.sft import table2_section
-from analysis.tables import (by_design, duration_curves, loss_table, paper_table, table1, table3, table4,
-                             table5)
+from analysis.tables import (
+    by_design,
+    decay_pairs,
+    duration_curves,
+    loss_table,
+    paper_table,
+    table1,
+    table3,
+    table4,
+    table5,
+    worse_than_raw,
+)
 from wsm_exp.atomic import temp_path
 
 
@@ -53,7 +64,8 @@ def build_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "models": scores, "findings": findings(scores, frame), "tasks": Evidence(frame, scores).chance,
         "losses": loss_table(frame, scores), "table1": table1(scores, primary), "table3": table3(scores, primary),
         "table4": table4(scores), "table5": table5(scores, primary), "duration": duration_curves(scores, primary),
-        "factors": factor_importance(scores, primary), "failed": failed(frame),
+        "factors": factor_importance(scores, primary), "failed": failed(frame), "pairs": decay_pairs(scores, primary),
+        "worse_than_raw": worse_than_raw(scores, primary),
     }
 
 
@@ -78,7 +90,8 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
         part = frame[frame["group"] == group]
         suffix = "" if len(groups) == 1 else "__" + re.sub(r"[^A-Za-z0-9]+", "_", group).strip("_")
         tables = build_tables(part)
-        group_figures = _figures(out, tables, suffix)
+        design = design_of(tables["models"])
+        group_figures = _figures(out, tables, design, suffix)
         for name, table in tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
@@ -87,7 +100,7 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
         made += group_figures + extra.figures
-        sections.append(render(part, tables, [*group_figures, made[0]], out,
+        sections.append(render(part, tables, [*group_figures, made[0]], out, design, extra.absent,
                                heading=group if len(groups) > 1 else None) + "\n" + extra.markdown + "\n")
     report = Report(out / "report.md", all_tables, made)
     preface = [] if len(groups) == 1 else [f"# WSM report: {len(groups)} studies/suites side by side "
@@ -98,20 +111,28 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
     return report
 
 
-def _figures(out: Path, tables: dict[str, pd.DataFrame], suffix: str) -> list[Path]:
+def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix: str) -> list[Path]:
+    """The figures this design supports (analysis.design): claims always, the others when their part is shown."""
     scores = tables["models"]
     designs = by_design(scores) if not scores.empty else scores
-    baselines = designs[designs["kind"].isin(["wsd", "raw"]) & ~designs["branch"].astype(str).str.startswith("fidelity_")] \
+    baselines = designs[designs["kind"].isin(["wsd", "raw"]) & designs["branch"].astype(str).str.match(r"^(wsd_|wsm$)")] \
         if not designs.empty else designs
     if not baselines.empty:
         baselines = baselines.loc[baselines.groupby(["kind", "curve"])["end_step"].idxmax()]
     folder = out / "figures"
-    made = [figures.claims_figure(folder / f"claims{suffix}.png", tables["findings"]),
-            figures.duration_figure(folder / f"duration_score{suffix}.png", tables["duration"], baselines),
-            figures.duration_figure(folder / f"duration_loss{suffix}.png", tables["duration"], baselines,
-                                    metric="heldout_bpb"),
-            figures.fidelity_figure(folder / f"fidelity{suffix}.png", designs) if not designs.empty else None,
-            figures.factors_figure(folder / f"factors{suffix}.png", tables["factors"])]
+    shown = {name for name, reason in design.parts.items() if reason is None}
+    made = [figures.claims_figure(folder / f"claims{suffix}.png", tables["findings"])]
+    if "duration" in shown:
+        made += [figures.duration_figure(folder / f"duration_score{suffix}.png", tables["duration"], baselines),
+                 figures.duration_figure(folder / f"duration_loss{suffix}.png", tables["duration"], baselines,
+                                         metric="heldout_bpb")]
+    if "pairs" in shown:
+        made += [figures.pairs_figure(folder / f"decay_pairs_loss{suffix}.png", tables["pairs"]),
+                 figures.pairs_figure(folder / f"decay_pairs_score{suffix}.png", tables["pairs"], metric="overall")]
+    if "fidelity" in shown:
+        made.append(figures.fidelity_figure(folder / f"fidelity{suffix}.png", designs))
+    if "factors" in shown:
+        made.append(figures.factors_figure(folder / f"factors{suffix}.png", tables["factors"]))
     return [p for p in made if p is not None]
 
 
@@ -131,11 +152,15 @@ def _md(table: pd.DataFrame, digits: int = 2) -> str:
 
 
 def headline(claims: pd.DataFrame) -> list[str]:
-    """One sentence per claim: the metric, the effect, the interval, the noise it covers and the verdict."""
-    lines = []
+    """One sentence per tested claim (the metric, the effect, the interval, the noise it covers and the verdict);
+    the claims this design cannot test in one closing line (their reasons are in the Findings table)."""
+    lines, untested = [], []
     for _, row in claims.iterrows():
         if pd.isna(row["difference"]):
-            lines.append(f"- **{row['claim']}**: {row['verdict']} ({row['evidence']}).")
+            if row["verdict"] == "not tested":
+                untested.append(row["claim"])
+            else:
+                lines.append(f"- **{row['claim']}**: {row['verdict']} ({row['evidence']}).")
             continue
         digits = 4 if "bpb" in str(row["metric"]) else 2
         direction = " (lower is better)" if str(row["metric"]).endswith("bpb") else ""
@@ -144,11 +169,15 @@ def headline(claims: pd.DataFrame) -> list[str]:
             interval += f", Bonferroni-adjusted for picking the best of {int(row['candidates'])} candidate pairs"
         lines.append(f"- **{row['claim']}**: on {row['metric']}{direction}, {row['contrast']} = "
                      f"{row['difference']:+.{digits}f}, {interval}: **{row['verdict']}**.")
+    if untested:
+        lines.append(f"- Not tested by this design (reasons under Findings): {'; '.join(untested)}.")
     return lines
 
 
 def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: list[Path], out: Path,
-           heading: str | None = None) -> str:
+           design: Design | None = None, absent: list[str] = (), heading: str | None = None) -> str:
+    """The markdown of one group: design, claims, then only the parts the design supports (analysis.design)."""
+    design = design or design_of(tables["models"])
     seeds = sorted(int(s) for s in frame["seed"].dropna().unique())
     sweeps = sorted(frame["sweep"].unique().tolist())
     claims = tables["findings"]
@@ -157,10 +186,14 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
     at_chance = tables["tasks"].loc[tables["tasks"]["at_chance"], "task"].tolist()
     primary = str(frame["primary"].iloc[0]) if "primary" in frame and len(frame) else "overall"
     claim_figure = [p for p in figure_paths if p.stem.startswith("claims")]
+    worse = tables["worse_than_raw"]
     lines = [
         f"# WSM report: {', '.join(sweeps)}" + (f" — {heading}" if heading else ""), "",
         f"Primary metric: **{primary}** (eval.primary); seeds {seeds}; {samples}.", "",
+        f"**Design.** {design.describe()} Decay baselines: {', '.join(design.decay_shapes) or 'none'}.", "",
         *headline(claims), "",
+        *([f"**⚠ {len(worse)} merge(s) worse than the raw checkpoint they end at** (on {primary}; the merge lost "
+           "what it should add — check the window and the curve):", "", _md(worse, 4)] if not worse.empty else []),
         *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in claim_figure], "",
         f"{frame['variant'].nunique()} evaluated models, tasks {sorted(t for t in frame['task'].unique() if t)}. "
         "Scores are percentages of each task's metric (acc_norm, else acc); Overall is the mean over tasks "
@@ -174,25 +207,53 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         (f"At chance for every model (95% interval includes chance; no verdict rests on them): {', '.join(at_chance)}."
          if at_chance else "No task sits at chance for every model."), "",
         _md(tables["tasks"], 3),
-        "## Losses by category (bits per byte; lower is better)", "", _md(tables["losses"], 4),
-        "## Table 1: WSD vs WSM (best vs best, and at the WSD token budget)", "", _md(tables["table1"]),
-        "Paper:", "", _md(paper_table("table1")),
-        *table2_section(frame, _md, paper_table("table2")),  # SFT sweeps only (analysis/sft.py)
-        "## Table 3: merge curves vs the 1-sqrt decay", "", _md(tables["table3"]),
-        "Paper:", "", _md(paper_table("table3")),
-        "## Table 4: granularity (Δ, N) at fixed duration D", "", _md(tables["table4"]),
-        "Paper (Language column inconsistent as printed):", "", _md(paper_table("table4")),
-        "## Table 5: held-out loss vs downstream score", "", _md(tables["table5"], 4),
-        "Paper:", "", _md(paper_table("table5"), 3),
-        f"## Factor importance (R² of {primary} on log2 of each factor; merges N ≥ 2)", "", _md(tables["factors"], 3),
-        "## Score vs merge duration", "", _md(tables["duration"]),
-        "## Figures", "",
-        *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figure_paths if p not in claim_figure], "",
-        "## All models", "", _md(tables["models"].drop(columns=["min_lr", "samples_dir"], errors="ignore")),
     ]
+    parts = {name: reason is None for name, reason in design.parts.items()}
+    if parts["losses"]:
+        lines += ["## Losses by category (bits per byte; lower is better)", "", _md(tables["losses"], 4)]
+    if parts["table1"]:
+        lines += ["## Table 1: WSD vs WSM (best vs best, and at the WSD token budget)", "",
+                  windows_line(tables["table1"].assign(kind=tables["table1"]["row"].map({"WSM": "wsm"}))), "",
+                  _md(tables["table1"]), "Paper:", "", _md(paper_table("table1"))]
+    lines += table2_section(frame, _md, paper_table("table2"))  # SFT sweeps only (analysis/sft.py)
+    if parts["pairs"]:
+        lines += ["## Decay shapes beside their merge curves (paper Table 5 / Figure 4)", "",
+                  "Each WSD decay shape against the merge curve that emulates it (linear ≡ mean); merge_minus_decay "
+                  f"is on {primary} (negative is better for a loss).", "", _md(tables["pairs"], 4)]
+    if parts["table3"]:
+        lines += ["## Table 3: merge curves vs the 1-sqrt decay", "",
+                  windows_line(tables["table3"].assign(kind=["wsm" if str(r).startswith("merge_") else "wsd"
+                                                             for r in tables["table3"]["row"]])), "",
+                  _md(tables["table3"]), "Paper:", "", _md(paper_table("table3"))]
+    if parts["table4"]:
+        lines += ["## Table 4: granularity (Δ, N) at fixed duration D", "", _md(tables["table4"]),
+                  "Paper (Language column inconsistent as printed):", "", _md(paper_table("table4"))]
+    if parts["table5"]:
+        lines += ["## Table 5: held-out loss vs downstream score", "", _md(tables["table5"], 4),
+                  "Paper:", "", _md(paper_table("table5"), 3)]
+    if parts["factors"]:
+        lines += [f"## Factor importance (R² of {primary} on log2 of each factor; merges N ≥ 2)", "",
+                  _md(tables["factors"], 3)]
+    if parts["duration"]:
+        lines += ["## Score vs merge duration", "", _md(tables["duration"])]
+    lines += ["## Figures", "",
+              *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figure_paths if p not in claim_figure], "",
+              "## Not shown for this design", "", *design.absent(), *[f"- {line}" for line in absent], "",
+              "## All models", "", _md(_with_raw_flag(tables["models"], worse))]
     if not tables["failed"].empty:
         lines += ["## Failed variants (excluded from every number above)", "", _md(tables["failed"])]
     return "\n".join(lines)
+
+
+def _with_raw_flag(models: pd.DataFrame, worse: pd.DataFrame) -> pd.DataFrame:
+    """The models table with a ``worse_than_raw`` column (merges flagged by analysis.tables.worse_than_raw)."""
+    shown = models.drop(columns=["min_lr", "samples_dir"], errors="ignore")
+    if worse.empty or shown.empty:
+        return shown
+    flagged = set(map(tuple, worse[["curve", "duration_steps", "interval_steps", "quantity", "end_step"]].to_numpy()))
+    keys = shown[["curve", "duration_steps", "interval_steps", "quantity", "end_step"]].to_numpy()
+    return shown.assign(worse_than_raw=[(k in flagged) and kind == "wsm" for k, kind in
+                                        zip(map(tuple, keys), shown["kind"])])
 
 
 def log_report_to_wandb(report: Report, run) -> None:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.design import EMULATES, WINDOW, decay_ends, plain_merges
 from analysis.load import CATEGORIES, DESIGN, task_rows
 
 COLUMNS = [*CATEGORIES, "overall"]
+AXIS_COLUMNS = ["curve", "duration_steps", "interval_steps", "quantity", "end_step"]  # the design's axes, every table
 STD_COLUMNS = [f"{c}_std" for c in CATEGORIES]  # seed std of each category (overall_std sits beside overall)
 PAPER = Path(__file__).with_name("paper_data")
 
@@ -67,8 +69,19 @@ def label(row: pd.Series) -> str:
 
 
 def merges(designs: pd.DataFrame, kind: str = "wsm") -> pd.DataFrame:
-    """The merges of a kind with N ≥ 2 (an N = 1 "merge" is the raw checkpoint, the baseline)."""
+    """The merges of a kind with N ≥ 2 (an N = 1 "merge" is the raw checkpoint, the baseline); for ``wsm``
+    only the paper's merges (natural order, no extrapolation: analysis.design.plain_merges)."""
+    if kind == "wsm":
+        return plain_merges(designs)
     return designs[(designs["kind"] == kind) & (designs["quantity"] >= 2)]
+
+
+def axes(row: pd.Series) -> dict:
+    """The design axes of a row; a decay or raw checkpoint has no interval or quantity (D is its decay length)."""
+    values = {c: row[c] for c in AXIS_COLUMNS}
+    if row["kind"] in ("wsd", "raw"):
+        values.update(interval_steps=float("nan"), quantity=float("nan"))
+    return values
 
 
 def _pick_best(designs: pd.DataFrame, primary: str = "overall") -> pd.Series | None:
@@ -91,31 +104,79 @@ def table1(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
             best = _pick_best(pool, primary)
             if best is not None:
                 rows.append({"comparison": comparison, "row": name, "model": label(best),
-                             **{c: best[c] for c in COLUMNS}, "overall_std": best["overall_std"],
+                             **axes(best), **{c: best[c] for c in COLUMNS}, "overall_std": best["overall_std"],
                              "overall_ci95": best["overall_ci95"], "heldout_bpb": best["heldout_bpb"],
                              "heldout_bpb_std": best["heldout_bpb_std"], **{c: best[c] for c in STD_COLUMNS},
                              "seeds": best["seeds"]})
-    return pd.DataFrame(rows, columns=["comparison", "row", "model", *COLUMNS, "overall_std", "overall_ci95",
+    return pd.DataFrame(rows, columns=["comparison", "row", "model", *AXIS_COLUMNS, *COLUMNS, "overall_std",
+                                       "overall_ci95",
                                        "heldout_bpb", "heldout_bpb_std", *STD_COLUMNS, "seeds"])
 
 
 def table3(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
-    """Merge curves vs the 1-sqrt decay: the best window of each curve, and the WSD baseline."""
+    """Merge curves vs the 1-sqrt decay, like with like: every curve at the window (D, Δ, end) that most curves
+    share (the best such window by ``primary``); when no two curves share one, the best window of each curve."""
     designs = by_design(scores)
+    columns = ["row", *AXIS_COLUMNS, *COLUMNS, "heldout_bpb", "overall_std", "overall_ci95", *STD_COLUMNS]
     rows = []
     decay = _pick_best(designs[(designs["kind"] == "wsd") & (designs["branch"] == "wsd_1-sqrt")], primary)
     if decay is not None:
-        rows.append({"row": "decay_1-sqrt (WSD)", **{c: decay[c] for c in COLUMNS},
-                     "overall_std": decay["overall_std"], "overall_ci95": decay["overall_ci95"],
-                     **{c: decay[c] for c in STD_COLUMNS}})
-    for curve, pool in merges(designs).groupby("curve"):
-        best = _pick_best(pool, primary)
-        if best is None:
+        rows.append({"row": "decay_1-sqrt (WSD)", **decay.to_dict(), **axes(decay)})
+    pool = merges(designs)
+    if not pool.empty:
+        shared = pool.groupby(WINDOW, dropna=False)["curve"].transform("nunique")
+        if shared.max() > 1:
+            pool = pool[shared == shared.max()]
+            best = _pick_best(pool, primary)
+            pool = pool[(pool[WINDOW] == best[WINDOW]).all(axis=1)]
+        for _, group in pool.groupby("curve"):
+            best = _pick_best(group, primary)
+            if best is not None:
+                rows.append({**best.to_dict(), "row": f"merge_{best['curve']}"})
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+
+
+def decay_pairs(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
+    """Each WSD decay shape beside the merge curve that emulates it (Table 5 / Figure 4 layout): the decay's
+    end and that curve's merge over the same span if present (else its best window); ``merge_minus_decay`` is
+    on ``primary`` (negative is better for a loss)."""
+    designs = by_design(scores)
+    decays, pool = decay_ends(designs), merges(designs)
+    rows = []
+    for _, decay in decays.sort_values("curve").iterrows():
+        same = pool[pool["curve"].isin(EMULATES.get(decay["curve"], (decay["curve"],)))]
+        span = same[same["duration_steps"] == decay["duration_steps"]]
+        merge = _pick_best(span if not span.empty else same, primary)
+        if merge is None:
             continue
-        rows.append({"row": f"merge_{curve}", **{c: best[c] for c in COLUMNS},
-                     "overall_std": best["overall_std"], "overall_ci95": best["overall_ci95"],
-                     **{c: best[c] for c in STD_COLUMNS}})
-    return pd.DataFrame(rows, columns=["row", *COLUMNS, "overall_std", "overall_ci95", *STD_COLUMNS])
+        rows.append({"shape": decay["curve"], "decay_steps": decay["duration_steps"], "merge_curve": merge["curve"],
+                     **{c: merge[c] for c in AXIS_COLUMNS[1:]},
+                     "decay_heldout_bpb": decay["heldout_bpb"], "merge_heldout_bpb": merge["heldout_bpb"],
+                     "decay_overall": decay["overall"], "merge_overall": merge["overall"],
+                     "merge_minus_decay": merge[primary] - decay[primary], "seeds": min(decay["seeds"], merge["seeds"])})
+    return pd.DataFrame(rows, columns=["shape", "decay_steps", "merge_curve", *AXIS_COLUMNS[1:], "decay_heldout_bpb",
+                                       "merge_heldout_bpb", "decay_overall", "merge_overall", "merge_minus_decay",
+                                       "seeds"])
+
+
+def worse_than_raw(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
+    """Merges (N ≥ 2, any order or extrapolation) worse on ``primary`` than the raw checkpoint they end at
+    (same series and end step), seeds averaged: the merge lost what it should add."""
+    designs = by_design(scores)
+    columns = ["model", *AXIS_COLUMNS, "merge", "raw", "worse_by"]
+    raw = designs[designs["kind"] == "raw"].drop_duplicates(["branch", "end_step"]).set_index(["branch", "end_step"])[
+        primary] if not designs.empty else None
+    pool = designs[(designs["kind"] == "wsm") & (designs["quantity"] >= 2)] if not designs.empty else designs
+    rows = []
+    for _, merge in pool.iterrows():
+        reference = raw.get((merge["branch"], merge["end_step"])) if raw is not None else None
+        if reference is None or pd.isna(reference) or pd.isna(merge[primary]):
+            continue
+        worse = merge[primary] - reference if primary == "heldout_bpb" else reference - merge[primary]
+        if worse > 0:
+            rows.append({"model": label(merge), **{c: merge[c] for c in AXIS_COLUMNS}, "merge": merge[primary],
+                         "raw": reference, "worse_by": worse})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def table4(scores: pd.DataFrame) -> pd.DataFrame:
@@ -130,7 +191,7 @@ def table5(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     """Held-out loss vs downstream score for the best WSD and the best WSM model (Table 5 analogue)."""
     best = table1(scores, primary)
     best = best[best["comparison"] == "best vs best"]
-    return best[["row", "model", "heldout_bpb", "overall", "heldout_bpb_std", "overall_std",
+    return best[["row", "model", *AXIS_COLUMNS, "heldout_bpb", "overall", "heldout_bpb_std", "overall_std",
                  "overall_ci95", "seeds"]].reset_index(drop=True)
 
 

@@ -210,7 +210,10 @@ def test_report_opens_with_one_sentence_per_claim_and_the_claims_figure(tmp_path
     report = write_report([write_doc_sweep(tmp_path)])
     text = report.path.read_text()
     top = text[:text.index("## Findings")]
-    assert top.count("\n- **") == 7
+    claims = report.tables["findings"]
+    untested = claims[claims["verdict"] == "not tested"]["claim"].tolist()
+    assert top.count("\n- **") == 7 - len(untested) and untested  # one sentence per tested claim
+    assert f"- Not tested by this design (reasons under Findings): {'; '.join(untested)}." in top
     assert "**WSM beats WSD**: on heldout_bpb (lower is better), best merge − best decay = -0.0" in top
     assert "evaluation noise only" in top and "**reproduced**" in top
     assert (tmp_path / "figures" / "claims.png").stat().st_size > 5_000

@@ -136,4 +136,5 @@ def test_probe_gains_and_fit_arithmetic():
 def test_section_without_beyond_rows_says_what_is_missing():
     part = section(frame(merge_rows("mean", 3.0, 0)), None)
     assert set(part.findings["verdict"]) == {"not tested"}
-    assert "needs the extrapolate sweep" in part.markdown and "needs the noise sweep" in part.markdown
+    assert part.markdown == ""  # nothing to show: the report lists it under "Not shown" instead
+    assert part.absent == ["Beyond the paper: needs the extrapolate, controls, noise or long_decay sweep (docs/beyond.md)."]

@@ -1,0 +1,145 @@
+"""Reports fitted to each sweep: every sweep in conf/sweep × every kind of suite, from the variants the
+real sweep plans (Hydra composes each sweep; nothing trains), with seeded synthetic scores.
+
+Each report must be written (never crash: suites without held-out text, all-zero and negative scores),
+show exactly the parts its design supports, give a one-line reason for every part it leaves out, and put
+the design's axes in every table.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import initialize_config_dir
+
+from analysis.design import TITLES, design_of
+from analysis.report import write_report
+from analysis.tables import AXIS_COLUMNS
+from wsm_exp import __main__ as entry
+from wsm_exp.sweep import preflight, results
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
+SUITES = {  # name -> ({task: (category, metric)}, score of a model in [0, 1] given its hash draw)
+    "tiny": ({"wsm_heldout_bpb": ("heldout", "bits_per_byte"), "t_lang": ("language", "acc"),
+              "t_math": ("math", "acc")}, lambda u: 0.2 + 0.4 * u),
+    "benchmarks": ({"t_gk": ("general_knowledge", "acc_norm"), "t_code": ("code", "acc")}, lambda u: 0.2 + 0.4 * u),
+    "zero_or_negative": ({"t_gk": ("general_knowledge", "acc"), "t_prof": ("professional_knowledge", "acc")},
+                         lambda u: 0.0 if u < 0.7 else -0.5),
+}
+HEADINGS = {"table1": "## Table 1", "pairs": "## Decay shapes beside their merge curves", "table3": "## Table 3",
+            "table4": "## Table 4", "table5": "## Table 5", "factors": "## Factor importance",
+            "duration": "## Score vs merge duration", "losses": "## Losses by category"}
+FAST = {("duration", "tiny"), ("wsd_vs_wsm", "benchmarks"), ("method", "zero_or_negative")}  # the rest: slow
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> dict[str, list]:
+    """Every sweep's variants (merges and baselines) for seeds 0 and 1, as the real planner decides them."""
+    folder = tmp_path_factory.mktemp("plans")
+    variants = {}
+    with initialize_config_dir(config_dir=str(entry.CONF), version_base="1.3"):
+        for sweep in SWEEPS:
+            _, overrides, configs = preflight.compose_command([f"paths.sweeps={folder}", f"+sweep={sweep}", "seed=0,1"])
+            jobs = preflight.check_jobs(overrides, configs)
+            by_name = {}
+            for job in jobs:
+                for variant in (job.plan.variant, *job.plan.baselines):
+                    by_name[variant.name] = variant
+            variants[sweep] = list(by_name.values())
+    return variants
+
+
+def _draw(name: str, task: str) -> float:
+    return zlib.crc32(f"{name}/{task}".encode()) / 2 ** 32
+
+
+def _rows(sweep: str, variant, suite: str) -> list[dict]:
+    tasks, score = SUITES[suite]
+    fields = variant.row_fields(tokens_per_step=2048, branch_start=1500, branch_steps=256)
+    if sweep == "sft":  # the SFT job path writes fine-tuned rows per epoch (wsm_exp/sweep/sft.py)
+        role = "wsd" if variant.kind == "wsd" else "wsm"
+        return [results.make_row(sweep=sweep, **{**fields, "variant": f"sft-{role}-e{epoch}-s{variant.seed}",
+                                                 "kind": "sft", "branch": f"sft_{role}", "branch_kind": "sft"},
+                                 epoch=epoch, task=task, category=category, metric=metric,
+                                 value=score(_draw(f"{variant.name}{epoch}", task)))
+                for epoch in (0, 1, 2) for task, (category, metric) in tasks.items() if metric != "bits_per_byte"]
+    return [results.make_row(sweep=sweep, **fields, task=task, category=category, metric=metric,
+                             higher_is_better=metric != "bits_per_byte",
+                             value=2.2 + 0.2 * _draw(variant.name, task) if metric == "bits_per_byte"
+                             else score(_draw(variant.name, task)))
+            for task, (category, metric) in tasks.items()]
+
+
+def _write(folder: Path, sweep: str, variants: list, suite: str) -> Path:
+    for variant in variants:
+        if sweep == "sft" and variant.kind not in ("wsm", "wsd"):
+            continue
+        results.write_job(folder, variant.name, "fp", _rows(sweep, variant, suite))
+    results.write_results(folder)
+    return folder
+
+
+CASES = [pytest.param(sweep, suite, marks=[] if (sweep, suite) in FAST else [pytest.mark.slow])
+         for sweep in SWEEPS for suite in SUITES]
+
+
+@pytest.mark.parametrize(("sweep", "suite"), CASES)
+def test_every_sweep_and_suite_gets_a_report_fitted_to_its_design(planned, tmp_path, sweep, suite):
+    report = write_report([_write(tmp_path, sweep, planned[sweep], suite)])
+    text = report.path.read_text()
+    design = design_of(report.tables["models"])
+    assert f"**Design.** {design.describe()}" in text
+    for part, heading in HEADINGS.items():
+        reason = design.parts[part]
+        assert (heading in text) == (reason is None), (part, reason)
+        if reason:  # one line per reason, naming every part it leaves out
+            assert any(line.startswith("- ") and TITLES[part] in line and line.endswith(f": {reason}")
+                       for line in text.splitlines()), (part, reason)
+    for name in ("table1", "table3", "table5", "pairs", "duration"):
+        if design.parts[name] is None:
+            table = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
+            assert {"duration_steps", "quantity"} <= set(table.columns), name
+    if sweep == "sft":
+        assert "## Table 2" in text
+
+
+def _shown(planned, tmp_path, sweep: str, suite: str = "tiny") -> set[str]:
+    report = write_report([_write(tmp_path, sweep, planned[sweep], suite)])
+    return {name for name, reason in design_of(report.tables["models"]).parts.items() if reason is None}
+
+
+@pytest.mark.parametrize(("sweep", "shown", "hidden"), [
+    ("duration", {"duration", "table1"}, {"table3", "table4", "factors", "pairs"}),
+    ("quantity", {"duration"}, {"table4", "factors", "table3"}),  # D varies with N at fixed Δ: no fixed-D table
+    ("interval", {"table4"}, {"duration", "table3"}),
+    ("method", {"table3"}, {"table4", "duration", "factors"}),
+    ("grid", {"factors", "table4", "duration"}, {"table3"}),
+    ("wsd_vs_wsm", {"pairs", "table3", "table1"}, {"duration", "table4", "factors"}),
+    ("noise", set(), {"table1", "table3", "duration"}),  # merges of many probe branches: the beyond section
+])
+def test_each_sweep_shows_the_parts_its_question_needs(planned, tmp_path, sweep, shown, hidden):
+    parts = _shown(planned, tmp_path, sweep)
+    assert shown <= parts and not hidden & parts, parts
+
+
+def test_wsd_vs_wsm_pairs_each_shape_with_its_curve(planned, tmp_path):
+    write_report([_write(tmp_path, "wsd_vs_wsm", planned["wsd_vs_wsm"], "tiny")])
+    pairs = pd.read_csv(tmp_path / "tables" / "pairs.csv")
+    assert dict(zip(pairs["shape"], pairs["merge_curve"])) == {"1-sqrt": "1-sqrt", "cosine": "cosine", "linear": "mean"}
+    assert (pairs["duration_steps"] == 256).all() and (pairs["seeds"] == 2).all()
+    assert (tmp_path / "figures" / "decay_pairs_loss.png").stat().st_size > 5_000
+    assert set(AXIS_COLUMNS) <= set(pd.read_csv(tmp_path / "tables" / "table3.csv").columns)
+
+
+def test_a_combined_report_compares_curves_at_one_window_and_says_which(planned, tmp_path):
+    """duration (mean at D = 32, 64, 128, N = 4) + method (six curves at D = 64, N = 8): Table 3 compares the
+    curves where they share a window, never the mean's best window against the others'."""
+    folders = [_write(tmp_path / name, name, planned[name], "tiny") for name in ("duration", "method")]
+    report = write_report(folders, tmp_path / "both")
+    merges = report.tables["table3"][report.tables["table3"]["row"].str.startswith("merge_")]
+    assert len(merges) == 6 and merges[["duration_steps", "interval_steps", "quantity"]].drop_duplicates().shape[0] == 1
+    assert "Merges at one window: D = 64, Δ = 8, N = 8, end = 1756." in report.path.read_text()
