@@ -20,6 +20,8 @@ import pandas as pd
 
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
+from analysis.sft import CLAIM as SFT_PERSISTS
+from analysis.sft import sft_verdict, table2
 from analysis.stats import Comparison, compare
 from analysis.tables import by_design, label, merges
 
@@ -36,6 +38,7 @@ CONTRAST = {  # what "difference" subtracts, per claim
     DURATION: "R²(D) − R²(rival)", CURVES: "mean − EMA (second part)", GRANULARITY: "finest Δ − coarsest Δ",
     DECAY_THEN_MERGE: "best merge inside the decay − the decay's end",
     MERGE_THEN_DECAY: "decay from the merge − decay from its newest checkpoint",
+    SFT_PERSISTS: "WSM base's best SFT epoch − WSD base's (Overall)",
 }
 
 # "No gain" and "≥" claims are equivalence claims: reproduced when the whole 95% interval of the gain
@@ -103,7 +106,18 @@ def findings(scores: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.Data
     rows = [*_wsm_beats_wsd(ev, wsm, wsd, primary), _duration_matters_most(scores, primary),
             _curves(ev, wsm, primary), _granularity(ev, wsm, primary),
             _decay_then_merge(ev, designs, wsd, primary), _merge_then_decay(ev, designs, primary)]
+    if "kind" in frame and (frame["kind"] == "sft").any():  # the SFT sweep's claim (paper Table 2)
+        rows.append(_sft_persists(frame))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _sft_persists(frame: pd.DataFrame) -> dict:
+    best = table2(frame)
+    if best.empty or set(best["row"]) != {"WSD", "WSM"}:
+        return _row(SFT_PERSISTS, metric="overall", evidence="needs SFT rows of both bases (sweep sft)")
+    epochs = ", ".join(f"{r['row']} epochs {r['best_epochs']}" for _, r in best.iterrows())
+    return _row(SFT_PERSISTS, sft_verdict(frame), f"best epoch per base and seed by Overall ({epochs}); "
+                "paired by seed", metric="overall")
 
 
 def _judged(ev: Evidence, a, b, metric: str, candidates: int = 1, claimed_higher=None) -> tuple[Comparison, str | None]:

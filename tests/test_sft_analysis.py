@@ -82,6 +82,9 @@ def test_report_shows_table2_beside_the_paper(tmp_path):
     assert "84.78" in text and "62.9" in text  # the paper's row beside ours
     section = text.split("## Table 2")[1].split("##")[0]
     assert "knowledge" not in section.split("Paper:")[0]  # columns without a task are left out of ours
+    claims = report.tables["findings"].set_index("claim")  # the claim heads the report like the paper's others
+    assert claims.loc["WSM's advantage persists after SFT", "verdict"] == "reproduced"
+    assert "- **WSM's advantage persists after SFT**: on overall" in text.split("## Findings")[0]
 
 
 def test_reports_without_sft_rows_have_no_table2(tmp_path):
