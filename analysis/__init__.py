@@ -8,8 +8,18 @@ Example:
 from analysis.factors import factor_importance
 from analysis.findings import findings
 from analysis.load import ReportError, load_results, model_scores
-from analysis.report import Report, log_report_to_wandb, write_report
 from analysis.tables import loss_table, table1, table3, table4, table5
+
+_REPORT = ("Report", "log_report_to_wandb", "write_report")  # lazy: `python -m analysis.report` runs that module
+
+
+def __getattr__(name: str):
+    if name in _REPORT:
+        from analysis import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
 
 __all__ = ["Report", "ReportError", "factor_importance", "findings", "load_results", "log_report_to_wandb",
            "loss_table", "model_scores", "table1", "table3", "table4", "table5", "write_report"]

@@ -11,7 +11,7 @@ Example:
     ...                   "branch": ["wsm"] * 3, "branch_kind": ["wsm"] * 3, "heldout_bpb": [2.3, 2.2, 2.4],
     ...                   "overall": [float("nan")] * 3})
     >>> d = design_of(s)
-    >>> d.describe()
+    >>> d.describe()  # doctest: +NORMALIZE_WHITESPACE
     'Varies D ∈ {32, 64, 128}, Δ ∈ {8, 16, 32}; holds curve = mean, N = 4, end = 256, series = wsm.'
     >>> d.parts["table3"]
     'one merge curve here (mean): Table 3 compares curves at one window (+sweep=method).'
@@ -19,13 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 AXES = {"curve": "curve", "D": "duration_steps", "Δ": "interval_steps", "N": "quantity", "end": "end_step",
-        "series": "branch"}
+        "series": "branch", "α": "extrapolate", "order": "merge_order"}
 WINDOW = ["duration_steps", "interval_steps", "quantity", "end_step", "branch"]  # one merge window
 # The merge curve that emulates each decay shape (REFERENCE: a linear decay's weights are uniform).
 EMULATES = {"1-sqrt": ("1-sqrt",), "linear": ("linear", "mean"), "cosine": ("cosine",)}
@@ -53,6 +54,15 @@ def decay_ends(scores: pd.DataFrame) -> pd.DataFrame:
         return scores
     wsd = scores[(scores["kind"] == "wsd") & scores["branch"].astype(str).str.startswith("wsd_")]
     return wsd[wsd["end_step"] == wsd.groupby("branch")["end_step"].transform("max")] if not wsd.empty else wsd
+
+
+def base_curve(label: str) -> str:
+    """The curve of a results label without its order and extrapolation suffixes (merging.extrapolate.curve_label).
+
+    >>> base_curve("1-sqrt-scramble3-ex+0.5@96"), base_curve("mean-ex-0.25"), base_curve("1-sqrt-reverse")
+    ('1-sqrt', 'mean', '1-sqrt')
+    """
+    return re.sub(r"(-reverse|-scramble\d+)?(-ex[+-][0-9.e+-]+(@\d+)?)?$", "", label)
 
 
 def _values(rows: pd.DataFrame, column: str) -> list:
@@ -106,11 +116,17 @@ TITLES = {"table1": "Table 1 (WSD vs WSM)", "pairs": "Decay shapes beside their 
 
 
 def design_of(scores: pd.DataFrame) -> Design:
-    """The design of one group's per-model scores (``analysis.load.model_scores``) and the parts it supports."""
+    """The design of one group's per-model scores (``analysis.load.model_scores``) and the parts it supports.
+    The axes are read over every merge (extrapolated and reordered ones too); the parts use the plain ones."""
     merges = plain_merges(scores)
+    every = scores[(scores["kind"] == "wsm") & (scores["quantity"] >= 2)] if "kind" in scores else scores
     varied, held = {}, {}
     for axis, column in AXES.items():
-        values = _values(merges, column)
+        values = _values(every, column)
+        if axis == "curve":  # "1-sqrt-reverse", "mean-ex+0.5": the order and α are axes of their own
+            values = sorted({base_curve(str(v)) for v in values})
+        if axis in ("α", "order") and len(values) <= 1:
+            continue  # the paper's merges: no extrapolation, natural order — not worth a word
         if len(values) > 1:
             varied[axis] = values
         elif values:

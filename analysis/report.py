@@ -100,8 +100,8 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
         made += group_figures + extra.figures
-        sections.append(render(part, tables, [*group_figures, made[0]], out, design, extra.absent,
-                               heading=group if len(groups) > 1 else None) + "\n" + extra.markdown + "\n")
+        sections.append(render(part, tables, [*group_figures, made[0]], out, design, extra,
+                               heading=group if len(groups) > 1 else None) + "\n")
     report = Report(out / "report.md", all_tables, made)
     preface = [] if len(groups) == 1 else [f"# WSM report: {len(groups)} studies/suites side by side "
                                            "(--allow-mixed; numbers are not comparable across them)", ""]
@@ -175,8 +175,9 @@ def headline(claims: pd.DataFrame) -> list[str]:
 
 
 def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: list[Path], out: Path,
-           design: Design | None = None, absent: list[str] = (), heading: str | None = None) -> str:
-    """The markdown of one group: design, claims, then only the parts the design supports (analysis.design)."""
+           design: Design | None = None, extra: beyond.Section | None = None, heading: str | None = None) -> str:
+    """The markdown of one group: design, claims, then only the parts the design supports (analysis.design),
+    the beyond-the-paper parts (``extra``), what was left out and why, every model."""
     design = design or design_of(tables["models"])
     seeds = sorted(int(s) for s in frame["seed"].dropna().unique())
     sweeps = sorted(frame["sweep"].unique().tolist())
@@ -236,9 +237,12 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
                   _md(tables["factors"], 3)]
     if parts["duration"]:
         lines += ["## Score vs merge duration", "", _md(tables["duration"])]
+    if extra is not None and extra.markdown:
+        lines += [extra.markdown, ""]
     lines += ["## Figures", "",
               *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figure_paths if p not in claim_figure], "",
-              "## Not shown for this design", "", *design.absent(), *[f"- {line}" for line in absent], "",
+              "## Not shown for this design", "", *design.absent(),
+              *[f"- {line}" for line in (extra.absent if extra is not None else [])], "",
               "## All models", "", _md(_with_raw_flag(tables["models"], worse))]
     if not tables["failed"].empty:
         lines += ["## Failed variants (excluded from every number above)", "", _md(tables["failed"])]
