@@ -33,23 +33,29 @@ SUITES = {  # name -> ({task: (category, metric)}, score of a model in [0, 1] gi
 HEADINGS = {"table1": "## Table 1", "pairs": "## Decay shapes beside their merge curves", "table3": "## Table 3",
             "table4": "## Table 4", "table5": "## Table 5", "factors": "## Factor importance",
             "duration": "## Score vs merge duration", "losses": "## Losses by category"}
-FAST = {("duration", "tiny"), ("wsd_vs_wsm", "benchmarks"), ("method", "zero_or_negative")}  # the rest: slow
+FAST = {("duration", "tiny")}  # the fast loop's sample; every other sweep × suite runs in the full suite
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory) -> dict[str, list]:
-    """Every sweep's variants (merges and baselines) for seeds 0 and 1, as the real planner decides them."""
+def planned(tmp_path_factory):
+    """Every sweep's variants (merges and baselines) for seeds 0 and 1, as the real planner decides them;
+    composed on first use (the noise sweep alone is 36 jobs)."""
     folder = tmp_path_factory.mktemp("plans")
-    variants = {}
-    with initialize_config_dir(config_dir=str(entry.CONF), version_base="1.3"):
-        for sweep in SWEEPS:
-            _, overrides, configs = preflight.compose_command([f"paths.sweeps={folder}", f"+sweep={sweep}", "seed=0,1"])
-            jobs = preflight.check_jobs(overrides, configs)
+    cache: dict[str, list] = {}
+
+    def variants(sweep: str) -> list:
+        if sweep not in cache:
+            with initialize_config_dir(config_dir=str(entry.CONF), version_base="1.3"):
+                _, overrides, configs = preflight.compose_command([f"paths.sweeps={folder}", f"+sweep={sweep}",
+                                                                   "seed=0,1"])
+                jobs = preflight.check_jobs(overrides, configs)
             by_name = {}
             for job in jobs:
                 for variant in (job.plan.variant, *job.plan.baselines):
                     by_name[variant.name] = variant
-            variants[sweep] = list(by_name.values())
+            cache[sweep] = list(by_name.values())
+        return cache[sweep]
+
     return variants
 
 
@@ -89,7 +95,7 @@ CASES = [pytest.param(sweep, suite, marks=[] if (sweep, suite) in FAST else [pyt
 
 @pytest.mark.parametrize(("sweep", "suite"), CASES)
 def test_every_sweep_and_suite_gets_a_report_fitted_to_its_design(planned, tmp_path, sweep, suite):
-    report = write_report([_write(tmp_path, sweep, planned[sweep], suite)])
+    report = write_report([_write(tmp_path, sweep, planned(sweep), suite)])
     text = report.path.read_text()
     design = design_of(report.tables["models"])
     assert f"**Design.** {design.describe()}" in text
@@ -108,10 +114,11 @@ def test_every_sweep_and_suite_gets_a_report_fitted_to_its_design(planned, tmp_p
 
 
 def _shown(planned, tmp_path, sweep: str, suite: str = "tiny") -> set[str]:
-    report = write_report([_write(tmp_path, sweep, planned[sweep], suite)])
+    report = write_report([_write(tmp_path, sweep, planned(sweep), suite)])
     return {name for name, reason in design_of(report.tables["models"]).parts.items() if reason is None}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sweep", "shown", "hidden"), [
     ("duration", {"duration", "table1"}, {"table3", "table4", "factors", "pairs"}),
     ("quantity", {"duration"}, {"table4", "factors", "table3"}),  # D varies with N at fixed Δ: no fixed-D table
@@ -126,8 +133,9 @@ def test_each_sweep_shows_the_parts_its_question_needs(planned, tmp_path, sweep,
     assert shown <= parts and not hidden & parts, parts
 
 
+@pytest.mark.slow
 def test_wsd_vs_wsm_pairs_each_shape_with_its_curve(planned, tmp_path):
-    write_report([_write(tmp_path, "wsd_vs_wsm", planned["wsd_vs_wsm"], "tiny")])
+    write_report([_write(tmp_path, "wsd_vs_wsm", planned("wsd_vs_wsm"), "tiny")])
     pairs = pd.read_csv(tmp_path / "tables" / "pairs.csv")
     assert dict(zip(pairs["shape"], pairs["merge_curve"])) == {"1-sqrt": "1-sqrt", "cosine": "cosine", "linear": "mean"}
     assert (pairs["duration_steps"] == 256).all() and (pairs["seeds"] == 2).all()
@@ -135,10 +143,11 @@ def test_wsd_vs_wsm_pairs_each_shape_with_its_curve(planned, tmp_path):
     assert set(AXIS_COLUMNS) <= set(pd.read_csv(tmp_path / "tables" / "table3.csv").columns)
 
 
+@pytest.mark.slow
 def test_a_combined_report_compares_curves_at_one_window_and_says_which(planned, tmp_path):
     """duration (mean at D = 32, 64, 128, N = 4) + method (six curves at D = 64, N = 8): Table 3 compares the
     curves where they share a window, never the mean's best window against the others'."""
-    folders = [_write(tmp_path / name, name, planned[name], "tiny") for name in ("duration", "method")]
+    folders = [_write(tmp_path / name, name, planned(name), "tiny") for name in ("duration", "method")]
     report = write_report(folders, tmp_path / "both")
     merges = report.tables["table3"][report.tables["table3"]["row"].str.startswith("merge_")]
     assert len(merges) == 6 and merges[["duration_steps", "interval_steps", "quantity"]].drop_duplicates().shape[0] == 1
