@@ -193,8 +193,8 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         f"Primary metric: **{primary}** (eval.primary); seeds {seeds}; {samples}.", "",
         f"**Design.** {design.describe()} Decay baselines: {', '.join(design.decay_shapes) or 'none'}.", "",
         *headline(claims), "",
-        *([f"**⚠ {len(worse)} merge(s) worse than the raw checkpoint they end at** (on {primary}; the merge lost "
-           "what it should add — check the window and the curve):", "", _md(worse, 4)] if not worse.empty else []),
+        *([f"**⚠ {len(worse)} merge(s) worse than the raw checkpoint they end at** (on {primary}, seed means: a flag, "
+           "not a verdict; the merge lost what it should add — check the window and the curve):", "", _md(worse, 4)] if not worse.empty else []),
         *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in claim_figure], "",
         f"{frame['variant'].nunique()} evaluated models, tasks {sorted(t for t in frame['task'].unique() if t)}. "
         "Scores are percentages of each task's metric (acc_norm, else acc); Overall is the mean over tasks "
