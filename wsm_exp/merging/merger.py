@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import mmap
 import os
 import shutil
 import time
@@ -46,7 +47,7 @@ from wsm_exp.merging.st_io import CheckpointError, read_header, tensor_nbytes
 from wsm_exp.merging.writer import SafetensorsWriter
 
 OUTPUT_ST_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64"}
-PIECE_ELEMENTS = 1 << 18  # 1 MiB of fp32: the working set of a piece stays in the L2 cache; ~1000 pieces/GB
+PIECE_ELEMENTS = 1 << 17  # 512 KiB of fp32: a piece's accumulator and products stay in the L2 cache
 SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
 DEFAULT_SHARD_BYTES = 2 * 1024**3  # 2 GiB: few shards for 7B-class models, bounded memory
 
@@ -198,7 +199,7 @@ def _stream(outputs, inputs, streams, names, allow_nonfinite, progress=False, de
 
             total = sum(tensor_nbytes(*layout[n]) for n in names) * len(inputs)
             bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False))
-        reader = _Reader(stack, inputs, streams, layout, bar)
+        reader = _Reader(inputs, streams, layout, bar)
         for name in names:
             for output in outputs:
                 output.start(name)
@@ -419,13 +420,13 @@ class _Scratch:
 class _Reader:
     """Reads pieces of a tensor from every input, hashing the bytes of files whose identity is not known yet.
 
-    Safetensors files are read with ``pread`` into one reused buffer at the offsets of their checked
-    headers; a DCP checkpoint is read a whole tensor at a time (its chunks are ``torch.save`` blobs)."""
+    Safetensors files are memory-mapped and read in place (no copy) at the offsets of their checked
+    headers; a DCP checkpoint is read a whole tensor at a time (its chunks are ``torch.save`` blobs).
+    Like every memory-mapped reader, a file truncated while it is being merged stops the process."""
 
-    def __init__(self, stack: ExitStack, checkpoints, streams, layout, bar):
+    def __init__(self, checkpoints, streams, layout, bar):
         self.checkpoints, self.streams, self.layout, self.bar, self.bytes_read = checkpoints, streams, layout, bar, 0
-        self.places = [_open(stack, c, layout) for c in checkpoints]
-        self.buffer = np.empty(PIECE_ELEMENTS * 8, np.uint8)
+        self.places = [_open(c, layout) for c in checkpoints]
         self.hashes = {}
 
     def pieces(self, name: str) -> list[tuple[int, int]]:
@@ -437,7 +438,7 @@ class _Reader:
 
     def read(self, index: int, name: str, start: int, stop: int, *, record: bool = True) -> np.ndarray:
         """Elements ``start:stop`` of tensor ``name`` of input ``index``, flat, as stored (bf16 as uint16 bits,
-        non-float dtypes as bytes); valid until the next read. ``record``: hash and count the bytes."""
+        non-float dtypes as bytes), read-only. ``record``: hash and count the bytes."""
         st_dtype = self.layout[name][0]
         dtype = NUMPY_DTYPES.get(st_dtype, np.dtype(np.uint8))
         width = tensor_nbytes(st_dtype, (1,))
@@ -445,9 +446,8 @@ class _Reader:
         if isinstance(place, _DcpPlace):
             data = place.handle.get_array(name)
         else:
-            fd, file_index, offset = place[name]
-            data = self.buffer[:(stop - start) * width]
-            _pread(fd, data, offset + start * width, self.checkpoints[index].files[file_index], name)
+            mapped, file_index, offset = place[name]
+            data = np.frombuffer(mapped, np.uint8, (stop - start) * width, offset + start * width)
             stream = self.streams[index]
             if record and stream.wants(file_index):
                 key = (index, name)
@@ -469,32 +469,26 @@ class _DcpPlace:
     handle: Any  # dcp_io.DcpCheckpoint
 
 
-def _open(stack: ExitStack, checkpoint: Checkpoint, layout) -> dict[str, tuple[int, int, int]] | _DcpPlace:
-    """tensor name -> (open file descriptor, index of its file, absolute offset of its data), over the
-    checkpoint's files; a DCP checkpoint is one handle (its files are hashed by a plain read)."""
+def _open(checkpoint: Checkpoint, layout) -> dict[str, tuple[mmap.mmap, int, int]] | _DcpPlace:
+    """tensor name -> (its file mapped read-only, index of the file, offset of its data), over the
+    checkpoint's files; a DCP checkpoint is one handle (its files are hashed by a plain read).
+    A mapping is released when the last array over it goes (no explicit close while arrays remain)."""
     if checkpoint.files[0].name == DCP_METADATA:
         return _DcpPlace(_dcp().DcpCheckpoint.open(checkpoint.path))
     by_name = {}
     for index, file in enumerate(checkpoint.files):
         header = read_header(file)
-        fd = os.open(file, os.O_RDONLY)
-        stack.callback(os.close, fd)
+        with open(file, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        if len(mapped) != header.file_size:
+            raise CheckpointError(f"{file} changed size while the merge started. Wait until it is completely "
+                                  "written, then rerun.")
         for name, info in header.tensors.items():
             if layout.get(name) != (info.dtype, info.shape):
                 raise CheckpointError(f"{file} changed while the merge started (tensor {name!r} is now {info.dtype} "
                                       f"{list(info.shape)}). Wait until it is completely written, then rerun.")
-            by_name[name] = (fd, index, header.data_start + info.begin)
+            by_name[name] = (mapped, index, header.data_start + info.begin)
     return by_name
-
-
-def _pread(fd: int, into: np.ndarray, offset: int, file: Path, name: str) -> None:
-    view, done = memoryview(into), 0
-    while done < len(view):
-        got = os.preadv(fd, [view[done:]], offset + done)
-        if not got:
-            raise CheckpointError(f"{file} got shorter while being merged (tensor {name!r}); wait until it is "
-                                  "completely written, then rerun.")
-        done += got
 
 
 def _dcp():
