@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import json
@@ -31,6 +32,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,6 +50,7 @@ from wsm_exp.merging.writer import SafetensorsWriter
 
 OUTPUT_ST_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64"}
 PIECE_ELEMENTS = 1 << 17  # 512 KiB of fp32: a piece's accumulator and products stay in the L2 cache
+WRITE_SLOTS = 3  # pieces per output being computed or written at once (the writer thread trails by up to two)
 SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
 DEFAULT_SHARD_BYTES = 2 * 1024**3  # 2 GiB: few shards for 7B-class models, bounded memory
 
@@ -193,6 +196,9 @@ def _stream(outputs, inputs, streams, names, allow_nonfinite, progress=False, de
     output narrows and writes that piece (so the accumulators are one piece each)."""
     layout = outputs[0].layout
     with ExitStack() as stack, np.errstate(over="ignore", invalid="ignore"):  # non-finite sums are checked below
+        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="wsm-merge-write"))
+        for output in outputs:
+            output.pool = pool
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -309,6 +315,7 @@ class _Output:
         self.scratch = _Scratch(self.dtype)  # reused for every piece: no allocation (and page faults) per tensor
         self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
         self.writer, self.shard, self.digests = None, -1, {}  # digests: shard index -> its files' digests
+        self.pool, self.pending, self.slot = None, collections.deque(), 0  # writes in flight, oldest first
         if tmp is not None:  # a worker writing some shards of a folder its parent made
             self.tmp = tmp
             return
@@ -330,7 +337,10 @@ class _Output:
         self.summed = self.in_st in FLOAT_DTYPES
 
     def begin_piece(self, size: int) -> None:
-        self.acc = self.scratch.get("acc", size) if self.summed else None
+        while len(self.pending) >= WRITE_SLOTS:  # this piece's slot is free once the write before it is done
+            self.pending.popleft().result()
+        self.slot = (self.slot + 1) % WRITE_SLOTS
+        self.acc = self.scratch.get(f"acc{self.slot}", size) if self.summed else None
         self.first = None
 
     def add(self, index: int, name: str, data: np.ndarray) -> None:
@@ -355,7 +365,8 @@ class _Output:
         if self.summed:
             merged, size = self.acc, self.acc.size
             if NUMPY_DTYPES[self.out_st] != self.dtype:
-                merged = narrow(self.acc, self.out_st, self.scratch.get(self.out_st, size, NUMPY_DTYPES[self.out_st]),
+                into = self.scratch.get(f"{self.out_st}{self.slot}", size, NUMPY_DTYPES[self.out_st])
+                merged = narrow(self.acc, self.out_st, into,
                                 self.scratch.get("work", size, np.dtype(np.uint32)) if self.out_st == "BF16" else None)
             # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
             # output; only a non-finite output triggers the scan that names the culprit.
@@ -365,8 +376,10 @@ class _Output:
             merged = self.first
         if self.as_dcp:  # one piece per tensor
             self.writer.write_array(name, self.out_st, self.layout[name][1], merged)
-        else:
+        elif self.pool is None:
             self.writer.write(name, merged)
+        else:  # written (and hashed) by the pass's writer thread while the next piece is computed
+            self.pending.append(self.pool.submit(self.writer.write, name, merged))
 
     def close(self, identities: list[str], provenance) -> MergeResult:
         """Write index, side files and merge.json into the temporary folder (every shard is written)."""
@@ -398,6 +411,8 @@ class _Output:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def close_shard(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
         if self.writer is not None:
             self.writer.close()
             self.digests[self.shard] = self.writer.digests() if self.as_dcp else [self.writer.digest()]
