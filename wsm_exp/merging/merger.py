@@ -28,11 +28,12 @@ import fcntl
 import json
 import mmap
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -196,7 +197,7 @@ def _stream(outputs, inputs, streams, names, allow_nonfinite, progress=False, de
     output narrows and writes that piece (so the accumulators are one piece each)."""
     layout = outputs[0].layout
     with ExitStack() as stack, np.errstate(over="ignore", invalid="ignore"):  # non-finite sums are checked below
-        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="wsm-merge-write"))
+        pool = stack.enter_context(_WriterThread())
         for output in outputs:
             output.pool = pool
         bar = None
@@ -221,6 +222,49 @@ def _stream(outputs, inputs, streams, names, allow_nonfinite, progress=False, de
         for output in outputs:
             output.close_shard()
     return reader.bytes_read
+
+
+class _WriterThread:
+    """One thread running submitted calls in order (the pass's writes); ``submit`` returns a handle whose
+    ``result()`` waits for the call and re-raises its error. Leaving the ``with`` waits for every call."""
+
+    def __init__(self):
+        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="wsm-merge-write", daemon=True)
+
+    def __enter__(self) -> _WriterThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.calls.put(None)
+        self.thread.join()
+
+    def submit(self, fn, *args) -> _Call:
+        call = _Call(fn, args)
+        self.calls.put(call)
+        return call
+
+    def _run(self) -> None:
+        while (call := self.calls.get()) is not None:
+            call.run()
+
+
+class _Call:
+    def __init__(self, fn, args):
+        self.fn, self.args, self.error, self.done = fn, args, None, threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.fn(*self.args)
+        except BaseException as err:  # noqa: BLE001 — handed to the caller of result()
+            self.error = err
+        self.done.set()
+
+    def result(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
 
 
 def _worker_groups(outputs: list[_Output], workers: int) -> list[list[str]] | None:
