@@ -398,7 +398,7 @@ class _Output:
                        first=self.first is None)
             self.first = j  # not None: the next input is added
         elif self.first is None:
-            self.first = data.copy()  # the reader reuses its buffer
+            self.first = data.copy()  # kept past the read, and written by the writer thread
         elif not np.array_equal(self.first, data):
             checkpoints = self.plan.checkpoints
             raise MergeError(f"Non-float tensor {name!r} differs between {checkpoints[0].path} and "
