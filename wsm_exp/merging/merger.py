@@ -1,11 +1,12 @@
 """Streaming weighted merge of a ``MergePlan``, published atomically with provenance.
 
-Piece by piece (``PIECE_ELEMENTS`` of a tensor at a time, read with ``pread`` at the offsets of the
-checked headers): ``acc = w_1·θ_1``, then ``acc = acc + w_i·θ_i`` in checkpoint order, a non-fused
-multiply-add with each operation rounded in fp32 (or fp64), then narrowed to the input dtype (or
-the plan's dtype): the arithmetic of ``arith``, in numpy, so ``wsm-merge`` on safetensors never
-imports torch. Each finished piece is written at once (``writer``), shards past
-``shard_size_bytes``; memory stays at a few pieces whatever the model size or N. Every input byte
+Piece by piece (``PIECE_ELEMENTS`` of a tensor at a time, from memory-mapped files at the offsets
+of the checked headers): ``acc = w_1·θ_1``, then ``acc = acc + w_i·θ_i`` in checkpoint order, a
+non-fused multiply-add with each operation rounded in fp32 (or fp64), then narrowed to the input
+dtype (or the plan's dtype): the arithmetic of ``arith``, in numpy, so ``wsm-merge`` on safetensors
+never imports torch. Each finished piece goes to a writer thread (``writer``: header first, shards
+past ``shard_size_bytes``) while the next is computed; memory stays at a few pieces per output
+whatever the model size or N. Every input byte
 the merge reads is hashed on the way (inputs the identity cache knows are not), so the plan's key
 and the input identities come without a second read; the output's identity is hashed as it is
 written. Everything goes into a hidden temporary folder beside ``out_dir``, renamed into place at
