@@ -9,6 +9,10 @@ import torch
 from helpers.dcp import save_single
 from helpers.merging import file_series
 
+from wsm_exp.merging.merger import merge_plans
+from wsm_exp.merging.plan import build_plan
+from wsm_exp.merging.series import load_series, select_window
+
 
 def imported_modules(*args) -> set[str]:
     """Top-level packages a real ``wsm-merge`` process imports (``python -X importtime``), after it succeeded."""
@@ -26,6 +30,11 @@ def test_safetensors_merge_imports_no_torch(tmp_path):
                                "--quiet")
     assert "numpy" in modules and "wsm_exp" in modules  # the probe sees the merger's own imports
     assert not modules & {"torch", "safetensors", "transformers", "pandas", "hydra"}
+    # the sweep's stage and the jobs merge in-process, torch imported: the same bytes
+    plan = build_plan(select_window(load_series(tmp_path / "run"), quantity=2), dtype="bfloat16", identify=False)
+    result = merge_plans([plan], [tmp_path / "in-process"], progress=False)[0]
+    assert (tmp_path / "in-process" / "model.safetensors").read_bytes() == (tmp_path / "out" / "model.safetensors").read_bytes()
+    assert result.key in (tmp_path / "out" / "merge.json").read_text()
 
 
 def test_dcp_merge_imports_torch_lazily(tmp_path):

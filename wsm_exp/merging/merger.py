@@ -6,10 +6,9 @@ non-fused multiply-add with each operation rounded in fp32 (or fp64), then narro
 dtype (or the plan's dtype): the arithmetic of ``arith``, in numpy, so ``wsm-merge`` on safetensors
 never imports torch. Each finished piece goes to a writer thread (``writer``: header first, shards
 past ``shard_size_bytes``) while the next is computed; memory stays at a few pieces per output
-whatever the model size or N. Every input byte
-the merge reads is hashed on the way (inputs the identity cache knows are not), so the plan's key
-and the input identities come without a second read; the output's identity is hashed as it is
-written. Everything goes into a hidden temporary folder beside ``out_dir``, renamed into place at
+whatever the model size or N. Every input byte the merge reads is hashed on the way (inputs the
+identity cache knows are not), so the plan's key and the input identities come without a second
+read; the output's identity is hashed as it is written. Everything goes into a hidden temporary folder beside ``out_dir``, renamed into place at
 the end: a crash leaves no partial model. ``merge_plans`` computes several merges in one pass (the
 sweep's merge stage uses it), optionally in ``workers`` processes over disjoint output shards; DCP
 inputs (``dcp_io``, which imports torch) are read a whole tensor at a time and written as DCP, or
