@@ -29,7 +29,8 @@ def content_key(payload: Any, length: int = 24) -> str:
 @lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that make a number (``"missing"`` when absent)."""
-    from importlib import metadata  # here, not at the top: ~40 ms that wsm-merge's start-up never needs
+    # imported here, not at the top: ~40 ms that wsm-merge's start-up never needs
+    from importlib import metadata
 
     versions = {}
     for name in PACKAGES:
