@@ -8,11 +8,11 @@ never imports torch. Each finished piece goes to a writer thread (``writer``: he
 past ``shard_size_bytes``) while the next is computed; memory stays at a few pieces per output
 whatever the model size or N. Every input byte the merge reads is hashed on the way (inputs the
 identity cache knows are not), so the plan's key and the input identities come without a second
-read; the output's identity is hashed as it is written. Everything goes into a hidden temporary folder beside ``out_dir``, renamed into place at
-the end: a crash leaves no partial model. ``merge_plans`` computes several merges in one pass (the
-sweep's merge stage uses it), optionally in ``workers`` processes over disjoint output shards; DCP
-inputs (``dcp_io``, which imports torch) are read a whole tensor at a time and written as DCP, or
-as a Hugging Face folder with ``hf_config``.
+read; the output's identity is hashed as it is written. Everything goes into a hidden temporary
+folder beside ``out_dir``, renamed into place at the end: a crash leaves no partial model.
+``merge_plans`` computes several merges in one pass (the sweep's merge stage uses it), optionally
+in ``workers`` processes over disjoint output shards; DCP inputs (``dcp_io``, which imports torch)
+are read a whole tensor at a time and written as DCP, or as a Hugging Face folder with ``hf_config``.
 
 Example:
     >>> from wsm_exp.merging.series import load_series, select_window            # doctest: +SKIP
