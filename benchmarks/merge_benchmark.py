@@ -38,9 +38,9 @@ PLAIN = textwrap.dedent("""
     w = torch.tensor(1.0 / len(states))
     merged = {}
     for k in states[0]:
-        acc = torch.zeros(states[0][k].shape)
-        for s in states:
-            acc.addcmul_(s[k].float(), w)
+        acc = states[0][k].float() * w  # wsm-merge's arithmetic: multiply, then add, each rounded in fp32
+        for s in states[1:]:
+            acc = acc + s[k].float() * w
         merged[k] = acc.to(states[0][k].dtype)
     save_file(merged, out, metadata={"format": "pt"})
 """)
@@ -102,8 +102,8 @@ def tools(paths: list[Path], work: Path, out_dtype: str) -> dict[str, tuple[list
     (work / "plain.py").write_text(PLAIN)
     mergekit = shutil.which("mergekit-yaml") or (str(BIN / "mergekit-yaml") if (BIN / "mergekit-yaml").exists() else None)
     if mergekit:
-        # The same weights as wsm-merge's mean curve, unnormalised: both then compute
-        # acc.addcmul_(theta_i, w_i) in fp32 in checkpoint order, so outputs can be compared bit for bit.
+        # The same weights as wsm-merge's mean curve, unnormalised: both sum w_i·theta_i in fp32 in checkpoint
+        # order; mergekit with a fused multiply-add (addcmul_), wsm-merge without, so a few last bits differ.
         models = "\n".join(f"  - model: {p}\n    parameters: {{weight: {1.0 / len(paths)!r}}}" for p in paths)
         (work / "mk.yml").write_text(f"merge_method: linear\nmodels:\n{models}\nparameters: {{normalize: false}}\n"
                                      f"dtype: float32\nout_dtype: {out_dtype}\n")

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers.merging import file_series, updates_series
@@ -17,15 +18,17 @@ from wsm_exp.merging.series import load_series, select_window
 from wsm_exp.merging.weights import merge_weights
 
 
-def plain_average(paths, weights):
-    """Reference: load everything, then Σ w_i θ_i in fp32, in order, one fused multiply-add per input
-    (mergekit ``linear``'s arithmetic, which benchmarks/merge_benchmark.py checks bit for bit)."""
+def plain_average(paths, weights, dtype=np.float32):
+    """Reference: load everything, then the merger's defined arithmetic written plainly on whole tensors:
+    ``acc = w_1 θ_1``, then ``acc = acc + w_i θ_i``, each product and sum rounded to ``dtype``."""
     states = [load_file(p) for p in paths]
     merged = {}
     for k in states[0]:
-        merged[k] = torch.zeros(states[0][k].shape)
-        for s, w in zip(states, weights):
-            merged[k].addcmul_(s[k].float(), torch.tensor(w, dtype=torch.float32))
+        xs = [s[k].double().numpy().astype(dtype) for s in states]
+        acc = dtype(weights[0]) * xs[0]
+        for x, w in zip(xs[1:], weights[1:]):
+            acc = acc + dtype(w) * x
+        merged[k] = acc
     return merged
 
 
@@ -36,9 +39,13 @@ def test_fp32_merge_is_bit_identical_to_plain_average(tmp_path):
     result = merge_checkpoints(window.checkpoints, weights, tmp_path / "out", progress=False)
     merged = load_file(tmp_path / "out" / "model.safetensors")
     reference = plain_average([c.files[0] for c in window.checkpoints], weights)
+    exact = plain_average([c.files[0] for c in window.checkpoints], weights, np.float64)
     assert merged.keys() == reference.keys()
     for k in merged:
-        assert torch.equal(merged[k], reference[k]), k
+        assert np.array_equal(merged[k].numpy(), reference[k]), k
+        # and within fp32 rounding of the float64 sum: a few ulps of Σ|w_i θ_i|
+        scale = sum(abs(w) * np.abs(load_file(c.files[0])[k].double().numpy()) for c, w in zip(window.checkpoints, weights))
+        assert np.all(np.abs(merged[k].double().numpy() - exact[k]) <= 4 * 2.0**-24 * scale + 1e-45), k
     assert result.shards == 1 and result.bytes_read > 0
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 64)
@@ -176,7 +183,7 @@ def test_overflowing_sum_of_finite_inputs_refused(tmp_path):
         state = load_file(checkpoint.files[0])
         state["w"][0, 0] = 3e38
         save_file(state, checkpoint.files[0])
-    with pytest.raises(MergeError, match=r"weighted sum of tensor 'w' overflows .*torch.float32.* Check the weights"):
+    with pytest.raises(MergeError, match=r"weighted sum of tensor 'w' overflows .*\(float32\).* Check the weights"):
         merge_checkpoints(cks, [1.0, 1.0], tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     merged = merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)

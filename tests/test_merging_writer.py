@@ -1,10 +1,13 @@
 """The streaming safetensors writer: files any safetensors reader accepts, and refusals of misuse."""
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from wsm_exp.merging.dcp_io import to_numpy
+from wsm_exp.merging.identity import file_digest
 from wsm_exp.merging.writer import SafetensorsWriter
 
 
@@ -16,7 +19,10 @@ def test_written_file_reads_back_with_safetensors(tmp_path):
                 tuple(t.shape)) for n, t in tensors.items()]
     with SafetensorsWriter(path, entries, {"format": "pt", "note": "x"}) as out:
         for name, tensor in tensors.items():
-            out.write(name, tensor)
+            data = to_numpy(tensor)
+            for piece in np.array_split(data, 2):  # in pieces, as the merger writes
+                out.write(name, piece)
+    assert out.digest() == file_digest(path)
     loaded = load_file(path)
     assert loaded.keys() == tensors.keys()
     for name, tensor in tensors.items():
@@ -28,8 +34,13 @@ def test_written_file_reads_back_with_safetensors(tmp_path):
 def test_out_of_order_wrong_shape_and_missing_tensors_are_refused(tmp_path):
     entries = [("a", "F32", (2,)), ("b", "F32", (3,))]
     with pytest.raises(ValueError, match="expected"), SafetensorsWriter(tmp_path / "1", entries, {}) as out:
-        out.write("b", torch.zeros(3))
+        out.write("b", np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="expected"), SafetensorsWriter(tmp_path / "2", entries, {}) as out:
-        out.write("a", torch.zeros(4))
+        out.write("a", np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="expected"), SafetensorsWriter(tmp_path / "4", entries, {}) as out:
+        out.write("a", np.zeros(2, np.float64))  # a float entry's data must have its dtype
+    with pytest.raises(ValueError, match="expected"), SafetensorsWriter(tmp_path / "5", entries, {}) as out:
+        out.write("a", np.zeros(1, np.float32))
+        out.write("b", np.zeros(3, np.float32))  # "a" is not complete yet
     with pytest.raises(ValueError, match="closed after 1 of 2"), SafetensorsWriter(tmp_path / "3", entries, {}) as out:
-        out.write("a", torch.zeros(2))
+        out.write("a", np.zeros(2, np.float32))

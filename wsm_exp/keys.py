@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from importlib import metadata
 from typing import Any
 
 PACKAGES = ("lm_eval", "torch", "transformers", "safetensors")
@@ -30,6 +29,9 @@ def content_key(payload: Any, length: int = 24) -> str:
 @lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that make a number (``"missing"`` when absent)."""
+    # imported here, not at the top: ~40 ms that wsm-merge's start-up never needs
+    from importlib import metadata
+
     versions = {}
     for name in PACKAGES:
         try:

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             raise PlanError("--out is required (the folder the merged model is written to), unless --dry-run.")
         plans = make_plans(args)
         for plan in plans.values():
-            validate_window(plan.window)  # every header checked before torch is even imported
+            validate_window(plan.window)  # every header checked before any tensor is read
         single = len(plans) == 1
         outs = [Path(args.out) if single else Path(args.out) / name for name in plans] if args.out else []
         note = {"order": args.order, "order_seed": args.order_seed, "extrapolate": args.extrapolate,

@@ -27,8 +27,10 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from wsm_exp.merging.arith import NUMPY_DTYPES
 from wsm_exp.merging.series import DCP_DATA as DATA_FILE
 from wsm_exp.merging.series import DCP_METADATA as METADATA_FILE
 from wsm_exp.merging.st_io import CheckpointError
@@ -44,6 +46,7 @@ _ALLOWED = {
 TORCH_TO_ST = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
                torch.bool: "BOOL"}
+ST_TO_TORCH = {st: dtype for dtype, st in TORCH_TO_ST.items()}
 
 
 def is_dcp(path: Path) -> bool:
@@ -124,6 +127,11 @@ class DcpCheckpoint:
             view.copy_(self._chunk(name, dtype, chunk))
         return out
 
+    def get_array(self, name: str) -> np.ndarray:
+        """``get_tensor`` as the merger takes it: flat numpy, float dtypes as ``arith.NUMPY_DTYPES`` (bf16 as
+        its uint16 bits), other dtypes as bytes."""
+        return to_numpy(self.get_tensor(name))
+
     def _chunk(self, name: str, dtype: torch.dtype, chunk: _Chunk) -> torch.Tensor:
         file = self.path / chunk.file
         with open(file, "rb") as handle:
@@ -171,6 +179,11 @@ class DcpWriter:
         self.entries[name] = (tensor.dtype, tuple(tensor.shape), self.offset, len(data))
         self.offset += len(data)
 
+    def write_array(self, name: str, st_dtype: str, shape, data: np.ndarray) -> None:
+        """``write`` for the merger's flat numpy data of safetensors dtype ``st_dtype`` (bf16 as uint16 bits)."""
+        flat = torch.from_numpy(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+        self.write(name, flat.view(ST_TO_TORCH[st_dtype]).reshape(shape))
+
     def close(self) -> None:
         from torch.distributed.checkpoint.filesystem import _StorageInfo
         from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex,
@@ -195,6 +208,18 @@ class DcpWriter:
 
     def abort(self) -> None:
         self.handle.close()
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's data as flat numpy: float dtypes as ``arith.NUMPY_DTYPES`` (bf16 as uint16 bits), others as bytes.
+
+    >>> to_numpy(torch.tensor([1.0, -2.0], dtype=torch.bfloat16)).tolist() == [0x3F80, 0xC000]
+    True
+    """
+    flat = tensor.detach().contiguous().reshape(-1)
+    st_dtype = TORCH_TO_ST[flat.dtype]
+    as_bytes = flat.view(torch.uint8).numpy()
+    return as_bytes.view(NUMPY_DTYPES[st_dtype]) if st_dtype in NUMPY_DTYPES else as_bytes
 
 
 def _load_metadata(file: Path):

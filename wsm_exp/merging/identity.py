@@ -92,6 +92,16 @@ def tensor_digest(data) -> bytes:
     return _digest(data)
 
 
+def tensor_hasher():
+    """A hasher to feed one tensor's bytes in pieces: its ``digest()`` equals ``tensor_digest`` of them all.
+
+    >>> h = tensor_hasher(); h.update(b"ab"); h.update(b"c")
+    >>> h.digest() == tensor_digest(b"abc")
+    True
+    """
+    return _hasher()
+
+
 def _digest(data) -> bytes:
     h = _hasher()
     h.update(memoryview(data).cast("B"))
@@ -236,7 +246,7 @@ class IdentityCache:
 class StreamingIdentity:
     """A checkpoint's identity from the tensor bytes a merge reads anyway (no second read).
 
-    Files whose digest is cached are not hashed; the others are fed tensor by tensor with ``add``.
+    Files whose digest is cached are not hashed; the others are fed tensor by tensor with ``add_digest``.
     """
 
     def __init__(self, checkpoint: Checkpoint, cache: IdentityCache | None = None):
@@ -254,8 +264,9 @@ class StreamingIdentity:
     def wants(self, file_index: int) -> bool:
         return file_index in self.trees
 
-    def add(self, file_index: int, name: str, data) -> None:
-        self.trees[file_index].add(name, data)
+    def add_digest(self, file_index: int, name: str, digest: bytes) -> None:
+        """The digest (``tensor_digest``) of tensor ``name`` of file ``file_index``."""
+        self.trees[file_index].add_digest(name, digest)
 
     def identity(self) -> str:
         """Combine the files' digests; the streamed ones go into the cache."""

@@ -1,16 +1,18 @@
 """Streaming weighted merge of a ``MergePlan``, published atomically with provenance.
 
-Tensor by tensor from memory-mapped files: accumulate ``Σ w_i θ_i`` in fp32 (or fp64) as
-``acc.addcmul_(θ_i, w_i)`` in checkpoint order (the arithmetic of mergekit's ``linear`` with
-``normalize: false``, so both give bit-identical results for the same weights), write the
-result in the input dtype (or the plan's dtype), shard past ``shard_size_bytes``. Memory stays
-near one tensor whatever N is. Every input byte the merge reads is hashed on the way (inputs the
+Piece by piece (``PIECE_ELEMENTS`` of a tensor at a time, from memory-mapped files at the offsets
+of the checked headers): ``acc = w_1·θ_1``, then ``acc = acc + w_i·θ_i`` in checkpoint order, a
+non-fused multiply-add with each operation rounded in fp32 (or fp64), then narrowed to the input
+dtype (or the plan's dtype): the arithmetic of ``arith``, in numpy, so ``wsm-merge`` on safetensors
+never imports torch. Each finished piece goes to a writer thread (``writer``: header first, shards
+past ``shard_size_bytes``) while the next is computed; memory stays at a few pieces per output
+whatever the model size or N. Every input byte the merge reads is hashed on the way (inputs the
 identity cache knows are not), so the plan's key and the input identities come without a second
 read; the output's identity is hashed as it is written. Everything goes into a hidden temporary
 folder beside ``out_dir``, renamed into place at the end: a crash leaves no partial model.
 ``merge_plans`` computes several merges in one pass (the sweep's merge stage uses it), optionally
-in ``workers`` processes over disjoint output shards; DCP inputs (``dcp_io``) are read tensor by
-tensor and written as DCP, or as a Hugging Face folder with ``hf_config``.
+in ``workers`` processes over disjoint output shards; DCP inputs (``dcp_io``, which imports torch)
+are read a whole tensor at a time and written as DCP, or as a Hugging Face folder with ``hf_config``.
 
 Example:
     >>> from wsm_exp.merging.series import load_series, select_window            # doctest: +SKIP
@@ -20,11 +22,15 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import json
+import mmap
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -33,20 +39,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import safe_open
-from tqdm.auto import tqdm
+import numpy as np
 
 from wsm_exp.atomic import temp_path
-from wsm_exp.merging.identity import StreamingIdentity, combine, config_of, tensor_digest
+from wsm_exp.merging.arith import ACCUMULATE_DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, accumulate, all_finite, narrow, widen
+from wsm_exp.merging.identity import StreamingIdentity, combine, config_of, tensor_hasher
 from wsm_exp.merging.plan import MergePlan, build_plan
-from wsm_exp.merging.dcp_io import DcpCheckpoint, DcpWriter
 from wsm_exp.merging.series import DCP_METADATA, INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
-from wsm_exp.merging.st_io import CheckpointError, tensor_nbytes
-from wsm_exp.merging.writer import TORCH_TO_ST, SafetensorsWriter
+from wsm_exp.merging.st_io import CheckpointError, read_header, tensor_nbytes
+from wsm_exp.merging.writer import SafetensorsWriter
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
-SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+OUTPUT_ST_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64"}
+PIECE_ELEMENTS = 1 << 17  # 512 KiB of fp32: a piece's accumulator and products stay in the L2 cache
+WRITE_SLOTS = 3  # pieces per output being computed or written at once (the writer thread trails by up to two)
 SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
 DEFAULT_SHARD_BYTES = 2 * 1024**3  # 2 GiB: few shards for 7B-class models, bounded memory
 
@@ -186,25 +191,80 @@ def merge_plans(
 
 
 def _stream(outputs, inputs, streams, names, allow_nonfinite, progress=False, desc="merge") -> int:
-    """Read ``names`` (sorted) from every input once into every output; return the tensor bytes read."""
-    with ExitStack() as stack:
-        handles = [_open(stack, c) for c in inputs]
-        layout = outputs[0].layout
-        total = sum(tensor_nbytes(*layout[n]) for n in names) * len(inputs)
-        bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress,
-                                       leave=False))
-        reader = _Reader(inputs, handles, streams, bar)
+    """Read ``names`` (sorted) from every input once into every output; return the tensor bytes read.
+
+    Piece by piece: every input's piece of a tensor goes into every output that uses it, then each
+    output narrows and writes that piece (so the accumulators are one piece each)."""
+    layout = outputs[0].layout
+    with ExitStack() as stack, np.errstate(over="ignore", invalid="ignore"):  # non-finite sums are checked below
+        pool = stack.enter_context(_WriterThread())
+        for output in outputs:
+            output.pool = pool
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            total = sum(tensor_nbytes(*layout[n]) for n in names) * len(inputs)
+            bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False))
+        reader = _Reader(inputs, streams, layout, bar)
         for name in names:
             for output in outputs:
                 output.start(name)
-            for index, tensor in reader.tensors(name):
+            for start, stop in reader.pieces(name):
                 for output in outputs:
-                    output.add(index, name, tensor)
-            for output in outputs:
-                output.finish(name, reader, allow_nonfinite)
+                    output.begin_piece(stop - start)
+                for index in range(len(inputs)):
+                    data = reader.read(index, name, start, stop)
+                    for output in outputs:
+                        output.add(index, name, data)
+                for output in outputs:
+                    output.end_piece(name, reader, allow_nonfinite)
         for output in outputs:
             output.close_shard()
     return reader.bytes_read
+
+
+class _WriterThread:
+    """One thread running submitted calls in order (the pass's writes); ``submit`` returns a handle whose
+    ``result()`` waits for the call and re-raises its error. Leaving the ``with`` waits for every call."""
+
+    def __init__(self):
+        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="wsm-merge-write", daemon=True)
+
+    def __enter__(self) -> _WriterThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.calls.put(None)
+        self.thread.join()
+
+    def submit(self, fn, *args) -> _Call:
+        call = _Call(fn, args)
+        self.calls.put(call)
+        return call
+
+    def _run(self) -> None:
+        while (call := self.calls.get()) is not None:
+            call.run()
+
+
+class _Call:
+    def __init__(self, fn, args):
+        self.fn, self.args, self.error, self.done = fn, args, None, threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.fn(*self.args)
+        except BaseException as err:  # noqa: BLE001 — handed to the caller of result()
+            self.error = err
+        self.done.set()
+
+    def result(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
 
 
 def _worker_groups(outputs: list[_Output], workers: int) -> list[list[str]] | None:
@@ -228,8 +288,8 @@ def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite) -> int
 
     wanted = [set(s.trees) for s in streams]
     jobs = [([o.plan for o in outputs], [o.out_dir for o in outputs], [o.tmp for o in outputs], inputs,
-             outputs[0].layout, outputs[0].input_dtypes, outputs[0].shard_size, names, wanted, allow_nonfinite,
-             max(1, (os.cpu_count() or 1) // len(groups))) for names in groups]
+             outputs[0].layout, outputs[0].input_dtypes, outputs[0].shard_size, names, wanted, allow_nonfinite)
+            for names in groups]
     with ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("fork")) as pool:
         done = list(pool.map(_worker, *zip(*jobs)))
     bytes_read = 0
@@ -243,10 +303,8 @@ def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite) -> int
     return bytes_read
 
 
-def _worker(plans, out_dirs, tmps, inputs, layout, input_dtypes, shard_size, names, wanted, allow_nonfinite,
-            threads):
+def _worker(plans, out_dirs, tmps, inputs, layout, input_dtypes, shard_size, names, wanted, allow_nonfinite):
     """One worker of ``_stream_in_workers``: writes its shards; returns their digests and the input tensors'."""
-    torch.set_num_threads(threads)
     outputs = [_Output(p, o, inputs, layout, input_dtypes, shard_size, tmp=t) for p, o, t in zip(plans, out_dirs, tmps)]
     recorders = [_DigestRecorder(w) for w in wanted]
     read = _stream(outputs, inputs, recorders, names, allow_nonfinite)
@@ -262,8 +320,8 @@ class _DigestRecorder:
     def wants(self, file_index: int) -> bool:
         return file_index in self.wanted
 
-    def add(self, file_index: int, name: str, data) -> None:
-        self.digests[(file_index, name)] = tensor_digest(data)
+    def add_digest(self, file_index: int, name: str, digest: bytes) -> None:
+        self.digests[(file_index, name)] = digest
 
 
 def _union(plans: Sequence[MergePlan]) -> list[Checkpoint]:
@@ -294,14 +352,14 @@ class _Output:
         self.position = {inputs.index(c): j for j, c in enumerate(plan.checkpoints)}  # pass index -> plan index
         # fp64 inputs are never summed in a narrower type than they are stored in
         self.accumulated = "float64" if "F64" in input_dtypes else plan.accumulate
-        self.shards = ([(DCP_METADATA, []), (DcpWriter.DATA, sorted(layout))] if as_dcp else
+        self.shards = ([(DCP_METADATA, []), (_dcp().DcpWriter.DATA, sorted(layout))] if as_dcp else
                        _plan_shards(layout, plan.dtype, shard_size_bytes))
         self.shard_of = {n: i for i, (_, names) in enumerate(self.shards) for n in names}
-        # one accumulator reused for every tensor: no allocation (and page faults) per tensor
-        largest = max((_numel(shape) for st, shape in layout.values() if st in SAFETENSORS_DTYPES), default=0)
-        self.scratch = torch.empty(largest, dtype=DTYPES[self.accumulated])
+        self.dtype = ACCUMULATE_DTYPES[self.accumulated]
+        self.scratch = _Scratch(self.dtype)  # reused for every piece: no allocation (and page faults) per tensor
         self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
         self.writer, self.shard, self.digests = None, -1, {}  # digests: shard index -> its files' digests
+        self.pool, self.pending, self.slot = None, collections.deque(), 0  # writes in flight, oldest first
         if tmp is not None:  # a worker writing some shards of a folder its parent made
             self.tmp = tmp
             return
@@ -311,43 +369,61 @@ class _Output:
 
     def start(self, name: str) -> None:
         if self.as_dcp and self.writer is None:
-            self.writer = DcpWriter(self.tmp)
+            self.writer = _dcp().DcpWriter(self.tmp)
         elif not self.as_dcp and self.shard_of[name] != self.shard:
             self.close_shard()
             self.shard = self.shard_of[name]
             file_name, names = self.shards[self.shard]
             entries = [(n, _out_st_dtype(self.layout[n][0], self.plan.dtype), self.layout[n][1]) for n in names]
             self.writer = SafetensorsWriter(self.tmp / file_name, entries, self.metadata)
-        st_dtype, shape = self.layout[name]
-        self.acc = self.scratch[:_numel(shape)].view(shape).zero_() if st_dtype in SAFETENSORS_DTYPES else None
+        self.in_st = self.layout[name][0]
+        self.out_st = _out_st_dtype(self.in_st, self.plan.dtype)
+        self.summed = self.in_st in FLOAT_DTYPES
+
+    def begin_piece(self, size: int) -> None:
+        while len(self.pending) >= WRITE_SLOTS:  # this piece's slot is free once the write before it is done
+            self.pending.popleft().result()
+        self.slot = (self.slot + 1) % WRITE_SLOTS
+        self.acc = self.scratch.get(f"acc{self.slot}", size) if self.summed else None
         self.first = None
 
-    def add(self, index: int, name: str, tensor: torch.Tensor) -> None:
+    def add(self, index: int, name: str, data: np.ndarray) -> None:
+        """Input ``index``'s piece of tensor ``name`` (flat, as stored), if this merge uses that input."""
         j = self.position.get(index)
         if j is None:
             return
-        if self.acc is not None:
-            self.acc.addcmul_(tensor.to(self.acc.dtype), torch.tensor(self.plan.weights[j], dtype=self.acc.dtype))
+        if self.summed:
+            wide = widen(data, self.in_st, self.scratch.get("wide", data.size))
+            accumulate(self.acc, wide, self.plan.weights[j], self.scratch.get("tmp", data.size),
+                       first=self.first is None)
+            self.first = j  # not None: the next input is added
         elif self.first is None:
-            self.first = tensor
-        elif not torch.equal(self.first, tensor):
+            self.first = data.copy()  # kept past the read, and written by the writer thread
+        elif not np.array_equal(self.first, data):
             checkpoints = self.plan.checkpoints
             raise MergeError(f"Non-float tensor {name!r} differs between {checkpoints[0].path} and "
                              f"{checkpoints[j].path}; "
                              "integer buffers cannot be averaged. Merge checkpoints whose integer tensors agree.")
 
-    def finish(self, name: str, reader: _Reader, allow_nonfinite: bool) -> None:
-        if self.acc is None:
-            self.writer.write(name, self.first.clone())
-            return
-        st_dtype = self.layout[name][0]
-        out_dtype = SAFETENSORS_DTYPES[st_dtype] if self.plan.dtype is None else DTYPES[self.plan.dtype]
-        merged = self.acc.to(out_dtype)  # may alias the accumulator: written before the next tensor
-        # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
-        # output and then its total; only a non-finite total triggers the scan that names the culprit.
-        if not allow_nonfinite and not torch.isfinite(merged.sum()) and not torch.isfinite(merged).all():
-            _raise_nonfinite(name, reader, sorted(self.position), out_dtype)
-        self.writer.write(name, merged)
+    def end_piece(self, name: str, reader: _Reader, allow_nonfinite: bool) -> None:
+        if self.summed:
+            merged, size = self.acc, self.acc.size
+            if NUMPY_DTYPES[self.out_st] != self.dtype:
+                into = self.scratch.get(f"{self.out_st}{self.slot}", size, NUMPY_DTYPES[self.out_st])
+                merged = narrow(self.acc, self.out_st, into,
+                                self.scratch.get("work", size, np.dtype(np.uint32)) if self.out_st == "BF16" else None)
+            # No pass over the inputs: NaN/Inf in any input (even with weight 0, as 0·Inf = NaN) reaches the
+            # output; only a non-finite output triggers the scan that names the culprit.
+            if not allow_nonfinite and not all_finite(merged, self.out_st):
+                _raise_nonfinite(name, reader, sorted(self.position), self.out_st)  # raises
+        else:
+            merged = self.first
+        if self.as_dcp:  # one piece per tensor
+            self.writer.write_array(name, self.out_st, self.layout[name][1], merged)
+        elif self.pool is None:
+            self.writer.write(name, merged)
+        else:  # written (and hashed) by the pass's writer thread while the next piece is computed
+            self.pending.append(self.pool.submit(self.writer.write, name, merged))
 
     def close(self, identities: list[str], provenance) -> MergeResult:
         """Write index, side files and merge.json into the temporary folder (every shard is written)."""
@@ -379,35 +455,114 @@ class _Output:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def close_shard(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
         if self.writer is not None:
             self.writer.close()
             self.digests[self.shard] = self.writer.digests() if self.as_dcp else [self.writer.digest()]
             self.writer = None
 
 
+class _Scratch:
+    """Named flat buffers, grown on demand and reused: a piece's accumulator, products, narrowed output."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype, self.buffers = dtype, {}
+
+    def get(self, role: str, size: int, dtype: np.dtype | None = None) -> np.ndarray:
+        buffer = self.buffers.get(role)
+        if buffer is None or buffer.size < size:
+            buffer = self.buffers[role] = np.empty(max(size, 1), dtype or self.dtype)
+        return buffer[:size]
+
+
 class _Reader:
-    """Reads a tensor from each input once, hashing the bytes for identities not yet known."""
+    """Reads pieces of a tensor from every input, hashing the bytes of files whose identity is not known yet.
 
-    def __init__(self, checkpoints, handles, streams, bar):
-        self.checkpoints, self.handles, self.streams, self.bar, self.bytes_read = checkpoints, handles, streams, bar, 0
+    Safetensors files are memory-mapped and read in place (no copy) at the offsets of their checked
+    headers; a DCP checkpoint is read a whole tensor at a time (its chunks are ``torch.save`` blobs).
+    Like every memory-mapped reader, a file truncated while it is being merged stops the process."""
 
-    def tensors(self, name: str):
-        """(input index, tensor) for every input, in pass order."""
-        for index, (handle_of, stream) in enumerate(zip(self.handles, self.streams)):
-            handle, file_index = handle_of[name]
-            tensor = handle.get_tensor(name)
-            if stream.wants(file_index):
-                stream.add(file_index, name, tensor.reshape(-1).view(torch.uint8).numpy())
-            size = tensor.numel() * tensor.element_size()
-            self.bytes_read += size
-            self.bar.update(size)
-            yield index, tensor
+    def __init__(self, checkpoints, streams, layout, bar):
+        self.checkpoints, self.streams, self.layout, self.bar, self.bytes_read = checkpoints, streams, layout, bar, 0
+        self.places = [_open(c, layout) for c in checkpoints]
+        self.hashes = {}
+
+    def pieces(self, name: str) -> list[tuple[int, int]]:
+        """Element ranges of tensor ``name`` that are read together: ``PIECE_ELEMENTS`` each, or the whole
+        tensor when an input is DCP."""
+        numel = _numel(self.layout[name][1])
+        step = numel if any(isinstance(p, _DcpPlace) for p in self.places) else PIECE_ELEMENTS
+        return [(a, min(a + step, numel)) for a in range(0, numel, step)] or [(0, 0)]
+
+    def read(self, index: int, name: str, start: int, stop: int, *, record: bool = True) -> np.ndarray:
+        """Elements ``start:stop`` of tensor ``name`` of input ``index``, flat, as stored (bf16 as uint16 bits,
+        non-float dtypes as bytes), read-only. ``record``: hash and count the bytes."""
+        st_dtype = self.layout[name][0]
+        dtype = NUMPY_DTYPES.get(st_dtype, np.dtype(np.uint8))
+        width = tensor_nbytes(st_dtype, (1,))
+        place = self.places[index]
+        if isinstance(place, _DcpPlace):
+            data = place.handle.get_array(name)
+        else:
+            mapped, file_index, offset = place[name]
+            data = np.frombuffer(mapped, np.uint8, (stop - start) * width, offset + start * width)
+            stream = self.streams[index]
+            if record and stream.wants(file_index):
+                key = (index, name)
+                hasher = self.hashes.pop(key) if start else tensor_hasher()
+                hasher.update(data)
+                if stop == _numel(self.layout[name][1]):
+                    stream.add_digest(file_index, name, hasher.digest())
+                else:
+                    self.hashes[key] = hasher
+        if record:
+            self.bytes_read += data.nbytes
+            if self.bar is not None:
+                self.bar.update(data.nbytes)
+        return data.view(dtype)
 
 
-def _raise_nonfinite(name, reader: _Reader, indices, out_dtype) -> None:
+@dataclass(frozen=True)
+class _DcpPlace:
+    handle: Any  # dcp_io.DcpCheckpoint
+
+
+def _open(checkpoint: Checkpoint, layout) -> dict[str, tuple[mmap.mmap, int, int]] | _DcpPlace:
+    """tensor name -> (its file mapped read-only, index of the file, offset of its data), over the
+    checkpoint's files; a DCP checkpoint is one handle (its files are hashed by a plain read).
+    A mapping is released when the last array over it goes (no explicit close while arrays remain)."""
+    if checkpoint.files[0].name == DCP_METADATA:
+        return _DcpPlace(_dcp().DcpCheckpoint.open(checkpoint.path))
+    by_name = {}
+    for index, file in enumerate(checkpoint.files):
+        header = read_header(file)
+        with open(file, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        if len(mapped) != header.file_size:
+            raise CheckpointError(f"{file} changed size while the merge started. Wait until it is completely "
+                                  "written, then rerun.")
+        for name, info in header.tensors.items():
+            if layout.get(name) != (info.dtype, info.shape):
+                raise CheckpointError(f"{file} changed while the merge started (tensor {name!r} is now {info.dtype} "
+                                      f"{list(info.shape)}). Wait until it is completely written, then rerun.")
+            by_name[name] = (mapped, index, header.data_start + info.begin)
+    return by_name
+
+
+def _dcp():
+    """``dcp_io`` (imported on first use: it imports torch, which safetensors merges never need)."""
+    from wsm_exp.merging import dcp_io
+
+    return dcp_io
+
+
+def _raise_nonfinite(name, reader: _Reader, indices, out_st_dtype: str) -> None:
+    out_dtype = next(d for d, st in OUTPUT_ST_DTYPES.items() if st == out_st_dtype)
+    st_dtype = reader.layout[name][0]
     for index in indices:
         checkpoint = reader.checkpoints[index]
-        if not torch.isfinite(reader.handles[index][name][0].get_tensor(name)).all():
+        if not all(all_finite(reader.read(index, name, a, b, record=False), st_dtype) for a, b in reader.pieces(name)):
             raise MergeError(
                 f"Tensor {name!r} of checkpoint {checkpoint.path} (step {checkpoint.step}) contains NaN or Inf. "
                 "Drop that checkpoint from the window (pick another end step), or pass allow_nonfinite "
@@ -421,7 +576,7 @@ def _raise_nonfinite(name, reader: _Reader, indices, out_dtype) -> None:
 
 
 def _check_float_dtypes(layout, input_dtypes, first: Checkpoint) -> None:
-    unsupported = [st for st in input_dtypes if st.startswith("F") and st not in SAFETENSORS_DTYPES]
+    unsupported = [st for st in input_dtypes if st.startswith("F") and st not in FLOAT_DTYPES]
     if unsupported:
         name = next(n for n, (st, _) in layout.items() if st in unsupported)
         raise MergeError(f"Tensor {name!r} of {first.path} is {unsupported[0]}; only F64, F32, BF16 and F16 "
@@ -441,21 +596,6 @@ def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]
     if len(groups) == 1:
         return [(SINGLE_FILE, groups[0])]
     return [(f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors", g) for i, g in enumerate(groups)]
-
-
-def _open(stack: ExitStack, checkpoint: Checkpoint) -> dict[str, tuple[Any, int]]:
-    """tensor name -> (open safetensors handle, index of its file), over the checkpoint's files.
-
-    A DCP checkpoint is one handle whose file index is -1: its files are hashed by a plain read."""
-    if checkpoint.files[0].name == DCP_METADATA:
-        handle = DcpCheckpoint.open(checkpoint.path)
-        return {name: (handle, -1) for name in handle.keys()}
-    by_name = {}
-    for index, file in enumerate(checkpoint.files):
-        handle = stack.enter_context(safe_open(str(file), framework="pt"))
-        for name in handle.keys():
-            by_name[name] = (handle, index)
-    return by_name
 
 
 def _check_target(checkpoints, out_dir: Path, overwrite) -> None:
@@ -500,8 +640,8 @@ def _copy_side_files(newest: Checkpoint, hf_config: Path | None, dest: Path) -> 
 
 def _out_st_dtype(st_dtype: str, dtype: str | None) -> str:
     """safetensors dtype of a tensor in the output: float tensors take ``dtype`` when given."""
-    if dtype is not None and st_dtype in SAFETENSORS_DTYPES:
-        return TORCH_TO_ST[DTYPES[dtype]]
+    if dtype is not None and st_dtype in FLOAT_DTYPES:
+        return OUTPUT_ST_DTYPES[dtype]
     return st_dtype
 
 

@@ -29,7 +29,7 @@ from wsm_exp.merging.identity import IdentityCache, checkpoint_identity, default
 from wsm_exp.merging.series import Checkpoint, Window
 from wsm_exp.merging.weights import CONVENTION, WeightsError, canonical_curve, explicit_weights, merge_weights
 
-MERGER_VERSION = "addcmul-in-order-1"  # bump when the merger's arithmetic changes: every key changes with it
+MERGER_VERSION = "mul-add-in-order-2"  # bump when the merger's arithmetic changes (arith.py): every key changes with it
 OUTPUT_DTYPES = ("float32", "bfloat16", "float16")
 ACCUMULATIONS = ("float32", "float64")
 EXPLICIT = "explicit"

@@ -1,17 +1,18 @@
 """Stream a safetensors file tensor by tensor: the header is known up front, the data follows.
 
 A merge knows every output name, dtype and shape before it computes anything, so it can write the
-header first and then each tensor's bytes as soon as they exist (hashing them on the way). Nothing
-but the tensor in hand is held in memory, and no serialisation copy is made.
+header first and then each tensor's bytes as soon as they exist, in pieces if it likes (hashing
+them on the way). Nothing but the piece in hand is held in memory, and no serialisation copy is
+made. Data are numpy arrays (bf16 as its ``uint16`` bits); no torch.
 
 Example:
-    >>> import tempfile, torch
-    >>> from safetensors.torch import load_file
+    >>> import tempfile, numpy as np
+    >>> from safetensors.numpy import load_file
     >>> path = tempfile.mkdtemp() + "/m.safetensors"
-    >>> with SafetensorsWriter(path, [("w", "F32", (2,))], {"format": "pt"}) as out:
-    ...     out.write("w", torch.tensor([1.0, 2.0]))
+    >>> with SafetensorsWriter(path, [("w", "F32", (2, 2))], {"format": "pt"}) as out:
+    ...     out.write("w", np.array([1.0, 2.0], np.float32)); out.write("w", np.array([3.0, 4.0], np.float32))
     >>> load_file(path)["w"].tolist()
-    [1.0, 2.0]
+    [[1.0, 2.0], [3.0, 4.0]]
 """
 
 from __future__ import annotations
@@ -21,14 +22,11 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from wsm_exp.merging.identity import TreeDigest
+from wsm_exp.merging.arith import NUMPY_DTYPES
+from wsm_exp.merging.identity import TreeDigest, tensor_hasher
 from wsm_exp.merging.st_io import tensor_nbytes
-
-TORCH_TO_ST = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
-               torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-               torch.bool: "BOOL"}
 
 
 class SafetensorsWriter:
@@ -44,22 +42,34 @@ class SafetensorsWriter:
             offset = end
         blob = json.dumps(header, separators=(",", ":")).encode()
         blob += b" " * (-len(blob) % 8)  # the data section starts 8-byte aligned
-        self._expected = [(name, st_dtype, tuple(shape)) for name, st_dtype, shape in entries]
-        self._next = 0
+        self._expected = [(name, st_dtype, tensor_nbytes(st_dtype, shape)) for name, st_dtype, shape in entries]
+        self._next, self._written, self._hash = 0, 0, tensor_hasher()
         self._tree = TreeDigest(blob, [name for name, _, _ in entries])
         self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
         self._file.write(struct.pack("<Q", len(blob)) + blob)
 
-    def write(self, name: str, tensor: torch.Tensor) -> None:
-        """Append the next tensor's bytes; it must be the next entry, with its dtype and shape."""
+    def write(self, name: str, data: np.ndarray) -> None:
+        """Append the next bytes of tensor ``name``: all of them, or the next piece (flat, in order).
+
+        ``name`` is the entry being written, or the next one once that is complete; a float
+        entry's data have its numpy dtype (``arith.NUMPY_DTYPES``, bf16 as uint16), other entries
+        are taken as bytes."""
         expected = self._expected[self._next] if self._next < len(self._expected) else None
-        got = (name, TORCH_TO_ST.get(tensor.dtype), tuple(tensor.shape))
-        if got != expected:
-            raise ValueError(f"SafetensorsWriter expected {expected}, got {got}")
-        data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+        wanted = NUMPY_DTYPES.get(expected[1]) if expected else None
+        if (expected is None or name != expected[0] or (wanted is not None and data.dtype != wanted)
+                or self._written + data.nbytes > expected[2]):
+            raise ValueError(f"SafetensorsWriter expected {expected} ({self._written} bytes written), got "
+                             f"{name!r} {data.dtype} of {data.nbytes} bytes")
+        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         self._file.write(data)
-        self._tree.add(name, data)
-        self._next += 1
+        self._hash.update(data)
+        self._written += data.nbytes
+        if self._written == expected[2]:
+            self._finish_entry()
+
+    def _finish_entry(self) -> None:
+        self._tree.add_digest(self._expected[self._next][0], self._hash.digest())
+        self._next, self._written, self._hash = self._next + 1, 0, tensor_hasher()
 
     def digest(self) -> str:
         return self._tree.hexdigest()
