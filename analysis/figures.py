@@ -25,6 +25,14 @@ from wsm_exp.merging.weights import (  # noqa: E402
 )
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write and close a figure; returns its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "1-sqrt", "ema")) -> Path:
     """For each curve: merge weights as bars (top) and the emulated LR staircase over f(t) (bottom)."""
     fig, axes = plt.subplots(2, len(curves), figsize=(3.2 * len(curves), 5.2), sharey="row")
@@ -41,10 +49,7 @@ def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "
     axes[0, 0].set_ylabel("merge weight")
     axes[1, 0].set_ylabel("LR multiplier")
     axes[1, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 SHAPE_STYLES = [{"linestyle": "--"}, {"linestyle": ":"}, {"linestyle": "-."}, {"linestyle": (0, (5, 1, 1, 1, 1, 1))}]
@@ -71,10 +76,7 @@ def pairs_figure(path: Path, pairs: pd.DataFrame, metric: str = "heldout_bpb") -
     ax.set_xlabel("decay shape (and the merge curve that emulates it)")
     ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else "overall score (%)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def duration_figure(path: Path, curves: pd.DataFrame, baselines: pd.DataFrame, metric: str = "overall") -> Path | None:
@@ -99,10 +101,7 @@ def duration_figure(path: Path, curves: pd.DataFrame, baselines: pd.DataFrame, m
     ax.set_xlabel("merge duration D (steps)")
     ax.set_ylabel("overall score (%)" if metric == "overall" else "held-out bits per byte")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def fidelity_figure(path: Path, designs: pd.DataFrame, metric: str = "heldout_bpb") -> Path | None:
@@ -118,10 +117,7 @@ def fidelity_figure(path: Path, designs: pd.DataFrame, metric: str = "heldout_bp
     ax.set_xlabel("end step of the window")
     ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else metric)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def factors_figure(path: Path, importance: pd.DataFrame) -> Path | None:
@@ -133,10 +129,7 @@ def factors_figure(path: Path, importance: pd.DataFrame) -> Path | None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("R² of overall score")
     ax.set_title("factor importance (merges)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def claims_figure(path: Path, claims: pd.DataFrame) -> Path | None:
@@ -157,7 +150,4 @@ def claims_figure(path: Path, claims: pd.DataFrame) -> Path | None:
         ax.set_title(f"{row['claim']}: {row['verdict']}", fontsize=8, loc="left")
         ax.set_xlabel(f"{row['metric']} difference ({row['noise'] or 'no interval'})", fontsize=7)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
