@@ -78,7 +78,12 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
     from wsm_exp.sweep.preflight import launched_jobs
     from wsm_exp.sweep.sources import make_source
 
+    from wsm_exp.sweep import hf_pairing
+    from wsm_exp.sweep.config import shard_size_bytes
+    from wsm_exp.sweep.merge_array import stage_executor
+
     pending: dict[tuple[Path, MergePlan], dict] = {}  # (merges folder, plan) -> its note, in first-seen order
+    paired: dict[Path, Path | None] = {}  # merges folder -> the HF config its models are written with
     series: dict[Path, tuple[Checkpoint, ...]] = {}
     cached = deferred = 0
     for cfg in launched_jobs(config, config_name, multirun=True):
@@ -107,15 +112,26 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
                 continue
             plan = variant_plan(variant, [by_step[s] for s in variant.steps], source.tokens_per_step,
                                 identify=False)
-            merges = Path(cfg.paths.merges)
+            hf_config = hf_pairing.paired_config(source.hf_config, plan.checkpoints)
+            merges = Path(cfg.paths.merges) if hf_config is None else hf_pairing.merges_dir(cfg.paths.merges, hf_config)
+            paired[merges] = hf_config
             if plan.key is not None and (merges / plan.key / "merge.json").is_file():
                 cached += 1
             else:
                 pending.setdefault((merges, plan), variant.merge_provenance)
     if not pending:
         return StageSummary(0, cached, deferred)
-    summary = merge_into_cache(list(pending), provenance=list(pending.values()))
-    return StageSummary(summary.merged, cached + summary.cached, deferred, summary.bytes_read, summary.seconds)
+    tasks = int(config.get("merge_stage_tasks", 0))
+    options = {"shard_size_bytes": shard_size_bytes(config), "workers": max(1, tasks)}
+    merged = bytes_read = 0
+    seconds = 0.0
+    for hf_config in dict.fromkeys(paired[merges] for merges, _ in pending):  # one pass per HF config (usually one)
+        requests = [(merges, plan) for merges, plan in pending if paired[merges] == hf_config]
+        summary = merge_into_cache(requests, provenance=[pending[r] for r in requests], hf_config=hf_config,
+                                   executor=stage_executor(config), **options)
+        merged, cached = merged + summary.merged, cached + summary.cached
+        bytes_read, seconds = bytes_read + summary.bytes_read, seconds + summary.seconds
+    return StageSummary(merged, cached, deferred, bytes_read, seconds)
 
 
 def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> StageSummary:
