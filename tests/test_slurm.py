@@ -21,27 +21,13 @@ import pandas as pd
 import pytest
 from submitit.slurm.slurm import SlurmInfoWatcher
 
-from helpers.slurm import CANNOT_HOST, LAUNCHER, SCRIPT, daemon_pids, running, script, start_cluster
+from helpers.slurm import CANNOT_HOST, LAUNCHER, SCRIPT, cluster, daemon_pids, running, script, start_cluster  # noqa: F401
 from helpers.sweep import MICRO, ROOT, run_sweep
 
 SWEEP = ["+sweep=duration", "merge.quantity=2", "logger=none"]
 DURATIONS = [8, 16, 32]
 COLUMNS = ["variant", "task", "metric", "value", "status", "model_hash", "steps", "weights"]
 NODE = socket.gethostname().split(".")[0]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("slurm")
-    cluster = start_cluster(state_dir)
-    with pytest.MonkeyPatch.context() as env:  # the sweeps (subprocesses) submit to this cluster
-        env.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
-        env.setenv("PATH", cluster.env["PATH"])
-        yield cluster
-    pids = daemon_pids(state_dir)
-    stopped = script("stop", state_dir)
-    assert stopped.returncode == 0, stopped.stderr
-    assert not [name for name, pid in pids.items() if running(pid)]
 
 
 @pytest.fixture(scope="module")
