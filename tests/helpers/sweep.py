@@ -47,6 +47,17 @@ def run_sweep(tmp_root: Path, *overrides: str, name: str, cache: Path, timeout: 
     return SweepRun(proc.returncode, proc.stdout, proc.stderr, tmp_root / name)
 
 
+def micro_branch(cache: Path, branch: str) -> Path:
+    """A branch folder of the MICRO study, seed 0 (the session cache also holds other studies' branches)."""
+    micro = {o.split("=")[0].split(".")[1]: int(o.split("=")[1]) for o in MICRO if o.startswith("train.")}
+    for path in (cache / "studies").rglob("series.json"):
+        meta = json.loads(path.read_text())
+        train = meta["config"]["train"]
+        if meta["branch"] == branch and meta["seed"] == 0 and all(train[k] == v for k, v in micro.items()):
+            return path.parent
+    raise AssertionError(f"no {branch} branch of the MICRO study in {cache}")
+
+
 def wandb_runs(sweep_dir: Path) -> dict[str, dict]:
     """Every offline W&B run of a sweep, read back with the wandb CLI: name -> inspect JSON."""
     runs = {}

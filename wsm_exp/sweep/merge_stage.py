@@ -12,7 +12,10 @@ study is trained by the first job that needs it (its training curves go to that 
 so on a fresh study the jobs merge as before; a rerun, a second sweep over the same study, or a
 sweep over your own checkpoints (``series.path``) gets the one-pass stage. A failure in the stage
 is logged and the jobs merge on their own (each records its own error). ``merge_stage: false``
-turns the stage off.
+turns the stage off. ``merge_stage_tasks=P`` splits the pass by output shard over P local processes,
+or under the Slurm launcher over the P tasks of one Slurm array (``wsm_exp.sweep.merge_array``);
+``merge_shard_mib`` sets the shard size. Merges of a DCP series paired with ``series.hf_config`` are
+written as Hugging Face folders in their own cache folder (``wsm_exp.sweep.hf_pairing``).
 
 Example:
     >>> from wsm_exp.sweep.merge_stage import run_merge_stage   # run_merge_stage(cfg) -> StageSummary
