@@ -15,48 +15,59 @@ import pandas as pd
 import pytest
 import torch
 from helpers.dcp import save_single, state
-from helpers.sweep import MICRO, micro_branch, run_sweep
-from hydra import compose, initialize_config_dir
+from helpers.merging import tiny_model
+from helpers.sweep import micro_study, run_sweep
 from safetensors.torch import load_file, save_file
 
-import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} resolver, as the entry point does)
 from wsm_exp.sweep import hf_pairing
 from wsm_exp.sweep.config import ConfigError, SeriesConfig
-from wsm_exp.sweep.sources import EmbeddedSource, UserSource
+from wsm_exp.sweep.sources import UserSource
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SWEEP = ["+sweep=duration", "merge.quantity=2", "merge.duration=8,16", "baselines.wsd_shapes=[]", "logger=none"]
 COLUMNS = ["variant", "kind", "task", "metric", "value", "stderr", "status"]
 
 
-def dcp_series(root: Path, steps=(10, 20)) -> Path:
+def dcp_series(root: Path, steps=(10, 20), tensors=state) -> Path:
     for step in steps:
-        save_single(root / f"step_{step}", state(step))
+        save_single(root / f"step_{step}", tensors(step))
     return root
 
 
-def hf_folder(path: Path, config: str = "{}") -> Path:
+def hf_folder(path: Path, config: str | None = None) -> Path:
+    """A Hugging Face folder without weights: the tiny Llama's config.json (or ``config``) and a tokenizer file."""
     path.mkdir(parents=True)
-    (path / "config.json").write_text(config)
+    if config is None:
+        tiny_model().config.save_pretrained(path)
+    else:
+        (path / "config.json").write_text(config)
     (path / "tokenizer.json").write_text("{}")
     return path
 
 
+def tiny_state(step: int) -> dict:
+    return tiny_model(step).state_dict()
+
+
+def source(series: Path, hf_config: Path | None = None) -> UserSource:
+    return UserSource(SeriesConfig(path=str(series), tokens_per_step=1, hf_config=hf_config and str(hf_config)))
+
+
 def test_dcp_series_without_hf_config_is_refused_naming_the_key(tmp_path):
-    source = UserSource(SeriesConfig(path=str(dcp_series(tmp_path / "run")), tokens_per_step=1))
     with pytest.raises(ConfigError, match=r"DCP checkpoints .* series\.hf_config=/path/to/hf"):
-        source.check_hf_config()
+        source(dcp_series(tmp_path / "run")).check_hf_config()
 
 
-def test_hf_config_without_config_json_is_refused(tmp_path):
-    (tmp_path / "hf").mkdir()
-    source = UserSource(SeriesConfig(path=str(dcp_series(tmp_path / "run")), tokens_per_step=1,
-                                     hf_config=str(tmp_path / "hf")))
+def test_hf_config_must_hold_the_config_of_a_model_whose_weights_the_checkpoints_hold(tmp_path):
+    series = dcp_series(tmp_path / "run", tensors=tiny_state)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"series\.hf_config=.*has no config\.json"):
-        source.check_hf_config()
-    hf_folder(tmp_path / "hf2")
-    UserSource(SeriesConfig(path=str(tmp_path / "run"), tokens_per_step=1, hf_config=str(tmp_path / "hf2"))
-               ).check_hf_config()
+        source(series, tmp_path / "empty").check_hf_config()
+    with pytest.raises(ConfigError, match=r"does not describe a causal LM"):
+        source(series, hf_folder(tmp_path / "blank", config="{}")).check_hf_config()
+    source(series, hf_folder(tmp_path / "hf")).check_hf_config()  # the tiny Llama's own names: accepted
+    other = dcp_series(tmp_path / "other", tensors=state)  # a framework's own names (embed.weight, ...)
+    with pytest.raises(ConfigError, match=r"lacks \d+ weight\(s\) .*'lm_head.weight'.*Hugging Face names"):
+        source(other, tmp_path / "hf").check_hf_config()
 
 
 def test_hf_config_beside_safetensors_checkpoints_is_refused(tmp_path):
@@ -64,14 +75,12 @@ def test_hf_config_beside_safetensors_checkpoints_is_refused(tmp_path):
         (tmp_path / "run" / f"step_{step}").mkdir(parents=True)
         save_file(state(step) | {"half.weight": state(step)["half.weight"].float()},
                   tmp_path / "run" / f"step_{step}" / "model.safetensors")
-    source = UserSource(SeriesConfig(path=str(tmp_path / "run"), tokens_per_step=1,
-                                     hf_config=str(hf_folder(tmp_path / "hf"))))
     with pytest.raises(ConfigError, match="Drop series.hf_config"):
-        source.check_hf_config()
+        source(tmp_path / "run", hf_folder(tmp_path / "hf")).check_hf_config()
 
 
 def test_models_of_another_config_are_cached_and_scored_apart(tmp_path):
-    one, two = hf_folder(tmp_path / "one"), hf_folder(tmp_path / "two")
+    one, two = hf_folder(tmp_path / "one", config="{}"), hf_folder(tmp_path / "two", config="{}")
     assert hf_pairing.merges_dir(tmp_path, one) == hf_pairing.merges_dir(tmp_path, two)  # same files, same place
     (two / "tokenizer.json").write_text('{"other": 1}')
     assert hf_pairing.merges_dir(tmp_path, one) != hf_pairing.merges_dir(tmp_path, two)
@@ -82,13 +91,7 @@ def test_models_of_another_config_are_cached_and_scored_apart(tmp_path):
 
 @pytest.fixture(scope="module")
 def study(root, cache):
-    """The micro study's WSM series (trained once per session) and its held-out file."""
-    trained = run_sweep(root, "merge.quantity=2", "baselines.wsd_shapes=[]", "logger=none", "eval.tasks=[wsm_piqa]",
-                        name="dcp-study", cache=cache)
-    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-4000:]
-    with initialize_config_dir(config_dir=CONF, version_base=None):
-        cfg = compose("config", overrides=[f"paths.sweeps={root}", f"paths.cache={cache}", *MICRO])
-    return micro_branch(cache, "wsm"), EmbeddedSource.from_cfg(cfg).heldout()
+    return micro_study(root, cache)
 
 
 @pytest.mark.slow

@@ -7,14 +7,17 @@ module; where this machine cannot host it they skip with the reason, under CI=tr
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers.merging import updates_series
-from helpers.slurm import LAUNCHER, cluster  # noqa: F401  (the module's Slurm cluster fixture)
+from helpers.slurm import LAUNCHER
+from helpers.sweep import micro_study, run_sweep
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -76,7 +79,7 @@ def test_stage_in_two_local_processes_writes_the_bytes_of_one(series, reference,
 
 
 @pytest.mark.slow
-def test_stage_as_a_slurm_array_writes_the_bytes_of_one_process(cluster, series, reference, tmp_path):  # noqa: F811
+def test_stage_as_a_slurm_array_writes_the_bytes_of_one_process(cluster, series, reference, tmp_path):
     cfg = sweep_config(tmp_path, series, "merge_stage_tasks=2", "sweep_name=arr", *LAUNCHER)
     summary = stage(cfg)
     assert (summary.merged, summary.cached) == (4, 0)
@@ -94,7 +97,7 @@ def test_stage_as_a_slurm_array_writes_the_bytes_of_one_process(cluster, series,
 
 
 @pytest.mark.slow
-def test_a_cancelled_task_fails_the_stage_publishes_nothing_and_a_rerun_completes(cluster, series, reference,  # noqa: F811
+def test_a_cancelled_task_fails_the_stage_publishes_nothing_and_a_rerun_completes(cluster, series, reference,
                                                                                    tmp_path):
     cfg = sweep_config(tmp_path, series, "merge_stage_tasks=2", "sweep_name=cancel", *LAUNCHER)
     outcome = {}
@@ -129,6 +132,32 @@ def test_a_cancelled_task_fails_the_stage_publishes_nothing_and_a_rerun_complete
 
 
 
-def merge_tasks(cluster, name: str) -> dict[str, dict[str, str]]:  # noqa: F811
+@pytest.mark.slow
+def test_slurm_sweep_runs_its_merge_stage_as_an_array_with_the_results_of_a_local_sweep(cluster, root, cache,
+                                                                                         tmp_path):
+    series, heldout = micro_study(root, cache)
+    user = [f"series.path={series}", f"series.heldout={heldout}", "+sweep=duration", "merge.quantity=2",
+            "merge.duration=8,16", "baselines.wsd_shapes=[]", "logger=none", "merge_shard_mib=0.02"]
+    local = run_sweep(root, *user, name="stage-local", cache=tmp_path / "local")
+    assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-4000:]
+    run = run_sweep(root, *user, "merge_stage_tasks=2", *LAUNCHER, name="stage-slurm", cache=tmp_path / "slurm")
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-5000:]
+    (array,) = re.findall(r"merge stage: submitted Slurm job array (\d+) \(2 tasks\)", output)
+    assert "merge stage: 2 merged in one pass" in output
+    (variants,) = re.findall(r"Submitted Slurm job array (\d+)", output)
+    assert int(variants) > int(array)  # the stage's array ended before the variants' array was submitted
+    tasks = merge_tasks(cluster, "wsm-stage-slurm-merge")
+    assert sorted(tasks) == [f"{array}_0", f"{array}_1"]
+    merges = files(tmp_path / "slurm" / "merges")
+    assert len([f for f in merges if f.endswith(".safetensors")]) > 2 * 2  # each merge in several shards
+    assert merges == files(tmp_path / "local" / "merges")  # the jobs reused the stage's merges: the same bytes
+    columns = ["variant", "task", "metric", "value", "stderr", "status", "model_hash"]
+    order = ["variant", "task", "metric"]
+    pd.testing.assert_frame_equal(run.results()[columns].sort_values(order, ignore_index=True),
+                                  local.results()[columns].sort_values(order, ignore_index=True), check_exact=True)
+
+
+def merge_tasks(cluster, name: str) -> dict[str, dict[str, str]]:
     """The tasks of the merge stage's array (job name ``<launcher name>-merge``) by "<array>_<task>"."""
     return {key: job for key, job in cluster.jobs().items() if job["JobName"] == name}

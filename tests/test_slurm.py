@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from submitit.slurm.slurm import SlurmInfoWatcher
 
-from helpers.slurm import CANNOT_HOST, LAUNCHER, SCRIPT, cluster, daemon_pids, running, script, start_cluster  # noqa: F401
+from helpers.slurm import CANNOT_HOST, LAUNCHER, SCRIPT, daemon_pids, running, script, start_cluster
 from helpers.sweep import MICRO, ROOT, run_sweep
 
 SWEEP = ["+sweep=duration", "merge.quantity=2", "logger=none"]

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,6 +81,39 @@ def check_pairing(hf_config: str | None, series: dict[str, Sequence[Checkpoint]]
         raise ConfigError(
             f"series.hf_config is for DCP series, but the checkpoints under {sorted(series)} are Hugging Face "
             "folders that carry their own config and tokenizer. Drop series.hf_config.")
+    for branch in dcp:
+        check_names(str(hf_config), str(series[branch][0].path))
 
 
-__all__ = ["check_pairing", "config_digest", "conversion_plan", "merges_dir", "model_hash", "paired_config"]
+@functools.lru_cache(maxsize=8)
+def check_names(hf_config: str, checkpoint: str) -> None:
+    """Refuse a DCP checkpoint that lacks a weight of the Hugging Face model (it would load as random values).
+
+    The model is built on the meta device from ``hf_config``'s config.json (no memory, no weights read);
+    tied weights (``lm_head`` with ``tie_word_embeddings``) need not be saved; extra tensors are ignored.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from wsm_exp.merging.dcp_io import DcpCheckpoint
+
+    try:
+        config = AutoConfig.from_pretrained(hf_config)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, OSError, KeyError) as err:
+        raise ConfigError(f"series.hf_config={hf_config!r}: its config.json does not describe a causal LM "
+                          f"transformers can build ({type(err).__name__}: {err}). Point it at the Hugging Face "
+                          "folder of the model your DCP checkpoints are.") from None
+    tied = set(getattr(model, "_tied_weights_keys", None) or ()) if config.tie_word_embeddings else set()
+    names = set(DcpCheckpoint.open(Path(checkpoint)).keys())
+    missing = sorted(set(model.state_dict()) - tied - names)
+    if missing:
+        raise ConfigError(
+            f"The DCP checkpoint {checkpoint} lacks {len(missing)} weight(s) of the Hugging Face model of "
+            f"series.hf_config={hf_config!r}, e.g. {missing[:3]} (it holds e.g. {sorted(names)[:3]}); its merges "
+            "would load with random values there. Save or rename the tensors under the Hugging Face names "
+            "(your framework's HF conversion does this), or point series.hf_config at the matching model.")
+
+
+__all__ = ["check_names", "check_pairing", "config_digest", "conversion_plan", "merges_dir", "model_hash", "paired_config"]

@@ -76,14 +76,12 @@ class StageSummary:
 def run_merge_stage(config: DictConfig, config_name: str | None = None) -> StageSummary:
     """Plan every job of the sweep and compute the merges they need in one pass (see module doc)."""
     from wsm_exp.merging.series import SeriesError, load_series
-    from wsm_exp.sweep.config import ConfigError
+    from wsm_exp.sweep import hf_pairing
+    from wsm_exp.sweep.config import ConfigError, shard_size_bytes
+    from wsm_exp.sweep.merge_array import stage_executor
     from wsm_exp.sweep.plan import plan_job
     from wsm_exp.sweep.preflight import launched_jobs
     from wsm_exp.sweep.sources import make_source
-
-    from wsm_exp.sweep import hf_pairing
-    from wsm_exp.sweep.config import shard_size_bytes
-    from wsm_exp.sweep.merge_array import stage_executor
 
     pending: dict[tuple[Path, MergePlan], dict] = {}  # (merges folder, plan) -> its note, in first-seen order
     paired: dict[Path, Path | None] = {}  # merges folder -> the HF config its models are written with
