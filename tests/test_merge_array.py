@@ -40,10 +40,10 @@ def series(tmp_path_factory):
     return root / "run"
 
 
-def sweep_config(tmp: Path, series: Path, *extra: str):
+def sweep_config(tmp: Path, series: Path, *extra: str, shard_mib: str = SHARD_MIB):
     """The config Hydra hands the callbacks of ``python -m wsm_exp`` over a user series (``extra``: unswept keys)."""
     base = [f"paths.sweeps={tmp}/sweeps", "logger=none", "eval=benchmarks", f"series.path={series}",
-            "series.tokens_per_step=1000", "baselines.wsd_shapes=[]", f"merge_shard_mib={SHARD_MIB}", *extra]
+            "series.tokens_per_step=1000", "baselines.wsd_shapes=[]", f"merge_shard_mib={shard_mib}", *extra]
     with initialize_config_dir(config_dir=CONF, version_base=None):
         cfg = compose("config", overrides=base, return_hydra_config=True)
         with open_dict(cfg):
