@@ -15,14 +15,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from helpers.merging import updates_series
 from helpers.slurm import LAUNCHER
 from helpers.sweep import micro_study, run_sweep
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+from safetensors.torch import save_file
 
 import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} resolver, as the entry point does)
-from wsm_exp.sweep.merge_array import MergeArrayError
+from wsm_exp.merging.merger import merge_plans
+from wsm_exp.merging.plan import build_plan
+from wsm_exp.merging.series import load_series, select_window
+from wsm_exp.sweep.merge_array import MergeArrayError, stage_executor
 from wsm_exp.sweep.merge_stage import run_merge_stage
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -130,6 +135,24 @@ def test_a_cancelled_task_fails_the_stage_publishes_nothing_and_a_rerun_complete
     assert (summary.merged, summary.cached) == (4, 0)
     assert files(merges) == reference
 
+
+
+@pytest.mark.slow
+def test_a_task_that_raises_fails_the_stage_with_its_error_and_publishes_nothing(cluster, tmp_path):
+    for step in (1, 2):  # a NaN in the second shard: only the task merging that shard sees it
+        tensors = {f"w{i}": torch.ones(2000) for i in range(8)}
+        if step == 2:
+            tensors["w6"][3] = float("nan")
+        save_file(tensors, tmp_path / f"step_{step}.safetensors")
+    plan = build_plan(select_window(load_series(tmp_path), quantity=2), curve="mean", identify=False)
+    executor = stage_executor(sweep_config(tmp_path, tmp_path, "merge_stage_tasks=2", "sweep_name=nan", *LAUNCHER))
+    with pytest.raises(MergeArrayError) as raised:
+        merge_plans([plan], [tmp_path / "out" / "m"], shard_size_bytes=20_000, progress=False, workers=2,
+                    executor=executor)
+    message = str(raised.value)
+    assert re.search(rf"task {executor.job_id}_\d failed: .*MergeError: Tensor 'w6' .* contains NaN or Inf", message)
+    assert str(tmp_path / "sweeps" / "nan" / ".submitit" / executor.job_id) + "_" in message  # its log
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 @pytest.mark.slow

@@ -74,12 +74,12 @@ class SlurmArray:
         for job in jobs:
             try:
                 results.append(job.result())
+            except FailedJobError as err:  # a subclass of UncompletedJobError: the task raised
+                failures.append(f"task {job.job_id} failed: {_last_error_line(str(err))} "
+                                f"(its log: {job.paths.stderr})")
             except UncompletedJobError:
                 failures.append(f"task {job.job_id} ended without a result (state {job.state}; "
                                 f"its log: {job.paths.stderr})")
-            except FailedJobError as err:
-                failures.append(f"task {job.job_id} failed: {_last_error_line(str(err))} "
-                                f"(its log: {job.paths.stderr})")
         if failures:
             raise MergeArrayError(
                 f"The merge stage's Slurm job array {self.job_id} did not complete: {'; '.join(failures)}. "
