@@ -139,6 +139,16 @@ def test_sweep_over_a_dcp_series_scores_its_merges_like_the_same_safetensors_ser
     converted, original = load_file(raw / "model.safetensors"), load_file(steps[-1] / "model.safetensors")
     assert converted.keys() == original.keys() and all(torch.equal(converted[k], original[k]) for k in original)
 
+    # another tokenizer config: every model is rewritten beside it and scored anew, never reused
+    config = json.loads((hf / "tokenizer_config.json").read_text())
+    (hf / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 4096}))
+    rerun = run_sweep(root, f"series.path={dcp}", f"series.hf_config={hf}", *user, name="dcp",
+                      cache=tmp_path / "dcp-cache")
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-4000:]
+    assert (rerun.stdout + rerun.stderr).count("hf config changed") == 3  # each variant says why it recomputed
+    assert len(list((tmp_path / "dcp-cache" / "merges").glob("hf-*"))) == 2
+    assert set(rerun.results()["model_hash"]).isdisjoint(frame["model_hash"])
+
 
 def recipe(model: Path) -> tuple:
     record = json.loads((model / "merge.json").read_text())

@@ -116,4 +116,5 @@ def check_names(hf_config: str, checkpoint: str) -> None:
             "(your framework's HF conversion does this), or point series.hf_config at the matching model.")
 
 
-__all__ = ["check_names", "check_pairing", "config_digest", "conversion_plan", "merges_dir", "model_hash", "paired_config"]
+__all__ = ["check_names", "check_pairing", "config_digest", "conversion_plan", "merges_dir", "model_hash",
+           "paired_config"]

@@ -113,8 +113,9 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
                 continue
             plan = variant_plan(variant, [by_step[s] for s in variant.steps], source.tokens_per_step,
                                 identify=False)
-            hf_config = hf_pairing.paired_config(source.hf_config, plan.checkpoints)
-            merges = Path(cfg.paths.merges) if hf_config is None else hf_pairing.merges_dir(cfg.paths.merges, hf_config)
+            hf_config = hf_pairing.paired_config(source.hf_config, plan.checkpoints)  # a DCP series: HF folders
+            merges = Path(cfg.paths.merges)
+            merges = merges if hf_config is None else hf_pairing.merges_dir(merges, hf_config)
             paired[merges] = hf_config
             if plan.key is not None and (merges / plan.key / "merge.json").is_file():
                 cached += 1
@@ -126,7 +127,7 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
     options = {"shard_size_bytes": shard_size_bytes(config), "workers": max(1, tasks)}
     merged = bytes_read = 0
     seconds = 0.0
-    for hf_config in dict.fromkeys(paired[merges] for merges, _ in pending):  # one pass per HF config (usually one)
+    for hf_config in dict.fromkeys(paired[merges] for merges, _ in pending):  # a pass per HF config (usually 1)
         requests = [(merges, plan) for merges, plan in pending if paired[merges] == hf_config]
         summary = merge_into_cache(requests, provenance=[pending[r] for r in requests], hf_config=hf_config,
                                    executor=stage_executor(config), **options)
