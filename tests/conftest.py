@@ -6,6 +6,8 @@ import tempfile
 
 import pytest
 
+pytest_plugins = ["helpers.slurm"]  # the `cluster` fixture: a real one-node Slurm cluster per test module
+
 _HERMETIC = tempfile.mkdtemp(prefix="wsm-exp-tests-")
 for key, value in {
     "HF_HUB_OFFLINE": "1",

@@ -31,20 +31,6 @@ NODE = socket.gethostname().split(".")[0]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("slurm")
-    cluster = start_cluster(state_dir)
-    with pytest.MonkeyPatch.context() as env:  # the sweeps (subprocesses) submit to this cluster
-        env.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
-        env.setenv("PATH", cluster.env["PATH"])
-        yield cluster
-    pids = daemon_pids(state_dir)
-    stopped = script("stop", state_dir)
-    assert stopped.returncode == 0, stopped.stderr
-    assert not [name for name, pid in pids.items() if running(pid)]
-
-
-@pytest.fixture(scope="module")
 def root(tmp_path_factory):
     return tmp_path_factory.mktemp("slurm-sweeps")
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file, save_file
 
-from helpers.sweep import MICRO, ROOT, run_sweep, wandb_runs
+from helpers.sweep import MICRO, ROOT, micro_branch, run_sweep, wandb_runs
 
 pytestmark = pytest.mark.slow  # real subprocess sweeps: minutes in all
 
@@ -214,20 +214,9 @@ def test_a_sweep_folder_holds_one_study_and_suite(root, cache, duration):
     assert "hidden_size" in (duration.sweep_dir / "sweep.json").read_text()
 
 
-def _micro_branch(cache, branch):
-    """A branch folder of the MICRO study, seed 0 (the session cache also holds other studies' branches)."""
-    micro = {o.split("=")[0].split(".")[1]: int(o.split("=")[1]) for o in MICRO if o.startswith("train.")}
-    for path in (cache / "studies").rglob("series.json"):
-        meta = json.loads(path.read_text())
-        train = meta["config"]["train"]
-        if meta["branch"] == branch and meta["seed"] == 0 and all(train[k] == v for k, v in micro.items()):
-            return path.parent
-    raise AssertionError(f"no {branch} branch of the MICRO study in {cache}")
-
-
 def _user_series(cache, dest, nan_step):
     """A user's series: copies of the trained WSM checkpoints, one of them corrupted with a NaN."""
-    shutil.copytree(_micro_branch(cache, "wsm"), dest)
+    shutil.copytree(micro_branch(cache, "wsm"), dest)
     weights = dest / f"step_{nan_step}" / "model.safetensors"
     tensors = load_file(weights)
     name = sorted(tensors)[0]
@@ -238,13 +227,13 @@ def _user_series(cache, dest, nan_step):
 
 
 def test_failing_variant_does_not_sink_the_sweep_and_user_series_work(root, cache, duration):
-    steps = sorted(int(p.name.split("_")[1]) for p in _micro_branch(cache, "wsm").glob("step_*"))
+    steps = sorted(int(p.name.split("_")[1]) for p in micro_branch(cache, "wsm").glob("step_*"))
     series = _user_series(cache, root / "user-series", nan_step=steps[-1])
     refused = run_sweep(root, f"series.path={series}", "baselines.wsd_shapes=[]", "merge.quantity=2", name="user0",
                         cache=cache)
     assert refused.returncode != 0 and "series.heldout" in refused.stdout + refused.stderr
     # the user's WSD run stopped one checkpoint before the constant-LR run: its own end is the baseline
-    shutil.copytree(_micro_branch(cache, "wsd_1-sqrt"), root / "user-wsd", ignore=shutil.ignore_patterns(f"step_{steps[-1]}"))
+    shutil.copytree(micro_branch(cache, "wsd_1-sqrt"), root / "user-wsd", ignore=shutil.ignore_patterns(f"step_{steps[-1]}"))
     run = run_sweep(root, f"series.path={series}", f"series.wsd={{1-sqrt:{root / 'user-wsd'}}}",
                     "series.wsd_decay_steps=28", "baselines.raw_last=false", "eval.tasks=[wsm_piqa]",
                     "baselines.matched_tokens=false", "merge.interval=4",

@@ -17,9 +17,7 @@ from pathlib import Path
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as StockSlurmLauncher
-from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +26,10 @@ class SlurmLauncher(StockSlurmLauncher):
     """Submit the sweep as one Slurm job array; wait for every job, tolerating lost ones."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        import submitit
+        from wsm_exp.sweep.merge_array import slurm_executor
 
         assert self.config is not None
-        params = dict(self.params)
-        executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm",
-                                         slurm_max_num_timeout=params.pop("max_num_timeout", 0))
-        shared = set(OmegaConf.structured(BaseQueueConf).keys())  # the executor's names; the rest are slurm_*
-        executor.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
+        executor = slurm_executor(self.params)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         numbers = range(initial_job_idx, initial_job_idx + len(job_overrides))
         for number, overrides in zip(numbers, job_overrides):

@@ -32,9 +32,10 @@ class Cluster:
         """A Slurm client command against this cluster."""
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=check, timeout=60)
 
-    def jobs(self, job_id: str) -> dict[str, dict[str, str]]:
-        """`scontrol show job` of a job or array: "<array>_<task>" (or the plain id) -> its fields."""
-        out = self.run("scontrol", "-o", "show", "job", job_id).stdout
+    def jobs(self, job_id: str = "") -> dict[str, dict[str, str]]:
+        """`scontrol show job` of a job or array (default: every job the cluster still knows):
+        "<array>_<task>" (or the plain id) -> its fields."""
+        out = self.run("scontrol", "-o", "show", "job", *([job_id] if job_id else [])).stdout
         jobs = {}
         for line in out.splitlines():
             fields = dict(token.split("=", 1) for token in line.split() if "=" in token)
@@ -74,3 +75,18 @@ def running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has exited
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The cluster for one test module, stopped at its end; this process and its children submit to it."""
+    state_dir = tmp_path_factory.mktemp("slurm")
+    cluster = start_cluster(state_dir)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
+        env.setenv("PATH", cluster.env["PATH"])
+        yield cluster
+    pids = daemon_pids(state_dir)
+    stopped = script("stop", state_dir)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [name for name, pid in pids.items() if running(pid)]

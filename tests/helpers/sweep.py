@@ -47,6 +47,33 @@ def run_sweep(tmp_root: Path, *overrides: str, name: str, cache: Path, timeout: 
     return SweepRun(proc.returncode, proc.stdout, proc.stderr, tmp_root / name)
 
 
+def micro_branch(cache: Path, branch: str) -> Path:
+    """A branch folder of the MICRO study, seed 0 (the session cache also holds other studies' branches)."""
+    micro = {o.split("=")[0].split(".")[1]: int(o.split("=")[1]) for o in MICRO if o.startswith("train.")}
+    for path in (cache / "studies").rglob("series.json"):
+        meta = json.loads(path.read_text())
+        train = meta["config"]["train"]
+        if meta["branch"] == branch and meta["seed"] == 0 and all(train[k] == v for k, v in micro.items()):
+            return path.parent
+    raise AssertionError(f"no {branch} branch of the MICRO study in {cache}")
+
+
+def micro_study(root: Path, cache: Path) -> tuple[Path, Path]:
+    """The MICRO study's WSM series (trained into ``cache`` unless it is there) and its held-out file,
+    to use as a user's own series (``series.path``, ``series.heldout``)."""
+    from hydra import compose, initialize_config_dir
+
+    import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} resolver)
+    from wsm_exp.sweep.sources import EmbeddedSource
+
+    trained = run_sweep(root, "merge.quantity=2", "baselines.wsd_shapes=[]", "logger=none", "eval.tasks=[wsm_piqa]",
+                        name="micro-study", cache=cache)
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-4000:]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=[f"paths.sweeps={root}", f"paths.cache={cache}", *MICRO])
+    return micro_branch(cache, "wsm"), EmbeddedSource.from_cfg(cfg).heldout()
+
+
 def wandb_runs(sweep_dir: Path) -> dict[str, dict]:
     """Every offline W&B run of a sweep, read back with the wandb CLI: name -> inspect JSON."""
     runs = {}

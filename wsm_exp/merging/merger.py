@@ -134,7 +134,7 @@ def merge_plans(
     plans: Sequence[MergePlan], out_dirs: Sequence[str | Path], *,
     provenance: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
-    progress: bool = True, hf_config: str | Path | None = None, workers: int = 1,
+    progress: bool = True, hf_config: str | Path | None = None, workers: int = 1, executor=None,
 ) -> list[MergeResult]:
     """Several merges in one streaming pass over the union of their checkpoints.
 
@@ -148,7 +148,8 @@ def merge_plans(
     ``workers`` > 1 merges disjoint sets of output shards in that many processes (each reads only
     its shards' tensors); the index, side files and merge.json are written once, at the end, and
     the result is bit-identical to one process. A merge with one output shard (or DCP output, or
-    outputs whose shards differ) runs in one process.
+    outputs whose shards differ) runs in one process. ``executor`` (anything with ``map(fn, *iterables)``)
+    runs those workers instead of local processes: the sweep's Slurm array (wsm_exp.sweep.merge_array).
     """
     started = time.perf_counter()
     out_dirs = [Path(o) for o in out_dirs]
@@ -176,7 +177,7 @@ def merge_plans(
             desc = f"merge {out_dirs[0].name}" + (f" (+{len(plans) - 1})" if len(plans) > 1 else "")
             bytes_read = _stream(outputs, inputs, streams, sorted(layout), allow_nonfinite, progress, desc)
         else:
-            bytes_read = _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite)
+            bytes_read = _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite, executor)
         identities = [s.identity() for s in streams]
         notes = provenance if isinstance(provenance, (list, tuple)) else [provenance] * len(outputs)
         results = [output.close(identities, note) for output, note in zip(outputs, notes)]
@@ -281,8 +282,9 @@ def _worker_groups(outputs: list[_Output], workers: int) -> list[list[str]] | No
     return [sorted(b) for b in bins]
 
 
-def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite) -> int:
-    """``_stream`` over disjoint shard groups in forked processes; their digests come back to this one."""
+def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite, executor=None) -> int:
+    """``_stream`` over disjoint shard groups in forked processes (or the tasks of ``executor``, anything with
+    ``map(fn, *iterables)``, e.g. a Slurm array); their digests come back to this one."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -290,8 +292,10 @@ def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite) -> int
     jobs = [([o.plan for o in outputs], [o.out_dir for o in outputs], [o.tmp for o in outputs], inputs,
              outputs[0].layout, outputs[0].input_dtypes, outputs[0].shard_size, names, wanted, allow_nonfinite)
             for names in groups]
-    with ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("fork")) as pool:
-        done = list(pool.map(_worker, *zip(*jobs)))
+    pool = (contextlib.nullcontext(executor) if executor is not None else
+            ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("fork")))
+    with pool as workers:
+        done = list(workers.map(_worker, *zip(*jobs)))
     bytes_read = 0
     for shard_digests, tensor_digests, read in done:
         bytes_read += read

@@ -64,6 +64,7 @@ class SeriesConfig:
     wsd: dict[str, str] = field(default_factory=dict)  # WSD baseline runs by shape: 'series.wsd={1-sqrt:/ckpts/wsd}'
     wsd_decay_steps: int | None = None  # decay length of those runs, for the results; None = branch_start to their end
     heldout: str | None = None  # jsonl of {"text": ...} held-out documents for wsm_heldout_bpb
+    hf_config: str | None = None  # DCP series: folder of the HF config.json + tokenizer its merges are evaluated with
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ class RunConfig:
     seed: int = 0  # training seed of the embedded series; sweep it with seed=0,1,2
     plan: bool = False  # true: print what the command would train, merge and evaluate, then stop
     merge_stage: bool = True  # before a sweep's jobs, every merge they need in one pass (each checkpoint read once)
+    merge_stage_tasks: int = 0  # P ≥ 2: the stage in P parts by output shard (Slurm array or processes); 0 = one
+    merge_shard_mib: float = 2048.0  # merged models' shard size (MiB): bounded memory, a few shards for 7B to split
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)  # reference models beside the merges
     paths: PathsConfig = field(default_factory=PathsConfig)  # sweep folders and the shared cache
 
@@ -157,6 +160,15 @@ def _open_for_overrides(node: DictConfig, cls: type) -> None:
             _open_for_overrides(node[name], hint)
         elif isinstance(node[name], DictConfig):
             OmegaConf.set_struct(node[name], False)
+
+
+def shard_size_bytes(cfg: DictConfig) -> int:
+    """``merge_shard_mib`` in bytes: the shard size of every merge a sweep writes (stage and jobs alike).
+
+    >>> shard_size_bytes(OmegaConf.create({"merge_shard_mib": 0.5}))
+    524288
+    """
+    return max(1, int(float(cfg.get("merge_shard_mib", RunConfig.merge_shard_mib)) * 1024**2))
 
 
 def from_node(cls: type[T], node: DictConfig | dict[str, Any] | None, *, key: str = "") -> T:

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.atomic import file_lock
 from wsm_exp.sweep import folder, freshness, results, tracking
-from wsm_exp.sweep.config import LoggerConfig, from_node
+from wsm_exp.sweep.config import LoggerConfig, from_node, shard_size_bytes
 from wsm_exp.sweep.console import FILE_ONLY, library_output_to_log, quiet_terminal
 from wsm_exp.sweep.plan import plan_job
 from wsm_exp.sweep.sources import SeriesSource, make_source
@@ -86,6 +86,7 @@ class _Context:
 
         self.sweep, self.sweep_dir, self.source = sweep, sweep_dir, source
         self.merges, self.scores = Path(cfg.paths.merges), Path(cfg.paths.scores)
+        self.shard_size_bytes = shard_size_bytes(cfg)
         self.logger_cfg = logger_cfg
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
         self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
@@ -98,6 +99,7 @@ class _Context:
         """Every input that determines the variant's rows, by name (see wsm_exp.sweep.freshness)."""
         from wsm_exp.evaluation.harness import tasks_fingerprint
         from wsm_exp.merging.plan import MERGER_VERSION
+        from wsm_exp.sweep.hf_pairing import config_digest, paired_config
         from wsm_exp.sweep.merge_stage import needs_merge
 
         inputs: dict[str, Any] = {
@@ -108,6 +110,9 @@ class _Context:
             inputs[f"checkpoint {variant.branch}/{checkpoint.path.name}"] = self._identity(checkpoint)
         if needs_merge(variant):
             inputs["merger"] = MERGER_VERSION
+        hf_config = paired_config(self.source.hf_config, self._checkpoints(variant, branch_paths))
+        if hf_config is not None:
+            inputs["hf config"] = config_digest(hf_config)
         heldout = self.source.heldout()
         if heldout and "wsm_heldout_bpb" in self.suite.tasks:
             inputs["held-out file"] = self._heldout_digest(heldout)
@@ -185,14 +190,20 @@ class _Context:
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.merger import merge_or_reuse
+        from wsm_exp.sweep import hf_pairing
         from wsm_exp.sweep.merge_stage import needs_merge, variant_plan
 
         checkpoints = self._checkpoints(variant, branch_paths)
+        hf_config = hf_pairing.paired_config(self.source.hf_config, checkpoints)  # a DCP series: HF folders
         merge_seconds = 0.0
-        if needs_merge(variant):
-            merged = merge_or_reuse(variant_plan(variant, checkpoints, self.source.tokens_per_step), self.merges,
-                                    provenance=variant.merge_provenance)
-            model_dir, model_hash, merge_seconds = merged.out_dir, merged.key, merged.seconds
+        if needs_merge(variant) or hf_config is not None:
+            plan = (variant_plan(variant, checkpoints, self.source.tokens_per_step) if needs_merge(variant)
+                    else hf_pairing.conversion_plan(checkpoints[0]))
+            merges = self.merges if hf_config is None else hf_pairing.merges_dir(self.merges, hf_config)
+            merged = merge_or_reuse(plan, merges, provenance=variant.merge_provenance, hf_config=hf_config,
+                                    shard_size_bytes=self.shard_size_bytes)
+            model_dir, merge_seconds = merged.out_dir, merged.seconds
+            model_hash = merged.key if hf_config is None else hf_pairing.model_hash(merged.key, hf_config)
         else:
             model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])
         heldout = self.source.heldout()

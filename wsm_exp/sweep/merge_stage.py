@@ -12,7 +12,10 @@ study is trained by the first job that needs it (its training curves go to that 
 so on a fresh study the jobs merge as before; a rerun, a second sweep over the same study, or a
 sweep over your own checkpoints (``series.path``) gets the one-pass stage. A failure in the stage
 is logged and the jobs merge on their own (each records its own error). ``merge_stage: false``
-turns the stage off.
+turns the stage off. ``merge_stage_tasks=P`` splits the pass by output shard over P local processes,
+or under the Slurm launcher over the P tasks of one Slurm array (``wsm_exp.sweep.merge_array``);
+``merge_shard_mib`` sets the shard size. Merges of a DCP series paired with ``series.hf_config`` are
+written as Hugging Face folders in their own cache folder (``wsm_exp.sweep.hf_pairing``).
 
 Example:
     >>> from wsm_exp.sweep.merge_stage import run_merge_stage   # run_merge_stage(cfg) -> StageSummary
@@ -73,12 +76,15 @@ class StageSummary:
 def run_merge_stage(config: DictConfig, config_name: str | None = None) -> StageSummary:
     """Plan every job of the sweep and compute the merges they need in one pass (see module doc)."""
     from wsm_exp.merging.series import SeriesError, load_series
-    from wsm_exp.sweep.config import ConfigError
+    from wsm_exp.sweep import hf_pairing
+    from wsm_exp.sweep.config import ConfigError, shard_size_bytes
+    from wsm_exp.sweep.merge_array import stage_executor
     from wsm_exp.sweep.plan import plan_job
     from wsm_exp.sweep.preflight import launched_jobs
     from wsm_exp.sweep.sources import make_source
 
     pending: dict[tuple[Path, MergePlan], dict] = {}  # (merges folder, plan) -> its note, in first-seen order
+    paired: dict[Path, Path | None] = {}  # merges folder -> the HF config its models are written with
     series: dict[Path, tuple[Checkpoint, ...]] = {}
     cached = deferred = 0
     for cfg in launched_jobs(config, config_name, multirun=True):
@@ -107,15 +113,27 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
                 continue
             plan = variant_plan(variant, [by_step[s] for s in variant.steps], source.tokens_per_step,
                                 identify=False)
+            hf_config = hf_pairing.paired_config(source.hf_config, plan.checkpoints)  # a DCP series: HF folders
             merges = Path(cfg.paths.merges)
+            merges = merges if hf_config is None else hf_pairing.merges_dir(merges, hf_config)
+            paired[merges] = hf_config
             if plan.key is not None and (merges / plan.key / "merge.json").is_file():
                 cached += 1
             else:
                 pending.setdefault((merges, plan), variant.merge_provenance)
     if not pending:
         return StageSummary(0, cached, deferred)
-    summary = merge_into_cache(list(pending), provenance=list(pending.values()))
-    return StageSummary(summary.merged, cached + summary.cached, deferred, summary.bytes_read, summary.seconds)
+    tasks = int(config.get("merge_stage_tasks", 0))
+    options = {"shard_size_bytes": shard_size_bytes(config), "workers": max(1, tasks)}
+    merged = bytes_read = 0
+    seconds = 0.0
+    for hf_config in dict.fromkeys(paired[merges] for merges, _ in pending):  # a pass per HF config (usually 1)
+        requests = [(merges, plan) for merges, plan in pending if paired[merges] == hf_config]
+        summary = merge_into_cache(requests, provenance=[pending[r] for r in requests], hf_config=hf_config,
+                                   executor=stage_executor(config), **options)
+        merged, cached = merged + summary.merged, cached + summary.cached
+        bytes_read, seconds = bytes_read + summary.bytes_read, seconds + summary.seconds
+    return StageSummary(merged, cached, deferred, bytes_read, seconds)
 
 
 def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> StageSummary:

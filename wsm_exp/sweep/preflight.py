@@ -211,7 +211,7 @@ def check_series(cfg: DictConfig) -> None:
     """series.* besides path describe your own run; with the embedded study they would be ignored."""
     if cfg.series.path:
         return
-    for key in ("tokens_per_step", "branch_start", "wsd", "wsd_decay_steps", "heldout"):
+    for key in ("tokens_per_step", "branch_start", "wsd", "wsd_decay_steps", "heldout", "hf_config"):
         if cfg.series[key]:
             raise ConfigError(f"series.{key} describes your own run, but series.path is unset (the embedded study "
                               f"is used and series.{key} would be ignored). Give series.path=/your/checkpoints, "

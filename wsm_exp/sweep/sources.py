@@ -33,6 +33,7 @@ class SeriesSource(Protocol):
     wsd_shapes: Sequence[str]  # decay shapes with a WSD baseline series
     decay_min_lr: float  # final LR fraction of the WSD decays
     decay_shape: str  # shape of the decays the study trains for fidelity / merge-then-decay
+    hf_config: Path | None  # Hugging Face config + tokenizer for DCP series (wsm_exp.sweep.hf_pairing)
 
     def planned_wsm_steps(self) -> list[int]: ...
 
@@ -59,6 +60,7 @@ class EmbeddedSource:
     logger: Callable[[dict, int], None] | None = None
     trains_branches = True
     has_heldout = True  # the study holds out Wikipedia articles
+    hf_config = None  # the study writes Hugging Face folders
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, logger=None) -> "EmbeddedSource":
@@ -175,6 +177,23 @@ class UserSource:
     def has_heldout(self) -> bool:
         return bool(self.cfg.heldout)
 
+    @property
+    def hf_config(self) -> Path | None:
+        return Path(self.cfg.hf_config) if self.cfg.hf_config else None
+
+    def check_hf_config(self) -> None:
+        """Refuse a DCP series without series.hf_config (and a bad one): wsm_exp.sweep.hf_pairing."""
+        from wsm_exp.merging.series import SeriesError
+        from wsm_exp.sweep.hf_pairing import check_pairing
+
+        series = {}
+        for branch in ["wsm", *(f"wsd_{shape}" for shape in self.wsd)]:
+            try:
+                series[branch] = self._load(branch).checkpoints
+            except SeriesError:
+                continue  # reported with its own message where the series is used
+        check_pairing(self.cfg.hf_config, series)
+
     def planned_wsm_steps(self) -> list[int]:
         return self.planned_steps("wsm")
 
@@ -231,5 +250,7 @@ def make_source(cfg: DictConfig, logger=None) -> SeriesSource:
                 f"series.path={series_cfg.path!r} is not a folder. Point it at the folder that holds "
                 "your step_<n> / checkpoint-<n> checkpoints, or leave it unset for the embedded study."
             )
-        return UserSource(series_cfg, seed=int(cfg.seed))
+        source = UserSource(series_cfg, seed=int(cfg.seed))
+        source.check_hf_config()
+        return source
     return EmbeddedSource.from_cfg(cfg, logger)
