@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from sweep_helpers import MICRO  # noqa: E402  (the tests' micro study: the same sweep the Slurm tests run)
+from helpers.sweep import MICRO  # noqa: E402  (the tests' micro study: the same sweep the Slurm tests run)
 
 SWEEP = ["+sweep=duration", "merge.quantity=2", "merge.duration=8,16,32", "logger=none"]
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
