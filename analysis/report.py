@@ -28,9 +28,10 @@ from analysis.design import Design, design_of, windows_line
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.findings import findings
-from analysis.load import ReportError, failed, load_results, model_scores
+from analysis.load import DESIGN, ReportError, failed, load_results, model_scores
 from analysis.sft import table2_section
 from analysis.tables import (
+    WORSE_SHOWN,
     by_design,
     decay_pairs,
     duration_curves,
@@ -194,7 +195,8 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         f"**Design.** {design.describe()} Decay baselines: {', '.join(design.decay_shapes) or 'none'}.", "",
         *headline(claims), "",
         *([f"**⚠ {len(worse)} merge(s) worse than the raw checkpoint they end at** (on {primary}, seed means: a flag, "
-           "not a verdict; the merge lost what it should add — check the window and the curve):", "", _md(worse, 4)] if not worse.empty else []),
+           "not a verdict; the merge lost what it should add — check the window and the curve):", "",
+             _md(worse[[c for c in WORSE_SHOWN if c in worse]], 4)] if not worse.empty else []),
         *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in claim_figure], "",
         f"{frame['variant'].nunique()} evaluated models, tasks {sorted(t for t in frame['task'].unique() if t)}. "
         "Scores are percentages of each task's metric (acc_norm, else acc); Overall is the mean over tasks "
@@ -250,14 +252,19 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
 
 
 def _with_raw_flag(models: pd.DataFrame, worse: pd.DataFrame) -> pd.DataFrame:
-    """The models table with a ``worse_than_raw`` column (merges flagged by analysis.tables.worse_than_raw)."""
+    """The models table with a ``worse_than_raw`` column (merges flagged by analysis.tables.worse_than_raw,
+    matched on every design column, so one probe's or one α's flag never marks its neighbours)."""
     shown = models.drop(columns=["min_lr", "samples_dir"], errors="ignore")
     if worse.empty or shown.empty:
         return shown
-    flagged = set(map(tuple, worse[["curve", "duration_steps", "interval_steps", "quantity", "end_step"]].to_numpy()))
-    keys = shown[["curve", "duration_steps", "interval_steps", "quantity", "end_step"]].to_numpy()
-    return shown.assign(worse_than_raw=[(k in flagged) and kind == "wsm" for k, kind in
-                                        zip(map(tuple, keys), shown["kind"])])
+    keys = [c for c in DESIGN if c in worse and c in models]
+    flagged = set(map(_cells, worse[keys].to_numpy()))
+    return shown.assign(worse_than_raw=[_cells(row) in flagged for row in models[keys].to_numpy()])
+
+
+def _cells(row) -> tuple:
+    """A row's cells as a hashable key in which every missing value is the same None."""
+    return tuple(None if pd.isna(v) else v for v in row)
 
 
 def log_report_to_wandb(report: Report, run) -> None:

@@ -21,6 +21,7 @@ from analysis.load import CATEGORIES, DESIGN, task_rows
 
 COLUMNS = [*CATEGORIES, "overall"]
 AXIS_COLUMNS = ["curve", "duration_steps", "interval_steps", "quantity", "end_step"]  # the design's axes, every table
+WORSE_SHOWN = ["model", "branch", *AXIS_COLUMNS, "extrapolate", "merge_order", "merge", "raw", "worse_by"]
 STD_COLUMNS = [f"{c}_std" for c in CATEGORIES]  # seed std of each category (overall_std sits beside overall)
 PAPER = Path(__file__).with_name("paper_data")
 
@@ -161,9 +162,11 @@ def decay_pairs(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
 
 def worse_than_raw(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     """Merges (N ≥ 2, any order or extrapolation) worse on ``primary`` than the raw checkpoint they end at
-    (same series and end step), seeds averaged: the merge lost what it should add."""
+    (same series and end step), seeds averaged: the merge lost what it should add. One row per flagged
+    design, with every design column (``WORSE_SHOWN`` are the ones a report prints)."""
     designs = by_design(scores)
-    columns = ["model", *AXIS_COLUMNS, "merge", "raw", "worse_by"]
+    keys = [c for c in DESIGN if c in designs]
+    columns = ["model", *keys, "merge", "raw", "worse_by"]
     raw = designs[designs["kind"] == "raw"].drop_duplicates(["branch", "end_step"]).set_index(["branch", "end_step"])[
         primary] if not designs.empty else None
     pool = designs[(designs["kind"] == "wsm") & (designs["quantity"] >= 2)] if not designs.empty else designs
@@ -174,7 +177,7 @@ def worse_than_raw(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFra
             continue
         worse = merge[primary] - reference if primary == "heldout_bpb" else reference - merge[primary]
         if worse > 0:
-            rows.append({"model": label(merge), **{c: merge[c] for c in AXIS_COLUMNS}, "merge": merge[primary],
+            rows.append({"model": label(merge), **{c: merge[c] for c in keys}, "merge": merge[primary],
                          "raw": reference, "worse_by": worse})
     return pd.DataFrame(rows, columns=columns)
 

@@ -7,10 +7,11 @@ Generates ``--steps`` fp32 checkpoints (merge_benchmark.py's Llama layout), then
 newest checkpoints) two ways, taking turns: one ``wsm-merge --curve a,b --quantity 2,4,8`` (one
 streaming pass, each input tensor read once), and one ``wsm-merge`` per merge (timed as their
 sum, and the largest alone). Page cache warm, identities cached (an unmeasured warm-up of each
-runs first). Reports the median wall time, GB of checkpoint tensors read (the merger's own count,
-printed by ``wsm-merge``, beside the unique input bytes), peak anonymous memory, the pass's time
-over the largest single merge's, and whether every output of the pass equals the separate merge
-bit for bit. The sweep's merge stage (wsm_exp.sweep.merge_stage) runs the same pass.
+runs first). With ``--cold`` the page cache is dropped before every timed run and every floor
+(root only): the inputs come from disk, as checkpoints larger than memory do on a cluster. Reports
+the median wall time, GB of checkpoint tensors read (the merger's own count, printed by
+``wsm-merge``, beside the unique input bytes), peak anonymous memory, the pass's time over the
+largest single merge's, and whether every output of the pass equals the separate merge bit for bit. The sweep's merge stage (wsm_exp.sweep.merge_stage) runs the same pass.
 Not a test: timings on a shared machine are noisy.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from identity_benchmark import drop_page_cache  # noqa: E402
 from io_floor_benchmark import io_floor  # noqa: E402
 from merge_benchmark import BIN, load_output, make_series, run_measured  # noqa: E402
 
@@ -39,7 +41,18 @@ def main() -> None:
     parser.add_argument("--curves", default="mean,1-sqrt")
     parser.add_argument("--quantities", default="2,4,8")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each timed run (root)")
     args = parser.parse_args()
+    if args.cold and not drop_page_cache():
+        parser.error("--cold needs root: /proc/sys/vm/drop_caches is not writable")
+
+    def settle() -> None:
+        """Before a timed run: no writeback of the previous one is pending; with --cold, no input cached."""
+        if args.cold:
+            drop_page_cache()  # syncs first
+        else:
+            os.sync()
+
     curves, quantities = args.curves.split(","), [int(q) for q in args.quantities.split(",")]
     with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
         work = Path(tmp)
@@ -60,17 +73,17 @@ def main() -> None:
         floors: dict[str, list[float]] = {"one pass": [], "largest alone": []}
         for _ in range(args.repeats):
             # the I/O floor of each: read the unique inputs, write its outputs (the pass writes one per merge)
+            settle()
             floors["one pass"].append(io_floor(newest, len(separate) * per_checkpoint, work / "floor.bin"))
-            os.sync()
+            settle()
             floors["largest alone"].append(io_floor(newest, per_checkpoint, work / "floor.bin"))
-            os.sync()
+            settle()
             r = run_measured(one_pass)
-            os.sync()  # the next run does not pay for this one's writeback
             runs["one pass"].append((r["seconds"], r["anon_mib"], _gb_read(r["stdout"])))
             rs = []
             for cmd in separate.values():
+                settle()
                 rs.append(run_measured(cmd))
-                os.sync()
             runs["separate"].append((sum(x["seconds"] for x in rs), max(x["anon_mib"] for x in rs),
                                      sum(_gb_read(x["stdout"]) for x in rs)))
             largest = max(rs, key=lambda x: _gb_read(x["stdout"]))  # the merge of the most checkpoints
@@ -82,7 +95,8 @@ def main() -> None:
         unique = min(args.steps, max(quantities)) * per_checkpoint
         print(f"{len(separate)} merges ({args.curves} × N = {args.quantities}) of {per_checkpoint / 1e9:.2f} GB "
               f"fp32 checkpoints; unique input bytes {unique / 1e9:.2f} GB (files, headers included); every "
-              f"output of the pass equal to its separate merge: {equal}\n")
+              f"output of the pass equal to its separate merge: {equal}; page cache "
+              f"{'dropped before each timed run (inputs from disk)' if args.cold else 'warm'}\n")
         print("| way | median wall s | GB of tensors read | peak anon MiB |\n|---|---|---|---|")
         medians = {}
         for way, values in runs.items():

@@ -229,3 +229,23 @@ def test_report_of_a_losses_only_suite_without_heldout_does_not_crash(tmp_path):
     assert out.returncode == 0, out.stderr
     losses = pd.read_csv(folder / "tables" / "losses.csv")
     assert {"math", "code"} <= set(losses.columns) and "heldout" not in losses.columns
+
+
+def test_worse_than_raw_flags_only_its_own_design(tmp_path):
+    """An extrapolated merge (α = 1) worse than raw is flagged; the plain merge of the same window is not."""
+    from analysis.report import _with_raw_flag
+    from analysis.tables import worse_than_raw
+
+    folder = write_sweep(tmp_path, seeds=(0,))
+    frame = load_results(folder)
+    copy = frame[frame["variant"].str.startswith("wsm-mean-N4-I8")].copy()
+    copy["variant"] += "-x1"
+    copy["extrapolate"] = 1.0
+    copy.loc[copy["task"] != "wsm_heldout_bpb", "value"] = 0.0  # far below the raw checkpoint's ~0.35
+    scores = model_scores(pd.concat([frame, copy], ignore_index=True))
+    worse = worse_than_raw(scores)
+    assert worse["extrapolate"].tolist() == [1.0]
+    shown = _with_raw_flag(scores, worse)
+    window = shown[(shown["quantity"] == 4) & (shown["interval_steps"] == 8)]
+    assert dict(zip(window["extrapolate"], window["worse_than_raw"])) == {0.0: False, 1.0: True}
+    assert shown["worse_than_raw"].sum() == 1
