@@ -156,3 +156,20 @@ def test_damaged_dcp_checkpoint_fails_the_merge_cleanly(single, tmp_path, capsys
     err = capsys.readouterr().err
     assert "step_20/.metadata is not valid DCP metadata" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_dcp_series_with_an_empty_tensor_merges(tmp_path, monkeypatch):
+    """A zero-element tensor (an empty buffer some frameworks save) is merged, not a crash."""
+    import torch.distributed.checkpoint as dcp
+
+    from wsm_exp.cli.merge import main
+
+    monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "ids"))
+    for step in (10, 20):
+        save_single(tmp_path / "run" / f"step_{step}", state(step) | {"step_count": torch.tensor([0]),
+                                                                      "empty": torch.zeros(0, 4)})
+    assert main([str(tmp_path / "run"), "--quantity", "2", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    loaded = {k: torch.zeros_like(v) for k, v in (state(0) | {"empty": torch.zeros(0, 4)}).items()}
+    dcp.load(loaded, checkpoint_id=str(tmp_path / "out"), no_dist=True)
+    assert loaded["empty"].shape == (0, 4)
+    torch.testing.assert_close(loaded["layer.bias"], (state(10)["layer.bias"] + state(20)["layer.bias"]) / 2)

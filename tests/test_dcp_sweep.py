@@ -85,8 +85,19 @@ def test_models_of_another_config_are_cached_and_scored_apart(tmp_path):
     (two / "tokenizer.json").write_text('{"other": 1}')
     assert hf_pairing.merges_dir(tmp_path, one) != hf_pairing.merges_dir(tmp_path, two)
     assert hf_pairing.model_hash("ab" * 16, one) != hf_pairing.model_hash("ab" * 16, two)
-    (one / "model.safetensors").write_bytes(b"weights are not part of the pairing")
-    assert hf_pairing.config_digest(one) == hf_pairing.config_digest(tmp_path / "one")
+    before = hf_pairing.config_digest(one)
+    for weights in ("model.safetensors", "pytorch_model.bin", "consolidated.pth", "model.safetensors.index.json"):
+        (one / weights).write_bytes(b"weights are not part of the pairing")
+    assert hf_pairing.config_digest(one) == before
+    (one / "tokenizer.json").write_text('{"edited": 1}')  # an edit in place is seen (cache keyed by size, mtime)
+    assert hf_pairing.config_digest(one) != before
+
+
+def test_hf_config_for_series_that_do_not_load_leaves_their_own_error(tmp_path):
+    """A series that fails to load reports its own error where it is used, not "Drop series.hf_config"."""
+    hf_pairing.check_pairing(str(hf_folder(tmp_path / "hf")), {})
+    (tmp_path / "run" / "step_10").mkdir(parents=True)  # a checkpoint folder without weights
+    source(tmp_path / "run", tmp_path / "hf").check_hf_config()
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,7 @@ OUTPUT_ST_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "flo
 PIECE_ELEMENTS = 1 << 17  # 512 KiB of fp32: a piece's accumulator and products stay in the L2 cache
 WRITE_SLOTS = 3  # pieces per output being computed or written at once (the writer thread trails by up to two)
 SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".distcp")  # never copied
 DEFAULT_SHARD_BYTES = 2 * 1024**3  # 2 GiB: few shards for 7B-class models, bounded memory
 
 
@@ -496,7 +497,7 @@ class _Reader:
         """Element ranges of tensor ``name`` that are read together: ``PIECE_ELEMENTS`` each, or the whole
         tensor when an input is DCP."""
         numel = _numel(self.layout[name][1])
-        step = numel if any(isinstance(p, _DcpPlace) for p in self.places) else PIECE_ELEMENTS
+        step = max(numel, 1) if any(isinstance(p, _DcpPlace) for p in self.places) else PIECE_ELEMENTS
         return [(a, min(a + step, numel)) for a in range(0, numel, step)] or [(0, 0)]
 
     def read(self, index: int, name: str, start: int, stop: int, *, record: bool = True) -> np.ndarray:
@@ -637,9 +638,25 @@ def _copy_side_files(newest: Checkpoint, hf_config: Path | None, dest: Path) -> 
     if not source.is_dir():
         return
     for item in source.iterdir():
-        if (item.is_file() and not item.name.endswith(".safetensors") and item.name != INDEX_FILE
-                and item not in newest.files and not item.name.startswith(SKIPPED_FILES)):
+        if is_side_file(item) and item not in newest.files:
             shutil.copy2(item, dest / item.name)
+
+
+def is_side_file(path: Path) -> bool:
+    """Whether ``path`` goes beside merged weights: a model folder's config and tokenizer files, not its
+    weights (any format), weight index, training state or merge record.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("config.json", "tokenizer.json", "pytorch_model.bin", "optimizer.pt", "model.safetensors.index.json"):
+        ...     _ = (folder / name).write_text("{}")
+        >>> sorted(p.name for p in folder.iterdir() if is_side_file(p))
+        ['config.json', 'tokenizer.json']
+    """
+    name = path.name
+    return (path.is_file() and not name.endswith(WEIGHT_SUFFIXES) and not name.endswith(".index.json")
+            and not name.startswith(SKIPPED_FILES))
 
 
 def _out_st_dtype(st_dtype: str, dtype: str | None) -> str:

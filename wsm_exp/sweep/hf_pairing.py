@@ -25,19 +25,28 @@ from pathlib import Path
 
 from wsm_exp.merging.dcp_io import is_dcp
 from wsm_exp.merging.plan import MergePlan, build_plan
-from wsm_exp.merging.series import INDEX_FILE, Checkpoint
+from wsm_exp.merging.merger import is_side_file
+from wsm_exp.merging.series import Checkpoint
 from wsm_exp.sweep.config import ConfigError
 
 DIGEST_CHARS = 16
 
 
 def config_digest(hf_config: Path) -> str:
-    """Content digest of the folder's files that go beside merged weights (everything but weights)."""
+    """Content digest of the folder's files that go beside merged weights (config and tokenizer; weight
+    files of any format are never read), cached per file by path, size and modification time."""
     digest = hashlib.sha256()
     for item in sorted(Path(hf_config).iterdir()):
-        if item.is_file() and not item.name.endswith(".safetensors") and item.name != INDEX_FILE:
-            digest.update(item.name.encode() + b"\0" + item.read_bytes() + b"\0")
+        if is_side_file(item):
+            stat = item.stat()
+            digest.update(item.name.encode() + b"\0" + _file_digest(str(item), stat.st_size, stat.st_mtime_ns))
     return digest.hexdigest()[:DIGEST_CHARS]
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
+    """One side file's sha256 (``size`` and ``mtime_ns`` key the cache: an edited file is read again)."""
+    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 def merges_dir(merges: Path, hf_config: Path) -> Path:
@@ -62,7 +71,8 @@ def paired_config(hf_config: str | Path | None, checkpoints: Sequence[Checkpoint
 
 def check_pairing(hf_config: str | None, series: dict[str, Sequence[Checkpoint]]) -> None:
     """Refuse a DCP series without ``series.hf_config``, a config folder without config.json, and a
-    config given for series that are all Hugging Face folders (which carry their own)."""
+    config given for series that are all Hugging Face folders (which carry their own). ``series`` holds
+    the series that loaded; when none did, their own errors are the ones to report."""
     dcp = [branch for branch, checkpoints in series.items() if checkpoints and is_dcp(checkpoints[0].path)]
     if dcp and not hf_config:
         first = series[dcp[0]][0].path
@@ -77,7 +87,7 @@ def check_pairing(hf_config: str | None, series: dict[str, Sequence[Checkpoint]]
         raise ConfigError(
             f"series.hf_config={hf_config!r} has no config.json. Point it at the Hugging Face folder of the model "
             "your DCP checkpoints are (config.json and the tokenizer files), e.g. an HF export of one checkpoint.")
-    if not dcp:
+    if not dcp and any(series.values()):
         raise ConfigError(
             f"series.hf_config is for DCP series, but the checkpoints under {sorted(series)} are Hugging Face "
             "folders that carry their own config and tokenizer. Drop series.hf_config.")
