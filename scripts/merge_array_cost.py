@@ -55,6 +55,7 @@ def task_seconds(sweep_dir: Path) -> list[float]:
 
 
 def main() -> None:
+    """Time the stage in one process and as a P-task array, ``--repeats`` times each; print medians."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mib", type=int, default=0, help="checkpoint size in MiB (0: the tests' tiny Llama)")

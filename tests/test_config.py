@@ -99,6 +99,7 @@ def test_a_wrong_type_is_refused_by_name(hydra_ready, tmp_path, override, key):
     (["series.wsd={1-sqrt:/x}"], "series.path is unset"),
     (["series.path=/no/such/folder"], "series.path='/no/such/folder' is not a folder"),
     (["merge.curve=exponential"], "merge.curve"),
+    (["merge_shard_mib=0"], "merge_shard_mib=0: a shard size must be a positive number"),
     (["+sweep=duration", "merge.duration=8,10", "merge.quantity=null", "merge.interval=4"], "merge.quantity"),
 ])
 def test_mistakes_are_refused_with_the_key_and_the_fix(hydra_ready, tmp_path, args, needle):

@@ -77,10 +77,19 @@ def reference(series, tmp_path_factory):
     return merged
 
 
-def test_stage_in_two_local_processes_writes_the_bytes_of_one(series, reference, tmp_path):
+def test_stage_in_two_local_processes_writes_the_bytes_of_one(series, reference, tmp_path, caplog):
     cfg = sweep_config(tmp_path, series, "merge_stage_tasks=2")
-    assert stage(cfg).merged == 4
+    with caplog.at_level("INFO", logger="wsm_exp.merging.merger"):
+        assert stage(cfg).merged == 4
+    assert "merging in one process" not in caplog.text  # split in two, not fallen back to one
     assert files(Path(cfg.paths.merges)) == reference
+
+
+def test_stage_says_when_its_merges_cannot_be_split(series, tmp_path, caplog):
+    cfg = sweep_config(tmp_path, series, "merge_stage_tasks=2", shard_mib="2048")  # one shard per merge
+    with caplog.at_level("INFO", logger="wsm_exp.merging.merger"):
+        assert stage(cfg).merged == 4
+    assert "merging in one process, not 2: the outputs have one shard each" in caplog.text
 
 
 @pytest.mark.slow
@@ -128,7 +137,8 @@ def test_a_cancelled_task_fails_the_stage_publishes_nothing_and_a_rerun_complete
     array = task.split("_")[0]
     log = Path(cfg.paths.sweep_dir) / ".submitit" / task / f"{task}_0_log.err"
     assert f"Slurm job array {array}" in str(error) and f"task {task} ended without a result" in str(error)
-    assert "state CANCELLED" in str(error) and str(log) in str(error) and "rerun the same command" in str(error)
+    assert "state CANCELLED" in str(error) and str(log) in str(error)
+    assert "the variants' jobs merge their own variants" in str(error)
     merges = Path(cfg.paths.merges)
     assert not merges.exists() or not list(merges.iterdir())  # nothing published, no temporary left
     summary = stage(cfg)  # the rerun

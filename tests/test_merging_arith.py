@@ -89,11 +89,15 @@ def test_accumulation_is_multiply_then_add_each_rounded():
 
 
 def test_float64_sums_narrow_through_float32():
-    values = np.array([1 + 2.0**-9 + 2.0**-40, np.nan, 1e300], np.float64)
-    via32 = values.astype(np.float32)
-    assert narrow(values, "F32", np.empty(3, np.float32), None).tolist()[0] == via32[0]
-    assert np.array_equal(narrow(values, "BF16", np.empty(3, np.uint16), np.empty(3, np.uint32)),
-                          torch_bits(via32, torch.bfloat16))
+    """As torch does: 1 + 2⁻⁸ + 2⁻⁴⁰ is 1 + 2⁻⁸ in float32, a tie that bf16 rounds to even (1.0), where a
+    direct rounding of the float64 value would give 1 + 2⁻⁷."""
+    values = np.array([1 + 2.0**-8 + 2.0**-40, np.nan, 1e300], np.float64)
+    assert narrow(values, "F32", np.empty(3, np.float32), None).tolist()[0] == np.float32(1 + 2.0**-8)
+    bf16 = narrow(values, "BF16", np.empty(3, np.uint16), np.empty(3, np.uint32))
+    assert bf16[0] == 0x3F80  # 1.0, not 0x3F81 (1 + 2⁻⁷)
+    finite = np.isfinite(values)  # torch's float64 → bf16 (NaN: another payload than its float32 path's)
+    assert np.array_equal(bf16[finite], torch_bits(values, torch.bfloat16)[finite])
+    assert np.array_equal(bf16, torch_bits(values.astype(np.float32), torch.bfloat16))
 
 
 def test_all_finite():

@@ -61,7 +61,8 @@ class TreeDigest:
     >>> path = tempfile.mkdtemp() + "/m.safetensors"
     >>> save_file({"a": torch.ones(2), "b": torch.zeros(3)}, path)
     >>> tree = TreeDigest(read_header(path).raw, ["a", "b"])
-    >>> tree.add("b", torch.zeros(3).numpy()); tree.add("a", torch.ones(2).numpy())
+    >>> for name, values in (("b", torch.zeros(3)), ("a", torch.ones(2))):
+    ...     h = tensor_hasher(); h.update(values.numpy()); tree.add_digest(name, h.digest())
     >>> tree.hexdigest() == file_digest(path)
     True
     """
@@ -69,11 +70,8 @@ class TreeDigest:
     def __init__(self, raw_header: bytes, names_in_data_order: Sequence[str]):
         self._raw, self._names, self._parts = raw_header, list(names_in_data_order), {}
 
-    def add(self, name: str, data) -> None:
-        """The bytes of tensor ``name`` (a buffer: bytes, memoryview, numpy array)."""
-        self._parts[name] = _digest(data)
-
     def add_digest(self, name: str, digest: bytes) -> None:
+        """The digest of tensor ``name``'s bytes (a ``tensor_hasher``'s ``digest()``)."""
         self._parts[name] = digest
 
     def hexdigest(self) -> str:
@@ -87,24 +85,20 @@ class TreeDigest:
         return top.hexdigest()
 
 
-def tensor_digest(data) -> bytes:
-    """Digest of one tensor's bytes, as ``TreeDigest.add`` takes it (``add_digest`` accepts it back)."""
-    return _digest(data)
-
-
 def tensor_hasher():
-    """A hasher to feed one tensor's bytes in pieces: its ``digest()`` equals ``tensor_digest`` of them all.
+    """A hasher to feed one tensor's bytes in pieces: its ``digest()`` is the same however they are cut.
 
     >>> h = tensor_hasher(); h.update(b"ab"); h.update(b"c")
-    >>> h.digest() == tensor_digest(b"abc")
+    >>> whole = tensor_hasher(); whole.update(b"abc")
+    >>> h.digest() == whole.digest()
     True
     """
     return _hasher()
 
 
-def _digest(data) -> bytes:
+def _digest(data: bytes) -> bytes:
     h = _hasher()
-    h.update(memoryview(data).cast("B"))
+    h.update(data)
     return h.digest()
 
 
@@ -265,7 +259,7 @@ class StreamingIdentity:
         return file_index in self.trees
 
     def add_digest(self, file_index: int, name: str, digest: bytes) -> None:
-        """The digest (``tensor_digest``) of tensor ``name`` of file ``file_index``."""
+        """The digest (a ``tensor_hasher``'s) of tensor ``name`` of file ``file_index``."""
         self.trees[file_index].add_digest(name, digest)
 
     def identity(self) -> str:

@@ -26,6 +26,7 @@ import collections
 import contextlib
 import fcntl
 import json
+import logging
 import mmap
 import os
 import queue
@@ -52,6 +53,7 @@ from wsm_exp.merging.writer import SafetensorsWriter
 OUTPUT_ST_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64"}
 PIECE_ELEMENTS = 1 << 17  # 512 KiB of fp32: a piece's accumulator and products stay in the L2 cache
 WRITE_SLOTS = 3  # pieces per output being computed or written at once (the writer thread trails by up to two)
+log = logging.getLogger(__name__)
 SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".distcp")  # never copied
 DEFAULT_SHARD_BYTES = 2 * 1024**3  # 2 GiB: few shards for 7B-class models, bounded memory
@@ -174,6 +176,9 @@ def merge_plans(
                                    side_files))
         streams = [StreamingIdentity(c) for c in inputs]
         groups = _worker_groups(outputs, workers)
+        if groups is None and workers > 1:
+            log.info("merging in one process, not %d: the outputs have one shard each or are DCP (a smaller "
+                     "shard size gives more shards to split)", workers)
         if groups is None:
             desc = f"merge {out_dirs[0].name}" + (f" (+{len(plans) - 1})" if len(plans) > 1 else "")
             bytes_read = _stream(outputs, inputs, streams, sorted(layout), allow_nonfinite, progress, desc)
@@ -364,7 +369,8 @@ class _Output:
         self.scratch = _Scratch(self.dtype)  # reused for every piece: no allocation (and page faults) per tensor
         self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
         self.writer, self.shard, self.digests = None, -1, {}  # digests: shard index -> its files' digests
-        self.pool, self.pending, self.slot = None, collections.deque(), 0  # writes in flight, oldest first
+        self.pool = None  # the pass's writer thread (set by _stream)
+        self.pending, self.slot = collections.deque(), 0  # writes in flight, oldest first
         if tmp is not None:  # a worker writing some shards of a folder its parent made
             self.tmp = tmp
             return
@@ -425,8 +431,6 @@ class _Output:
             merged = self.first
         if self.as_dcp:  # one piece per tensor
             self.writer.write_array(name, self.out_st, self.layout[name][1], merged)
-        elif self.pool is None:
-            self.writer.write(name, merged)
         else:  # written (and hashed) by the pass's writer thread while the next piece is computed
             self.pending.append(self.pool.submit(self.writer.write, name, merged))
 

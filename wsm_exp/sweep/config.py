@@ -168,7 +168,11 @@ def shard_size_bytes(cfg: DictConfig) -> int:
     >>> shard_size_bytes(OmegaConf.create({"merge_shard_mib": 0.5}))
     524288
     """
-    return max(1, int(float(cfg.get("merge_shard_mib", RunConfig.merge_shard_mib)) * 1024**2))
+    mib = float(cfg.get("merge_shard_mib", RunConfig.merge_shard_mib))
+    if not mib > 0:
+        raise ConfigError(f"merge_shard_mib={mib:g}: a shard size must be a positive number of MiB (default "
+                          f"{RunConfig.merge_shard_mib:g}; e.g. merge_shard_mib=512 for more shards to split).")
+    return max(1, int(mib * 1024**2))
 
 
 def from_node(cls: type[T], node: DictConfig | dict[str, Any] | None, *, key: str = "") -> T:

@@ -8,8 +8,9 @@ those shard files into the merges' hidden temporary folders (beside the cache, o
 filesystem) and returns their digests. The launching process waits for the whole array, then
 writes each merge's index and merge.json once and publishes it, exactly as the one-process stage.
 A task that fails or ends without a result (``scancel``, a limit) fails the stage with its Slurm id
-and log file; nothing is published, and a rerun redoes the merges. The tasks ask for what the
-launcher's jobs ask for (``hydra.launcher.cpus_per_task``, ``mem_gb``, ``timeout_min``, ...).
+and log file; nothing is published, and the variants' jobs merge their own variants. The tasks ask
+for what the launcher's jobs ask for (``hydra.launcher.cpus_per_task``, ``mem_gb``,
+``timeout_min``, ...) except GPUs: merging runs on CPUs.
 
 Example:
     >>> stage_executor({"merge_stage_tasks": 0}) is None   # merge in the launching process
@@ -19,12 +20,15 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")  # a traceback's last line
+GPU_KEYS = ("gpus_per_node", "gpus_per_task", "gres")  # launcher settings a merge task never uses
 
 
 class MergeArrayError(RuntimeError):
@@ -58,6 +62,8 @@ class SlurmArray:
         self.executor, self.job_id = executor, None
 
     def map(self, fn: Callable, *iterables) -> list:
+        """``[fn(*args) for args in zip(*iterables)]``, each call a task of one array; raises
+        ``MergeArrayError`` naming every task that failed, after all have ended."""
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
         jobs = self.executor.map_array(fn, *iterables)
@@ -83,8 +89,8 @@ class SlurmArray:
         if failures:
             raise MergeArrayError(
                 f"The merge stage's Slurm job array {self.job_id} did not complete: {'; '.join(failures)}. "
-                "Nothing was published in the merge cache. Fix the cause named in the log, then rerun the "
-                "same command: the stage redoes these merges (merges already published are reused).")
+                "Nothing was published in the merge cache; the variants' jobs merge their own variants instead. "
+                "Fix the cause named in the log before the next sweep (merges already published are reused).")
         return results
 
 
@@ -96,15 +102,20 @@ def stage_executor(config: DictConfig | Mapping[str, Any]) -> SlurmArray | None:
     launcher = OmegaConf.select(config, "hydra.launcher") if isinstance(config, DictConfig) else None
     if tasks < 2 or launcher is None or "submitit_folder" not in launcher:
         return None
-    params = OmegaConf.to_container(launcher, resolve=True)
+    params = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k not in GPU_KEYS}
     params["name"] = f"{params.get('name') or 'wsm'}-merge"
     return SlurmArray(slurm_executor(params))
 
 
 def _last_error_line(message: str) -> str:
-    """The exception line of a traceback submitit hands back as text (``MergeError: Tensor ...``)."""
+    """The exception line of a traceback submitit hands back as text (``MergeError: Tensor ...``), also
+    for an exception without a message (``MemoryError``).
+
+    >>> _last_error_line("Traceback:\\n  File x\\nMemoryError\\nYou can check full logs at paths:")
+    'MemoryError'
+    """
     lines = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith("-")]
-    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+    errors = [line for line in lines if ERROR_LINE.match(line)]
     return errors[-1] if errors else (lines[-1] if lines else message)
 
 

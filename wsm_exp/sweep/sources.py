@@ -179,6 +179,7 @@ class UserSource:
 
     @property
     def hf_config(self) -> Path | None:
+        """series.hf_config: the Hugging Face folder a DCP series is paired with (None: not set)."""
         return Path(self.cfg.hf_config) if self.cfg.hf_config else None
 
     def check_hf_config(self) -> None:
