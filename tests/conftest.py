@@ -43,3 +43,22 @@ def root(tmp_path_factory):
 def cache(root):
     """The content-keyed cache the end-to-end sweeps share: the micro study is trained into it once."""
     return root / "_cache"
+
+
+SHARED_SERVICE = {"test_slurm.py": "slurm", "test_merge_array.py": "slurm"}  # modules on one worker: one cluster
+HEAVY_FIRST = ["test_sweep_e2e.py", "test_beyond_e2e.py", "test_slurm.py", "test_merge_array.py",
+               "test_sweep_trust.py", "test_dcp_sweep.py", "test_freshness.py", "test_sft_sweep.py",
+               "test_evaluation_reference.py"]  # the longest modules start first, so two workers end together
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``-n 2 --dist loadgroup`` (pytest-xdist): each module runs whole on one worker (its module and
+    session fixtures are built once), the modules that start a Slurm cluster share a worker, and the
+    longest modules are handed out first."""
+    def module(item) -> str:
+        return item.nodeid.split("::")[0].rsplit("/", 1)[-1]
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(SHARED_SERVICE.get(module(item), item.nodeid.split("::")[0])))
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: file order within and after
