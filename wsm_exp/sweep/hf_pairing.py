@@ -14,6 +14,8 @@ Example:
     >>> _ = (folder / "config.json").write_text("{}")
     >>> merges_dir(pathlib.Path("/cache/merges"), folder).name == "hf-" + config_digest(folder)
     True
+    >>> merges_dir(pathlib.Path("/cache/merges"), None)   # Hugging Face series: the cache itself
+    PosixPath('/cache/merges')
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
     return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
-def merges_dir(merges: Path, hf_config: Path) -> Path:
-    """Where models written with ``hf_config`` are cached: one folder per config content."""
-    return Path(merges) / f"hf-{config_digest(hf_config)}"
+def merges_dir(merges: Path, hf_config: Path | None) -> Path:
+    """Where models written with ``hf_config`` are cached: one folder per config content (``merges``
+    itself for models that carry their own config, ``hf_config`` None)."""
+    return Path(merges) if hf_config is None else Path(merges) / f"hf-{config_digest(hf_config)}"
 
 
 def model_hash(plan_key: str, hf_config: Path) -> str:

@@ -199,8 +199,8 @@ class _Context:
         if needs_merge(variant) or hf_config is not None:
             plan = (variant_plan(variant, checkpoints, self.source.tokens_per_step) if needs_merge(variant)
                     else hf_pairing.conversion_plan(checkpoints[0]))
-            merges = self.merges if hf_config is None else hf_pairing.merges_dir(self.merges, hf_config)
-            merged = merge_or_reuse(plan, merges, provenance=variant.merge_provenance, hf_config=hf_config,
+            merged = merge_or_reuse(plan, hf_pairing.merges_dir(self.merges, hf_config),
+                                    provenance=variant.merge_provenance, hf_config=hf_config,
                                     shard_size_bytes=self.shard_size_bytes)
             model_dir, merge_seconds = merged.out_dir, merged.seconds
             model_hash = merged.key if hf_config is None else hf_pairing.model_hash(merged.key, hf_config)

@@ -114,8 +114,7 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
             plan = variant_plan(variant, [by_step[s] for s in variant.steps], source.tokens_per_step,
                                 identify=False)
             hf_config = hf_pairing.paired_config(source.hf_config, plan.checkpoints)  # a DCP series: HF folders
-            merges = Path(cfg.paths.merges)
-            merges = merges if hf_config is None else hf_pairing.merges_dir(merges, hf_config)
+            merges = hf_pairing.merges_dir(Path(cfg.paths.merges), hf_config)
             paired[merges] = hf_config
             if plan.key is not None and (merges / plan.key / "merge.json").is_file():
                 cached += 1
@@ -124,13 +123,14 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
     if not pending:
         return StageSummary(0, cached, deferred)
     tasks = int(config.get("merge_stage_tasks", 0))
-    options = {"shard_size_bytes": shard_size_bytes(config), "workers": max(1, tasks)}
+    options = {"shard_size_bytes": shard_size_bytes(config), "workers": max(1, tasks),
+               "executor": stage_executor(config)}
     merged = bytes_read = 0
     seconds = 0.0
     for hf_config in dict.fromkeys(paired[merges] for merges, _ in pending):  # a pass per HF config (usually 1)
         requests = [(merges, plan) for merges, plan in pending if paired[merges] == hf_config]
         summary = merge_into_cache(requests, provenance=[pending[r] for r in requests], hf_config=hf_config,
-                                   executor=stage_executor(config), **options)
+                                   **options)
         merged, cached = merged + summary.merged, cached + summary.cached
         bytes_read, seconds = bytes_read + summary.bytes_read, seconds + summary.seconds
     return StageSummary(merged, cached, deferred, bytes_read, seconds)
