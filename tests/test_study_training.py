@@ -147,3 +147,23 @@ def test_parent_with_a_missing_or_extra_tensor_is_refused_by_name(study, tmp_pat
         save_file(changed, broken / "model.safetensors", metadata={"format": "pt"})
         with pytest.raises(RuntimeError, match=f"{label} tensor\\(s\\) \\['{dropped if label == 'missing' else 'extra'}'\\]"):
             load_state(model, optimizer, broken)
+
+
+def test_training_prints_progress_lines_on_stdout(tmp_path, capsys):
+    """Someone tailing a job's stdout sees step, loss, tokens/s and ETA (the tqdm bar is stderr only)."""
+    import numpy as np
+
+    from helpers.evaluation import tiny_lm
+    from wsm_exp.study.trainer import build_optimizer, train_segment
+
+    folder = tiny_lm(tmp_path / "lm")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokens = np.random.default_rng(0).integers(0, len(tokenizer), size=TRAIN.seq_len * 16)
+    train_segment(model, build_optimizer(model, TRAIN), tokenizer, tokens, cfg=TRAIN, seed=0, start=0, end=3,
+                  data_offset=0, lr_at=lambda step: 1e-3, folder=tmp_path / "run", save_every=3,
+                  desc="stage1", progress_every_s=0.0)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stage1: step")]
+    assert [line.split(" (")[0] for line in lines] == ["stage1: step 1", "stage1: step 2", "stage1: step 3"]
+    assert all("loss " in line and "tokens/s" in line and "ETA" in line for line in lines)
+    assert lines[-1].endswith("ETA 0s") and "(3/3, 100%)" in lines[-1]

@@ -27,6 +27,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from wsm_exp.atomic import temp_path
 from wsm_exp.study.config import ModelConfig, TrainConfig
+from wsm_exp.study.progress import ProgressLine
 
 STATE_FILE = "trainer_state.pt"
 Logger = Callable[[dict, int], None]
@@ -125,10 +126,12 @@ def train_segment(
     model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, tokenizer, tokens: np.ndarray, *,
     cfg: TrainConfig, seed: int, start: int, end: int, data_offset: int, lr_at: Callable[[int], float],
     folder: Path, save_every: int, logger: Logger | None = None, desc: str = "train",
+    progress_every_s: float = 60.0,
 ) -> dict[int, float]:
     """Train global steps [start, end), saving every ``save_every`` steps after ``start`` and at ``end``.
 
-    Resumes from the newest checkpoint in ``folder`` inside (start, end]. Returns {step: lr}.
+    Resumes from the newest checkpoint in ``folder`` inside (start, end]. Returns {step: lr}. Progress goes to a
+    tqdm bar (stderr) and, at most every ``progress_every_s`` seconds, to a line on stdout.
     """
     folder.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -142,6 +145,8 @@ def train_segment(
     model.train()
     bar = tqdm(total=end - start, initial=step - start, desc=desc, unit="step", leave=False, mininterval=1.0)
     started, tokens_seen = time.perf_counter(), 0
+    line_start = step
+    line = ProgressLine(desc, total=end - step, every_s=progress_every_s)
     while step < end:
         lr = lrs[step]
         for group in optimizer.param_groups:
@@ -157,6 +162,7 @@ def train_segment(
         rate = tokens_seen / max(time.perf_counter() - started, 1e-9)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
+        line.update(step=step, done=step - line_start, loss=loss.item(), tokens_per_s=rate)
         if logger is not None:
             logger({f"{desc}/loss": loss.item(), f"{desc}/lr": lr, f"{desc}/tokens_per_s": rate}, step)
         if (step - start) % save_every == 0 or step == end:
