@@ -15,8 +15,8 @@ from hydra import initialize_config_dir
 
 import wsm_exp.__main__ as entry  # registers the schemas and the ${cwd:} resolver
 from wsm_exp.evaluation.suites import SuiteConfig
-from wsm_exp.sweep import preflight
-from wsm_exp.sweep.config import ConfigError, from_node, schemas
+from wsm_exp.sweep.check import preflight
+from wsm_exp.sweep.spec.schemas import ConfigError, from_node, schemas
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
@@ -187,11 +187,11 @@ def test_command_line_mistake_is_one_paragraph_exit_2_no_traceback(tmp_path):
 
 
 def test_config_doc_lists_every_key_as_generated():
-    from wsm_exp.sweep.config_doc import reference
+    from wsm_exp.sweep.spec.config_doc import reference
 
     text = (ROOT / "docs" / "config.md").read_text()
     section = text.split("<!-- keys -->\n")[1].split("<!-- /keys -->")[0]
-    assert section == reference(), "docs/config.md is stale: python -m wsm_exp.sweep.config_doc"
+    assert section == reference(), "docs/config.md is stale: python -m wsm_exp.sweep.spec.config_doc"
     import yaml
 
     for path in (ROOT / "conf").rglob("*.yaml"):

@@ -1,7 +1,7 @@
 """Hydra callbacks around a sweep: check every job before any work; gather, report and log after.
 
 Registered in conf/config.yaml under ``hydra.callbacks``. ``python -m wsm_exp`` checks every job
-before Hydra starts (wsm_exp/sweep/preflight.py); when Hydra's own flags bypass that, the same
+before Hydra starts (wsm_exp/sweep/check/preflight.py); when Hydra's own flags bypass that, the same
 check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On
 ``on_multirun_end`` (and ``on_run_end`` for a single job) the job files become ``results.parquet``
 + ``results.csv``, the report is written, the summary W&B run is logged, and the sweep folder's
@@ -36,7 +36,7 @@ class SweepCallbacks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
         preflight(config, kwargs.get("config_name"), multirun=True)
-        from wsm_exp.sweep.merge_stage import log_stage
+        from wsm_exp.sweep.stage.merge_stage import log_stage
 
         log_stage(config, kwargs.get("config_name"))  # every merge the jobs need, in one pass over their checkpoints
 
@@ -48,9 +48,9 @@ class SweepCallbacks(Callback):
 
 
 def preflight(config: DictConfig, config_name: str | None, multirun: bool) -> None:
-    """Check every job before any work (wsm_exp/sweep/preflight.py); exit 2 with the reason, or 0 after a plan."""
-    from wsm_exp.sweep import preflight as checks
-    from wsm_exp.sweep.config import ConfigError
+    """Check every job before any work (wsm_exp/sweep/check/preflight.py); exit 2 with the reason, or 0 after a plan."""
+    from wsm_exp.sweep.check import preflight as checks
+    from wsm_exp.sweep.spec.schemas import ConfigError
 
     try:
         checks.run_in_hydra(config, config_name, multirun)
@@ -67,10 +67,10 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
 
     Exits 1 when a variant failed or the report could not be written (after writing everything else).
     """
-    from wsm_exp.sweep import results, tracking
-    from wsm_exp.sweep.config import LoggerConfig, from_node
-    from wsm_exp.sweep.console import FILE_ONLY
-    from wsm_exp.sweep.job import sweep_paths
+    from wsm_exp.sweep.record import results, tracking
+    from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node
+    from wsm_exp.sweep.record.console import FILE_ONLY
+    from wsm_exp.sweep.run.job import sweep_paths
 
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
@@ -120,15 +120,15 @@ LOST = ("no result: its job ended without writing one (cancelled, killed, past i
 def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config_name: str | None,
                          multirun: bool) -> None:
     """Write a failed row for every planned variant that has no job file (e.g. its Slurm job was cancelled)."""
-    from wsm_exp.sweep import folder, results
-    from wsm_exp.sweep.config import ConfigError
-    from wsm_exp.sweep.plan import plan_job
-    from wsm_exp.sweep.preflight import launched_jobs
-    from wsm_exp.sweep.sources import make_source
+    from wsm_exp.sweep.record import folder, results
+    from wsm_exp.sweep.spec.schemas import ConfigError
+    from wsm_exp.sweep.planning.job_plan import plan_job
+    from wsm_exp.sweep.check.preflight import launched_jobs
+    from wsm_exp.sweep.planning.sources import make_source
 
     for cfg in launched_jobs(config, config_name, multirun):
         if OmegaConf.select(cfg, "sft") is not None:
-            continue  # an SFT job writes rows for epochs it discovers as it runs (wsm_exp/sweep/sft.py)
+            continue  # an SFT job writes rows for epochs it discovers as it runs (wsm_exp/sweep/run/sft_job.py)
         try:
             source = make_source(cfg)
             plan = plan_job(cfg, source)

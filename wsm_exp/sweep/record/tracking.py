@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from wsm_exp.sweep.config import LoggerConfig
+from wsm_exp.sweep.spec.schemas import LoggerConfig
 
 
 def run_id(sweep_dir: Path, name: str) -> str:
@@ -35,7 +35,7 @@ def start_run(cfg: LoggerConfig, sweep_dir: Path, sweep: str, name: str, *, job_
     if cfg.kind == "none":
         return None
     if cfg.kind != "wandb":
-        from wsm_exp.sweep.config import ConfigError
+        from wsm_exp.sweep.spec.schemas import ConfigError
 
         raise ConfigError(f"logger.kind={cfg.kind!r} is not known; allowed: wandb, none (logger=none).")
     import wandb

@@ -17,7 +17,7 @@ Where the two bases come from, first match wins:
 Fine-tuned epochs are cached by content (base weights, recipe, items) under ``<paths.cache>/sft/``.
 
 Example:
-    >>> from wsm_exp.sweep.sft import SFTJobConfig
+    >>> from wsm_exp.sweep.run.sft_job import SFTJobConfig
     >>> SFTJobConfig().wsd_shape
     '1-sqrt'
 """
@@ -36,9 +36,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.keys import content_key
-from wsm_exp.sweep import folder, results, tracking
-from wsm_exp.sweep.config import ConfigError, LoggerConfig, from_node
-from wsm_exp.sweep.variants import Variant, merge_variant, sft_variant, wsd_variant
+from wsm_exp.sweep.record import folder, results, tracking
+from wsm_exp.sweep.spec.schemas import ConfigError, LoggerConfig, from_node
+from wsm_exp.sweep.spec.variants import Variant, merge_variant, sft_variant, wsd_variant
 
 log = logging.getLogger(__name__)
 ROLES = ("wsd", "wsm")  # the two rows of Table 2
@@ -205,8 +205,8 @@ def run_sft_job(cfg: DictConfig) -> list[str]:
     """Fine-tune both bases (or take their given epochs), evaluate every epoch; return failed variants."""
     from wsm_exp.evaluation import SuiteConfig
     from wsm_exp.study.sft_data import training_items
-    from wsm_exp.sweep.job import sweep_paths
-    from wsm_exp.sweep.sources import make_source
+    from wsm_exp.sweep.run.job import sweep_paths
+    from wsm_exp.sweep.planning.sources import make_source
 
     job, recipe = check_sft(cfg)
     sweep, sweep_dir = sweep_paths(cfg)
@@ -268,7 +268,7 @@ class _Evaluator:
 
     def evaluate(self, variant: Variant, epoch: int, path: Path) -> bool:
         from wsm_exp.evaluation import evaluate_model, model_identity
-        from wsm_exp.sweep.job import _variant_lock
+        from wsm_exp.sweep.run.job import _variant_lock
 
         with _variant_lock(self.sweep_dir, variant.name):
             try:

@@ -1,15 +1,15 @@
 """One Hydra job = one merge variant (plus its baselines), walked through the whole flow once.
 
-    plan (no work, wsm_exp.sweep.plan) -> ensure series -> fingerprint the inputs -> reuse, or
+    plan (no work, wsm_exp.sweep.planning.job_plan) -> ensure series -> fingerprint the inputs -> reuse, or
     merge + evaluate -> result rows (atomic, per variant) -> W&B run
 
 Every evaluated model is keyed by content, and every variant's rows by a fingerprint of every input
-that made them (wsm_exp.sweep.freshness): a rerun reuses a variant only when nothing changed, and
+that made them (wsm_exp.sweep.record.freshness): a rerun reuses a variant only when nothing changed, and
 otherwise says why it recomputes. A failure inside one variant becomes a ``failed`` row; the sweep
 goes on. A refused job (config error) raises ConfigError and writes nothing.
 
 Example (what ``python -m wsm_exp`` runs for each job):
-    >>> from wsm_exp.sweep.job import run_job   # run_job(cfg) -> list of failed variant names
+    >>> from wsm_exp.sweep.run.job import run_job   # run_job(cfg) -> list of failed variant names
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.atomic import file_lock
-from wsm_exp.sweep import folder, freshness, results, tracking
-from wsm_exp.sweep.config import LoggerConfig, from_node, shard_size_bytes
-from wsm_exp.sweep.console import FILE_ONLY, library_output_to_log, quiet_terminal
-from wsm_exp.sweep.plan import plan_job
-from wsm_exp.sweep.sources import SeriesSource, make_source
-from wsm_exp.sweep.variants import Variant
+from wsm_exp.sweep.record import folder, freshness, results, tracking
+from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node, shard_size_bytes
+from wsm_exp.sweep.record.console import FILE_ONLY, library_output_to_log, quiet_terminal
+from wsm_exp.sweep.planning.job_plan import plan_job
+from wsm_exp.sweep.planning.sources import SeriesSource, make_source
+from wsm_exp.sweep.spec.variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def run_job(cfg: DictConfig) -> list[str]:
     quiet_terminal()
     _exit_cleanly_on_sigterm()
     if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep (paper Table 2): its own job path
-        from wsm_exp.sweep.sft import run_sft_job
+        from wsm_exp.sweep.run.sft_job import run_sft_job
 
         return run_sft_job(cfg)
     sweep, sweep_dir = sweep_paths(cfg)
@@ -96,11 +96,11 @@ class _Context:
         self._heldout_hash: str | None = None
 
     def inputs(self, variant: Variant, branch_paths: dict[str, Path]) -> dict[str, Any]:
-        """Every input that determines the variant's rows, by name (see wsm_exp.sweep.freshness)."""
+        """Every input that determines the variant's rows, by name (see wsm_exp.sweep.record.freshness)."""
         from wsm_exp.evaluation.harness import tasks_fingerprint
         from wsm_exp.merging.plan import MERGER_VERSION
-        from wsm_exp.sweep.hf_pairing import config_digest, paired_config
-        from wsm_exp.sweep.merge_stage import needs_merge
+        from wsm_exp.sweep.planning.hf_pairing import config_digest, paired_config
+        from wsm_exp.sweep.stage.merge_stage import needs_merge
 
         inputs: dict[str, Any] = {
             "variant": freshness.digest(asdict(variant)), "eval settings": self.eval_identity,
@@ -190,8 +190,8 @@ class _Context:
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.merger import merge_or_reuse
-        from wsm_exp.sweep import hf_pairing
-        from wsm_exp.sweep.merge_stage import needs_merge, variant_plan
+        from wsm_exp.sweep.planning import hf_pairing
+        from wsm_exp.sweep.stage.merge_stage import needs_merge, variant_plan
 
         checkpoints = self._checkpoints(variant, branch_paths)
         hf_config = hf_pairing.paired_config(self.source.hf_config, checkpoints)  # a DCP series: HF folders
