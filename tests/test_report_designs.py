@@ -21,6 +21,7 @@ from analysis.report import write_report
 from analysis.tables import AXIS_COLUMNS
 from wsm_exp import __main__ as entry
 from wsm_exp.sweep.check import preflight
+from wsm_exp.sweep.planning import compose
 from wsm_exp.sweep.record import results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def planned(tmp_path_factory):
     def variants(sweep: str) -> list:
         if sweep not in cache:
             with initialize_config_dir(config_dir=str(entry.CONF), version_base="1.3"):
-                _, overrides, configs = preflight.compose_command([f"paths.sweeps={folder}", f"+sweep={sweep}",
+                _, overrides, configs = compose.compose_command([f"paths.sweeps={folder}", f"+sweep={sweep}",
                                                                    "seed=0,1"])
                 jobs = preflight.check_jobs(overrides, configs)
             by_name = {}

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from wsm_exp.sweep.spec.schemas import ConfigError
-from wsm_exp.sweep.run.sft_job import check_sft
+from wsm_exp.sweep.planning.sft_plan import check_sft
 
 
 def cfg(**sft):

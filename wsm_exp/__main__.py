@@ -1,7 +1,7 @@
 """``python -m wsm_exp +sweep=<name>``: the Hydra entry point; one job = one merge variant.
 
 Before Hydra launches anything, every job of the command is composed with Hydra's compose API and
-checked (wsm_exp/sweep/check/preflight.py); a mistake prints one paragraph and exits 2, and ``plan=true``
+checked (wsm_exp/sweep/check/gate.py); a mistake prints one paragraph and exits 2, and ``plan=true``
 prints the plan and stops. Nothing is written in either case.
 
 Examples:
@@ -36,14 +36,14 @@ def hydra_main(cfg: DictConfig) -> list[str]:
 
 def main() -> None:
     """Pre-flight (or the plan), then Hydra."""
-    from wsm_exp.sweep.check import preflight
+    from wsm_exp.sweep.check import gate
 
     args = sys.argv[1:]
     if all(a in PASSTHROUGH or not a.startswith("-") for a in args):
         try:
-            jobs = preflight.run_command(args, config_dir=CONF)
+            jobs = gate.run_command(args, config_dir=CONF)
         except ConfigError as err:
-            preflight.refuse(err)
+            gate.refuse(err)
         if jobs is None:
             return  # plan=true: printed, nothing written
     hydra_main()

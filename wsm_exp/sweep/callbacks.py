@@ -1,7 +1,7 @@
 """Hydra callbacks around a sweep: check every job before any work; gather, report and log after.
 
 Registered in conf/config.yaml under ``hydra.callbacks``. ``python -m wsm_exp`` checks every job
-before Hydra starts (wsm_exp/sweep/check/preflight.py); when Hydra's own flags bypass that, the same
+before Hydra starts (wsm_exp/sweep/check/gate.py); when Hydra's own flags bypass that, the same
 check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On
 ``on_multirun_end`` (and ``on_run_end`` for a single job) the job files become ``results.parquet``
 + ``results.csv``, the report is written, the summary W&B run is logged, and the sweep folder's
@@ -48,16 +48,16 @@ class SweepCallbacks(Callback):
 
 
 def preflight(config: DictConfig, config_name: str | None, multirun: bool) -> None:
-    """Check every job before any work (wsm_exp/sweep/check/preflight.py); exit 2 with the reason, or 0 after a plan."""
-    from wsm_exp.sweep.check import preflight as checks
+    """Check every job before any work (wsm_exp/sweep/check/gate.py); exit 2 with the reason, or 0 after a plan."""
+    from wsm_exp.sweep.check import gate
     from wsm_exp.sweep.spec.schemas import ConfigError
 
     try:
-        checks.run_in_hydra(config, config_name, multirun)
+        gate.run_in_hydra(config, config_name, multirun)
     except ConfigError as err:
         # Hydra turns a callback's exception into a warning and launches the jobs anyway;
         # SystemExit is the one way to stop before any job starts
-        checks.refuse(err)
+        gate.refuse(err)
     if config.plan:
         sys.exit(0)
 
@@ -70,7 +70,7 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     from wsm_exp.sweep.record import results, tracking
     from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node
     from wsm_exp.sweep.record.console import FILE_ONLY
-    from wsm_exp.sweep.run.job import sweep_paths
+    from wsm_exp.sweep.run.workspace import sweep_paths
 
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
@@ -123,7 +123,7 @@ def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config
     from wsm_exp.sweep.record import folder, results
     from wsm_exp.sweep.spec.schemas import ConfigError
     from wsm_exp.sweep.planning.job_plan import plan_job
-    from wsm_exp.sweep.check.preflight import launched_jobs
+    from wsm_exp.sweep.planning.compose import launched_jobs
     from wsm_exp.sweep.planning.sources import make_source
 
     for cfg in launched_jobs(config, config_name, multirun):

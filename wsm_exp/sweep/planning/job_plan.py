@@ -17,6 +17,7 @@ from wsm_exp.merging.weights import merge_weights
 from wsm_exp.study.branch_spec import Fidelity
 from wsm_exp.sweep.planning.beyond_plan import final_weights, probe_baselines, probe_series, user_weights
 from wsm_exp.sweep.spec.schemas import BaselinesConfig, ConfigError, MergeConfig, from_node
+from wsm_exp.sweep.planning.sft_plan import check_sft
 from wsm_exp.sweep.planning.sources import SeriesSource
 from wsm_exp.sweep.spec.variants import Variant, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
 
@@ -39,9 +40,7 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
     from wsm_exp.merging.series import SeriesError, planned_series, select_window
     from wsm_exp.merging.weights import WeightsError
 
-    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep checks its own keys (wsm_exp/sweep/run/sft_job.py)
-        from wsm_exp.sweep.run.sft_job import check_sft
-
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep's own keys (wsm_exp/sweep/planning/sft_plan.py)
         check_sft(cfg)
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")

@@ -27,29 +27,24 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from wsm_exp.atomic import file_lock
-from wsm_exp.sweep.record import folder, freshness, results, tracking
-from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node, shard_size_bytes
-from wsm_exp.sweep.record.console import FILE_ONLY, library_output_to_log, quiet_terminal
 from wsm_exp.sweep.planning.job_plan import plan_job
 from wsm_exp.sweep.planning.sources import SeriesSource, make_source
+from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
+from wsm_exp.sweep.record import folder, freshness, results, tracking
+from wsm_exp.sweep.record.console import FILE_ONLY, library_output_to_log, quiet_terminal
+from wsm_exp.sweep.run.sft_job import run_sft_job
+from wsm_exp.sweep.run.workspace import sweep_paths, variant_lock
+from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node, shard_size_bytes
 from wsm_exp.sweep.spec.variants import Variant
 
 log = logging.getLogger(__name__)
-
-
-def sweep_paths(cfg: DictConfig) -> tuple[str, Path]:
-    """(sweep name, sweep folder) from the config."""
-    return str(cfg.sweep_name), Path(cfg.paths.sweep_dir)
 
 
 def run_job(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; return the names of variants that failed."""
     quiet_terminal()
     _exit_cleanly_on_sigterm()
-    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep (paper Table 2): its own job path
-        from wsm_exp.sweep.run.sft_job import run_sft_job
-
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep (paper Table 2): the other kind of job
         return run_sft_job(cfg)
     sweep, sweep_dir = sweep_paths(cfg)
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
@@ -100,7 +95,6 @@ class _Context:
         from wsm_exp.evaluation.harness import tasks_fingerprint
         from wsm_exp.merging.plan import MERGER_VERSION
         from wsm_exp.sweep.planning.hf_pairing import config_digest, paired_config
-        from wsm_exp.sweep.stage.merge_stage import needs_merge
 
         inputs: dict[str, Any] = {
             "variant": freshness.digest(asdict(variant)), "eval settings": self.eval_identity,
@@ -122,7 +116,7 @@ class _Context:
         """Evaluate one variant unless its stored rows are fresh; write its rows; True when ok."""
         inputs = self.inputs(variant, branch_paths)
         fingerprint = freshness.fingerprint(inputs)
-        with _variant_lock(self.sweep_dir, variant.name):
+        with variant_lock(self.sweep_dir, variant.name):
             stored = results.read_job(self.sweep_dir, variant.name, self.keys.suite)
             if results.all_ok(stored) and stored.get("fingerprint") == fingerprint:
                 log.info("reused %s: %s", variant.name, _headline(stored["rows"]))
@@ -191,7 +185,6 @@ class _Context:
         from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.merger import merge_or_reuse
         from wsm_exp.sweep.planning import hf_pairing
-        from wsm_exp.sweep.stage.merge_stage import needs_merge, variant_plan
 
         checkpoints = self._checkpoints(variant, branch_paths)
         hf_config = hf_pairing.paired_config(self.source.hf_config, checkpoints)  # a DCP series: HF folders
@@ -243,8 +236,3 @@ def _exit_cleanly_on_sigterm() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
-def _variant_lock(sweep_dir: Path, name: str):
-    """Exclusive per-variant lock, so parallel jobs sharing a baseline evaluate it once."""
-    return file_lock(Path(sweep_dir) / "jobs" / f".{name}.lock")

@@ -3,23 +3,11 @@
     bases (WSD decay end, best WSM merge) -> SFT (same items, order, steps, LR schedule, seed)
     -> epoch_<k>/ per base -> every epoch evaluated (lm-eval, cached) -> rows (kind "sft") -> W&B
 
-Where the two bases come from, first match wins:
-
-1. ``sft.runs={wsd: DIR, wsm: DIR}``: models fine-tuned elsewhere, each DIR holding ``epoch_<k>/``
-   Hugging Face folders; they are evaluated, nothing is trained.
-2. ``sft.bases={wsd: DIR, wsm: DIR}``: any two model folders, fine-tuned here.
-3. The series of this seed (the embedded study, or ``series.path``): the WSD base is the last
-   checkpoint of the ``wsd_<sft.wsd_shape>`` branch; the WSM base is the WSM merge with the lowest
-   held-out bits per byte (the tiny suite's primary metric) among this seed's rows of
-   ``<sft.select_from>/results.parquet`` (the main job's folder) when that folder holds the same
-   study; otherwise the merge ``sft.fallback`` (curve, N, D) ending at the branch end.
-
+The bases (``planning.sft_plan``): given runs, given folders, or the series' WSD end and its best WSM merge.
 Fine-tuned epochs are cached by content (base weights, recipe, items) under ``<paths.cache>/sft/``.
 
 Example:
-    >>> from wsm_exp.sweep.run.sft_job import SFTJobConfig
-    >>> SFTJobConfig().wsd_shape
-    '1-sqrt'
+    >>> from wsm_exp.sweep.run.sft_job import run_sft_job   # run_sft_job(cfg) -> list of failed variant names
 """
 
 from __future__ import annotations
@@ -29,82 +17,30 @@ import hashlib
 import json
 import logging
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.keys import content_key
+from wsm_exp.sweep.planning.sft_plan import ROLES, Base, best_merge, check_sft, fallback_merge, given_epochs, user_variant
 from wsm_exp.sweep.record import folder, results, tracking
-from wsm_exp.sweep.spec.schemas import ConfigError, LoggerConfig, from_node
-from wsm_exp.sweep.spec.variants import Variant, merge_variant, sft_variant, wsd_variant
+from wsm_exp.sweep.run.workspace import sweep_paths, variant_lock
+from wsm_exp.sweep.spec.schemas import ConfigError, LoggerConfig, SFTJobConfig, from_node
+from wsm_exp.sweep.spec.variants import Variant, sft_variant, wsd_variant
 
 log = logging.getLogger(__name__)
-ROLES = ("wsd", "wsm")  # the two rows of Table 2
-
-
-@dataclass(frozen=True)
-class SFTJobConfig:
-    """The ``sft`` config group (conf/sft/tiny.yaml); see the module docstring for the bases."""
-
-    recipe: dict[str, Any] = field(default_factory=dict)  # wsm_exp.study.sft_train.SFTConfig fields
-    data_seed: int | None = None  # seed of the SFT items and their order; None = the run's seed
-    bases: dict[str, str] | None = None  # {wsd: DIR, wsm: DIR} to fine-tune; None = the series' own
-    runs: dict[str, str] | None = None  # {wsd: DIR, wsm: DIR} of epoch_<k> folders: evaluate only
-    wsd_shape: str = "1-sqrt"  # the WSD base: the end of this decay branch
-    select_from: str | None = None  # sweep folder whose results pick the WSM merge (the main job's)
-    fallback: dict[str, Any] = field(default_factory=lambda: {"curve": "mean", "quantity": 4, "duration": 64})  # without usable results there: the duration sweep's best tiny design
-    eval_bases: bool = True  # evaluate each base before SFT as epoch 0
-
-
-@dataclass
-class Base:
-    """One side of the comparison: its model folder (None for runs given as epochs) and description."""
-
-    role: str
-    variant: Variant  # the base model as the other sweeps name it (wsd-…, wsm-…, or user-…)
-    path: Path | None = None
-    epochs: dict[int, Path] = field(default_factory=dict)  # given fine-tuned epochs (sft.runs)
-
-
-def check_sft(cfg: DictConfig):
-    """(job config, recipe) with every key checked; ConfigError naming the key otherwise."""
-    from wsm_exp.study.schedules import SHAPES
-    from wsm_exp.study.sft_train import SFTConfig, epoch_folders
-
-    job = from_node(SFTJobConfig, cfg.sft, key="sft")
-    recipe = from_node(SFTConfig, job.recipe, key="sft.recipe")
-    if recipe.epochs < 1 or recipe.items_per_skill < 1 or recipe.batch_size < 1:
-        raise ConfigError("sft.recipe.epochs, items_per_skill and batch_size must be ≥ 1.")
-    if recipe.decay_shape not in SHAPES:
-        raise ConfigError(f"sft.recipe.decay_shape={recipe.decay_shape!r}; allowed: {', '.join(SHAPES)}.")
-    for key in ("bases", "runs"):
-        given = getattr(job, key)
-        if given is None:
-            continue
-        if sorted(given) != sorted(ROLES):
-            raise ConfigError(f"sft.{key} must name exactly the two bases {list(ROLES)} (got {sorted(given)}), "
-                              f"e.g. 'sft.{key}={{wsd:/path/a,wsm:/path/b}}'.")
-        for role, path in given.items():
-            if not Path(path).is_dir():
-                raise ConfigError(f"sft.{key}.{role}={path!r} is not a folder.")
-            if key == "runs" and not epoch_folders(Path(path)):
-                raise ConfigError(f"sft.runs.{role}={path!r} holds no epoch_<k> model folders (children named "
-                                  "epoch_1, epoch_2, …, each a Hugging Face folder with config.json).")
-            if key == "bases" and not (Path(path) / "config.json").is_file():
-                raise ConfigError(f"sft.bases.{role}={path!r} is not a Hugging Face model folder (no config.json).")
-    return job, recipe
 
 
 def resolve_bases(cfg: DictConfig, job: SFTJobConfig, source, seed: int) -> list[Base]:
     """The two bases (training the series and merging on demand for the default)."""
     if job.runs:
-        return [Base(role, _user_variant(role, seed),
-                     Path(job.bases[role]) if job.bases else None, _epochs(Path(job.runs[role])))
+        return [Base(role, user_variant(role, seed),
+                     Path(job.bases[role]) if job.bases else None, given_epochs(Path(job.runs[role])))
                 for role in ROLES]
     if job.bases:
-        return [Base(role, _user_variant(role, seed), Path(job.bases[role])) for role in ROLES]
+        return [Base(role, user_variant(role, seed), Path(job.bases[role])) for role in ROLES]
     from wsm_exp.merging.series import load_series
 
     branch = f"wsd_{job.wsd_shape}"
@@ -116,61 +52,16 @@ def resolve_bases(cfg: DictConfig, job: SFTJobConfig, source, seed: int) -> list
                                   decay_steps=source.wsd_decay_steps(wsd_end.step), min_lr=source.decay_min_lr),
                wsd_end.path)
     wsm_series = load_series(paths["wsm"])
-    variant = _best_merge(job, source, seed) or _fallback_merge(job, wsm_series, seed)
+    variant = best_merge(job, source, seed) or fallback_merge(job, wsm_series, seed)
     return [wsd, Base("wsm", variant, _merged(cfg, wsm_series, variant))]
 
 
-def _user_variant(role: str, seed: int) -> Variant:
-    return Variant(name=f"user-{role}-s{seed}", kind="user", branch=role, curve="none", steps=(0,),
-                   weights=(1.0,), seed=seed)
 
 
-def _epochs(path: Path) -> dict[int, Path]:
-    from wsm_exp.study.sft_train import epoch_folders
-
-    return {e: p for e, p in epoch_folders(path).items() if e >= 1}
 
 
-def _best_merge(job: SFTJobConfig, source, seed: int) -> Variant | None:
-    """The WSM merge with the lowest held-out bpb in the main job's results (same study, this seed)."""
-    import pandas as pd
-
-    root = Path(job.select_from) if job.select_from else None
-    if root is None or not (root / "results.parquet").is_file() or not (root / folder.RECORD).is_file():
-        log.info("SFT: no results in %s; the WSM base is the fallback merge %s", root, job.fallback)
-        return None
-    mine = json.loads(json.dumps({k: v for k, v in source.identity().items() if k != "seed"}, default=str))
-    if json.loads((root / folder.RECORD).read_text()).get("source") != mine:
-        log.warning("SFT: %s holds another study; the WSM base is the fallback merge %s", root, job.fallback)
-        return None
-    frame = pd.read_parquet(root / "results.parquet")
-    rows = frame[(frame["kind"] == "wsm") & (frame["seed"] == seed) & (frame["status"] == "ok")
-                 & (frame["task"] == "wsm_heldout_bpb") & (frame["metric"] == "bits_per_byte")]
-    if rows.empty:
-        log.info("SFT: no held-out bpb of a seed-%d merge in %s; using the fallback merge", seed, root)
-        return None
-    best = rows.sort_values(["value", "variant"]).iloc[0]
-    log.info("SFT: WSM base = %s (held-out bpb %.4f, lowest of %d merges in %s)", best["variant"], best["value"],
-             len(rows), root)
-    return Variant(name=str(best["variant"]), kind="wsm", branch="wsm", curve=str(best["curve"]),
-                   steps=tuple(json.loads(best["steps"])), weights=tuple(json.loads(best["weights"])),
-                   interval=int(best["interval_steps"]), duration=int(best["duration_steps"]),
-                   min_lr=float(best["min_lr"]), seed=seed)
 
 
-def _fallback_merge(job: SFTJobConfig, series, seed: int) -> Variant:
-    from wsm_exp.merging.series import SeriesError, select_window
-    from wsm_exp.merging.weights import WeightsError, merge_weights
-
-    spec = dict(job.fallback)
-    try:
-        curve = spec.pop("curve")
-        window = select_window(series, **spec)
-        weights = merge_weights(curve, window.quantity)
-    except (KeyError, TypeError, SeriesError, WeightsError) as err:
-        raise ConfigError(f"sft.fallback={job.fallback}: {err} (give curve plus quantity/interval/duration).") from None
-    return merge_variant(curve=curve, steps=[c.step for c in window.checkpoints], weights=weights,
-                         interval=window.interval, duration=window.duration, seed=seed)
 
 
 def _merged(cfg: DictConfig, series, variant: Variant) -> Path:
@@ -205,7 +96,6 @@ def run_sft_job(cfg: DictConfig) -> list[str]:
     """Fine-tune both bases (or take their given epochs), evaluate every epoch; return failed variants."""
     from wsm_exp.evaluation import SuiteConfig
     from wsm_exp.study.sft_data import training_items
-    from wsm_exp.sweep.run.job import sweep_paths
     from wsm_exp.sweep.planning.sources import make_source
 
     job, recipe = check_sft(cfg)
@@ -268,9 +158,8 @@ class _Evaluator:
 
     def evaluate(self, variant: Variant, epoch: int, path: Path) -> bool:
         from wsm_exp.evaluation import evaluate_model, model_identity
-        from wsm_exp.sweep.run.job import _variant_lock
 
-        with _variant_lock(self.sweep_dir, variant.name):
+        with variant_lock(self.sweep_dir, variant.name):
             try:
                 model_hash = model_identity(path)
                 fingerprint = content_key({"eval": self.eval_identity, "variant": asdict(variant),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from wsm_exp.sweep.spec.schemas import schemas
+from wsm_exp.sweep.spec.schemas import SFTJobConfig, schemas
 
 FIELD = re.compile(r"^    (\w+): (.+?) = .+?  # (.+)$")
 GROUPS = ("series", "model", "data", "train", "merge", "eval", "logger")
@@ -57,9 +57,7 @@ def reference() -> str:
         cls = schemas()[group]
         out += ["", f"### `{group}.*` (`conf/{group}/`, schema `{cls.__name__}` in `{cls.__module__}`)", "",
                 *table(f"{group}.", cls)]
-    from wsm_exp.sweep.run.sft_job import SFTJobConfig  # the sft sweep's own group, checked by that sweep
-
-    out += ["", "### `sft.*` (`conf/sft/`, the `sft` sweep only; `SFTJobConfig` in `wsm_exp.sweep.run.sft_job`; "
+    out += ["", "### `sft.*` (`conf/sft/`, the `sft` sweep only; `SFTJobConfig` in `wsm_exp.sweep.spec.schemas`; "
             "`sft.recipe.*`: `SFTConfig` in `wsm_exp.study.sft_train`)", "", *table("sft.", SFTJobConfig)]
     return "\n".join(out) + "\n"
 
