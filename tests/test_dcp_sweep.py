@@ -20,8 +20,8 @@ from helpers.sweep import micro_study, run_sweep
 from safetensors.torch import load_file, save_file
 
 from wsm_exp.sweep.planning import hf_pairing
-from wsm_exp.sweep.spec.schemas import ConfigError, SeriesConfig
 from wsm_exp.sweep.planning.sources import UserSource
+from wsm_exp.sweep.spec.schemas import ConfigError, SeriesConfig
 
 SWEEP = ["+sweep=duration", "merge.quantity=2", "merge.duration=8,16", "baselines.wsd_shapes=[]", "logger=none"]
 COLUMNS = ["variant", "kind", "task", "metric", "value", "stderr", "status"]

@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
+from wsm_exp.study.branch_spec import Fidelity
 from wsm_exp.sweep.record import results
 from wsm_exp.sweep.spec.schemas import ConfigError, LoggerConfig, MergeConfig, from_node
-from wsm_exp.study.branch_spec import Fidelity
 from wsm_exp.sweep.spec.variants import merge_variant, raw_variant, wsd_variant
 
 

@@ -11,6 +11,7 @@ becomes a failed row. Any failed variant makes the command exit non-zero after a
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -68,9 +69,9 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     Exits 1 when a variant failed or the report could not be written (after writing everything else).
     """
     from wsm_exp.sweep.record import results, tracking
-    from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node
     from wsm_exp.sweep.record.console import FILE_ONLY
     from wsm_exp.sweep.run.workspace import sweep_paths
+    from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node
 
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
@@ -79,13 +80,14 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     frame = results.write_results(sweep_dir)
     report, report_error = None, ""
     try:
-        from analysis import write_report
+        from analysis import log_report_to_wandb, write_report
 
         report = write_report([sweep_dir])
     except Exception as err:  # noqa: BLE001 — the results are safe; say why the report is missing
         log.info("report failed", exc_info=True, extra=FILE_ONLY)
         report_error = f"{type(err).__name__}: {err}"
-    tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame, report)
+    tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame,
+                         also=None if report is None else functools.partial(log_report_to_wandb, report))
     failed = sorted(frame.loc[frame["status"] == "failed", "variant"].unique())
     ok = frame.loc[frame["status"] == "ok", "variant"].unique()
     computed = {p.stem.rsplit("@", 1)[0] if "@" in p.stem else p.stem for p in (sweep_dir / "jobs").glob("*.json")
@@ -120,11 +122,11 @@ LOST = ("no result: its job ended without writing one (cancelled, killed, past i
 def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config_name: str | None,
                          multirun: bool) -> None:
     """Write a failed row for every planned variant that has no job file (e.g. its Slurm job was cancelled)."""
+    from wsm_exp.sweep.planning.compose import launched_jobs
+    from wsm_exp.sweep.planning.job_plan import plan_job
+    from wsm_exp.sweep.planning.sources import make_source
     from wsm_exp.sweep.record import folder, results
     from wsm_exp.sweep.spec.schemas import ConfigError
-    from wsm_exp.sweep.planning.job_plan import plan_job
-    from wsm_exp.sweep.planning.compose import launched_jobs
-    from wsm_exp.sweep.planning.sources import make_source
 
     for cfg in launched_jobs(config, config_name, multirun):
         if OmegaConf.select(cfg, "sft") is not None:

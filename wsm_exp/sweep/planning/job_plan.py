@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from wsm_exp.merging.weights import merge_weights
 from wsm_exp.study.branch_spec import Fidelity
 from wsm_exp.sweep.planning.beyond_plan import final_weights, probe_baselines, probe_series, user_weights
-from wsm_exp.sweep.spec.schemas import BaselinesConfig, ConfigError, MergeConfig, from_node
 from wsm_exp.sweep.planning.sft_plan import check_sft
 from wsm_exp.sweep.planning.sources import SeriesSource
+from wsm_exp.sweep.spec.schemas import BaselinesConfig, ConfigError, MergeConfig, from_node
 from wsm_exp.sweep.spec.variants import Variant, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
 
 
