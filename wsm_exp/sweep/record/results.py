@@ -98,6 +98,23 @@ def make_row(**fields: Any) -> dict[str, Any]:
     return {**_DEFAULTS, **fields}
 
 
+def score_rows(scores, **fields: Any) -> list[dict[str, Any]]:
+    """One row per score of an evaluation (``wsm_exp.evaluation.Score``) with the model's ``fields``; a
+    score taken from the cache cost no evaluation time.
+
+    >>> from types import SimpleNamespace as Score
+    >>> s = Score(task="t", category="c", metric="acc", value=0.5, stderr=0.1, higher_is_better=True, seconds=2.0,
+    ...           from_cache=True, harness_version="h", task_version="1", task_hash="x")
+    >>> [(r["variant"], r["value"], r["eval_seconds"]) for r in score_rows([s], variant="v")]
+    [('v', 0.5, 0.0)]
+    """
+    return [make_row(**fields, task=s.task, category=s.category, metric=s.metric, value=float(s.value),
+                     stderr=float(s.stderr), higher_is_better=bool(s.higher_is_better),
+                     eval_seconds=0.0 if s.from_cache else s.seconds, harness_version=s.harness_version,
+                     task_version=s.task_version, task_hash=s.task_hash)
+            for s in scores]
+
+
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows to a DataFrame with the schema's column order and dtypes."""
     frame = pd.DataFrame([make_row(**r) for r in rows], columns=list(COLUMNS))

@@ -204,18 +204,8 @@ class _Context:
             evaluation = evaluate(Path(model_dir), self.suite, cache_dir=self.scores,
                                   extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
         write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values for paired tests
-        scores = evaluation.scores
-        fields = self._fields(variant)
-        return [
-            results.make_row(
-                sweep=self.sweep, sweep_dir=str(self.sweep_dir), **fields, model_hash=model_hash,
-                task=s.task, category=s.category, metric=s.metric, value=float(s.value),
-                stderr=float(s.stderr), higher_is_better=bool(s.higher_is_better),
-                merge_seconds=merge_seconds, eval_seconds=0.0 if getattr(s, "from_cache", False) else s.seconds,
-                harness_version=s.harness_version, task_version=s.task_version, task_hash=s.task_hash,
-            )
-            for s in scores
-        ]
+        return results.score_rows(evaluation.scores, sweep=self.sweep, sweep_dir=str(self.sweep_dir),
+                                  **self._fields(variant), model_hash=model_hash, merge_seconds=merge_seconds)
 
 
 def _headline(rows: list[dict[str, Any]]) -> str:

@@ -1,4 +1,4 @@
-"""The SFT sweep (paper Table 2): the same fine-tuning on the two bases of the comparison.
+"""The SFT kind of job (paper Table 2): the same fine-tuning on both bases of the comparison, each epoch evaluated.
 
     bases (WSD decay end, best WSM merge) -> SFT (same items, order, steps, LR schedule, seed)
     -> epoch_<k>/ per base -> every epoch evaluated (lm-eval, cached) -> rows (kind "sft") -> W&B
@@ -24,7 +24,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.keys import content_key
-from wsm_exp.sweep.planning.sft_plan import ROLES, Base, best_merge, check_sft, fallback_merge, given_epochs, user_variant
+from wsm_exp.sweep.planning.sft_plan import (ROLES, Base, best_merge, check_sft, fallback_merge, given_epochs,
+                                             user_variant)
 from wsm_exp.sweep.record import folder, results, tracking
 from wsm_exp.sweep.run.workspace import sweep_paths, variant_lock
 from wsm_exp.sweep.spec.schemas import ConfigError, LoggerConfig, SFTJobConfig, from_node
@@ -169,12 +170,7 @@ class _Evaluator:
                 heldout = self.source.heldout() if "wsm_heldout_bpb" in self.suite.tasks else None
                 scores = evaluate_model(path, self.suite, cache_dir=self.scores, model_hash=model_hash,
                                         extra_data={"heldout": heldout} if heldout else None)
-                rows = [results.make_row(
-                    **self._fields(variant, epoch), model_hash=model_hash, task=s.task, category=s.category,
-                    metric=s.metric, value=float(s.value), stderr=float(s.stderr),
-                    higher_is_better=bool(s.higher_is_better), eval_seconds=0.0 if s.from_cache else s.seconds,
-                    harness_version=s.harness_version, task_version=s.task_version, task_hash=s.task_hash)
-                    for s in scores]
+                rows = results.score_rows(scores, **self._fields(variant, epoch), model_hash=model_hash)
                 tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
             except Exception as err:  # noqa: BLE001 — a failed row; a rerun retries it
                 self.record_failure(variant, epoch, err)
