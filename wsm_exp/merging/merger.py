@@ -152,7 +152,7 @@ def merge_plans(
     its shards' tensors); the index, side files and merge.json are written once, at the end, and
     the result is bit-identical to one process. A merge with one output shard (or DCP output, or
     outputs whose shards differ) runs in one process. ``executor`` (anything with ``map(fn, *iterables)``)
-    runs those workers instead of local processes: the sweep's Slurm array (wsm_exp.sweep.stage.merge_array).
+    runs those workers instead of local processes: the sweep's Slurm array (wsm_exp.sweep.merge_array).
     """
     started = time.perf_counter()
     out_dirs = [Path(o) for o in out_dirs]
