@@ -3,8 +3,9 @@
 Every module of ``wsm_exp`` and ``analysis`` is parsed (never imported). An import counts wherever
 it stands, inside functions too: a loop hidden in a function is still a loop for a reader. Checked:
 no cycles, no private ``_name`` imported from another module, no module over 400 lines, no module
-basename used in two packages, a first docstring line on every module, and the runner's steps
-(``wsm_exp/sweep/``) importing only the steps below them (docs/runner.md, "Where the code lives").
+basename used in two packages, a first docstring line on every module, the runner's steps
+(``wsm_exp/sweep/``) importing only the steps listed before them in ``STEPS`` (docs/runner.md, "Where the
+code lives"), and every module path named in docs, configs and docstrings existing.
 """
 
 from __future__ import annotations
