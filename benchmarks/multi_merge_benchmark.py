@@ -11,7 +11,7 @@ runs first). With ``--cold`` the page cache is dropped before every timed run an
 (root only): the inputs come from disk, as checkpoints larger than memory do on a cluster. Reports
 the median wall time, GB of checkpoint tensors read (the merger's own count, printed by
 ``wsm-merge``, beside the unique input bytes), peak anonymous memory, the pass's time over the
-largest single merge's, and whether every output of the pass equals the separate merge bit for bit. The sweep's merge stage (wsm_exp.sweep.merge_stage) runs the same pass.
+largest single merge's, and whether every output of the pass equals the separate merge bit for bit. The sweep's merge stage (wsm_exp.sweep.stage.merge_stage) runs the same pass.
 Not a test: timings on a shared machine are noisy.
 """
 

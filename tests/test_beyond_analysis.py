@@ -13,7 +13,7 @@ import pytest
 from analysis.beyond import probe_gains, quadratic_r2, scale_fits, section
 from analysis.beyond import _models  # noqa: PLC2701 — the frame the parts read
 from wsm_exp.study.branch_spec import Probe
-from wsm_exp.sweep.results import make_row
+from wsm_exp.sweep.record.results import make_row
 
 SEEDS = (0, 1, 2)
 

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from wsm_exp.merging.extrapolate import extrapolate, reorder
 from wsm_exp.merging.weights import merge_weights
 from wsm_exp.study.branch_spec import Probe, StudyError, parse_branch
-from wsm_exp.sweep.config import ConfigError
-from wsm_exp.sweep.plan import plan_job
-from wsm_exp.sweep.sources import make_source
+from wsm_exp.sweep.planning.job_plan import plan_job
+from wsm_exp.sweep.planning.sources import make_source
+from wsm_exp.sweep.spec.schemas import ConfigError
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 OmegaConf.register_new_resolver("cwd", lambda: "/tmp", replace=True)

@@ -15,8 +15,9 @@ from hydra import initialize_config_dir
 
 import wsm_exp.__main__ as entry  # registers the schemas and the ${cwd:} resolver
 from wsm_exp.evaluation.suites import SuiteConfig
-from wsm_exp.sweep import preflight
-from wsm_exp.sweep.config import ConfigError, from_node, schemas
+from wsm_exp.sweep.check import gate, preflight
+from wsm_exp.sweep.planning import compose
+from wsm_exp.sweep.spec.schemas import ConfigError, from_node, schemas
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
@@ -29,7 +30,7 @@ def hydra_ready():
 
 
 def jobs_of(tmp_path, *args: str) -> list[preflight.CheckedJob]:
-    _, jobs, configs = preflight.compose_command([f"paths.sweeps={tmp_path}", *args])
+    _, jobs, configs = compose.compose_command([f"paths.sweeps={tmp_path}", *args])
     return preflight.check_jobs(jobs, configs)
 
 
@@ -41,7 +42,7 @@ def refused(tmp_path, *args: str) -> str:
 
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_every_sweep_composes_checks_and_plans_without_writing(hydra_ready, tmp_path, sweep):
-    base, overrides, configs = preflight.compose_command([f"paths.sweeps={tmp_path}", f"+sweep={sweep}"])
+    base, overrides, configs = compose.compose_command([f"paths.sweeps={tmp_path}", f"+sweep={sweep}"])
     params = base.hydra.sweeper.params or {}
     expected = 1
     for values in params.values():
@@ -115,7 +116,7 @@ def test_a_missing_device_is_refused_before_work(hydra_ready, tmp_path, override
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_a_present_device_passes_and_a_missing_index_is_refused(hydra_ready, tmp_path):
-    preflight.check_machine(preflight.compose_job(["machine=cuda"]))
+    preflight.check_machine(compose.compose_job(["machine=cuda"]))
     assert "CUDA device(s) here" in refused(tmp_path, "eval.device=cuda:99")
 
 
@@ -131,21 +132,21 @@ def test_a_missing_data_package_is_refused(hydra_ready, tmp_path, monkeypatch):
     (["++eval.limits={wsm_mmlu:20}"], 20), (["eval.limit=50"], 50),
 ])
 def test_per_task_limit_forms_work_on_the_command_line(hydra_ready, args, limit):
-    cfg = preflight.compose_job(["eval=benchmarks", *args])
+    cfg = compose.compose_job(["eval=benchmarks", *args])
     suite = from_node(SuiteConfig, cfg.eval, key="eval")
     assert suite.limit_for("wsm_mmlu") == limit
     assert suite.limit_for("wsm_piqa") == (50 if "eval.limit=50" in args else None)
 
 
 def test_presets_are_deltas_and_machine_sets_devices(hydra_ready):
-    tiny = preflight.compose_job([])
-    small = preflight.compose_job(["model=small", "data=small", "train=small"])
+    tiny = compose.compose_job([])
+    small = compose.compose_job(["model=small", "data=small", "train=small"])
     assert small.model.hidden_size == 384 and small.train.peak_lr == 0.003 and small.data.vocab_size == 4096
     assert small.train.branch_steps == tiny.train.branch_steps and small.model.tie_word_embeddings
-    cuda = preflight.compose_job(["machine=cuda", "eval=benchmarks"])
+    cuda = compose.compose_job(["machine=cuda", "eval=benchmarks"])
     assert (cuda.train.device, cuda.eval.device) == ("cuda", "cuda")
-    assert preflight.compose_job(["machine=cuda", "eval.device=cpu"]).eval.device == "cpu"  # command line wins
-    series = preflight.compose_job(["series.path=/x", "series.wsd={1-sqrt:/ckpts/wsd}", "series.branch_start=100",
+    assert compose.compose_job(["machine=cuda", "eval.device=cpu"]).eval.device == "cpu"  # command line wins
+    series = compose.compose_job(["series.path=/x", "series.wsd={1-sqrt:/ckpts/wsd}", "series.branch_start=100",
                                     "series.wsd_decay_steps=50"]).series
     assert dict(series.wsd) == {"1-sqrt": "/ckpts/wsd"} and series.branch_start == 100
 
@@ -163,7 +164,7 @@ def test_each_default_lives_in_its_schema():
 
 
 def test_plan_prints_variants_and_cache_state_and_writes_nothing(tmp_path, capsys):
-    assert preflight.run_command([f"paths.sweeps={tmp_path}", "+sweep=quantity", "plan=true"], entry.CONF) is None
+    assert gate.run_command([f"paths.sweeps={tmp_path}", "+sweep=quantity", "plan=true"], entry.CONF) is None
     out = capsys.readouterr().out
     assert "5 job(s)" in out and "wsm-mean-N16-I8" in out and "to train: wsd_1-sqrt, wsm" in out
     assert "rough time" in out and not any(tmp_path.iterdir())
@@ -187,11 +188,11 @@ def test_command_line_mistake_is_one_paragraph_exit_2_no_traceback(tmp_path):
 
 
 def test_config_doc_lists_every_key_as_generated():
-    from wsm_exp.sweep.config_doc import reference
+    from wsm_exp.sweep.spec.config_doc import reference
 
     text = (ROOT / "docs" / "config.md").read_text()
     section = text.split("<!-- keys -->\n")[1].split("<!-- /keys -->")[0]
-    assert section == reference(), "docs/config.md is stale: python -m wsm_exp.sweep.config_doc"
+    assert section == reference(), "docs/config.md is stale: python -m wsm_exp.sweep.spec.config_doc"
     import yaml
 
     for path in (ROOT / "conf").rglob("*.yaml"):
@@ -218,7 +219,7 @@ def test_config_doc_lists_every_key_as_generated():
 ])
 def test_documented_forms_compose(hydra_ready, tmp_path, args):
     args = [a.format(tmp=tmp_path) for a in args]
-    _, jobs, configs = preflight.compose_command(args)
+    _, jobs, configs = compose.compose_command(args)
     for cfg in configs:
         preflight.check_keys(cfg)
         preflight.check_series(cfg)

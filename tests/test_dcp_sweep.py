@@ -19,9 +19,9 @@ from helpers.merging import tiny_model
 from helpers.sweep import micro_study, run_sweep
 from safetensors.torch import load_file, save_file
 
-from wsm_exp.sweep import hf_pairing
-from wsm_exp.sweep.config import ConfigError, SeriesConfig
-from wsm_exp.sweep.sources import UserSource
+from wsm_exp.sweep.planning import hf_pairing
+from wsm_exp.sweep.planning.sources import UserSource
+from wsm_exp.sweep.spec.schemas import ConfigError, SeriesConfig
 
 SWEEP = ["+sweep=duration", "merge.quantity=2", "merge.duration=8,16", "baselines.wsd_shapes=[]", "logger=none"]
 COLUMNS = ["variant", "kind", "task", "metric", "value", "stderr", "status"]

@@ -27,8 +27,8 @@ import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} re
 from wsm_exp.merging.merger import merge_plans
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window
-from wsm_exp.sweep.merge_array import MergeArrayError, stage_executor
-from wsm_exp.sweep.merge_stage import run_merge_stage
+from wsm_exp.sweep.stage.merge_array import MergeArrayError, stage_executor
+from wsm_exp.sweep.stage.merge_stage import run_merge_stage
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SHARD_MIB = "0.04"  # ~42 kB: the tiny Llama's merges split into several shards

@@ -14,9 +14,10 @@ from safetensors import safe_open
 import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} resolver, as the entry point does)
 from wsm_exp.merging.merger import merge_or_reuse, merge_plan
 from wsm_exp.merging.series import load_series
-from wsm_exp.sweep.merge_stage import run_merge_stage, variant_plan
-from wsm_exp.sweep.plan import plan_job
-from wsm_exp.sweep.sources import make_source
+from wsm_exp.sweep.planning.job_plan import plan_job
+from wsm_exp.sweep.planning.sources import make_source
+from wsm_exp.sweep.planning.variant_merge import variant_plan
+from wsm_exp.sweep.stage.merge_stage import run_merge_stage
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

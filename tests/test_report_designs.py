@@ -20,7 +20,9 @@ from analysis.design import TITLES, design_of
 from analysis.report import write_report
 from analysis.tables import AXIS_COLUMNS
 from wsm_exp import __main__ as entry
-from wsm_exp.sweep import preflight, results
+from wsm_exp.sweep.check import preflight
+from wsm_exp.sweep.planning import compose
+from wsm_exp.sweep.record import results
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
@@ -55,7 +57,7 @@ def planned(tmp_path_factory):
     def variants(sweep: str) -> list:
         if sweep not in cache:
             with initialize_config_dir(config_dir=str(entry.CONF), version_base="1.3"):
-                _, overrides, configs = preflight.compose_command([f"paths.sweeps={folder}", f"+sweep={sweep}",
+                _, overrides, configs = compose.compose_command([f"paths.sweeps={folder}", f"+sweep={sweep}",
                                                                    "seed=0,1"])
                 jobs = preflight.check_jobs(overrides, configs)
             by_name = {}
@@ -75,7 +77,7 @@ def _draw(name: str, task: str) -> float:
 def _rows(sweep: str, variant, suite: str) -> list[dict]:
     tasks, score = SUITES[suite]
     fields = variant.row_fields(tokens_per_step=2048, branch_start=1500, branch_steps=256)
-    if sweep == "sft":  # the SFT job path writes fine-tuned rows per epoch (wsm_exp/sweep/sft.py)
+    if sweep == "sft":  # the SFT job path writes fine-tuned rows per epoch (wsm_exp/sweep/run/sft_job.py)
         role = "wsd" if variant.kind == "wsd" else "wsm"
         return [results.make_row(sweep=sweep, **{**fields, "variant": f"sft-{role}-e{epoch}-s{variant.seed}",
                                                  "kind": "sft", "branch": f"sft_{role}", "branch_kind": "sft"},

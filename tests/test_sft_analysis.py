@@ -8,7 +8,7 @@ import pytest
 
 from analysis.report import write_report
 from analysis.sft import best_epochs, sft_scores, sft_verdict, table2
-from wsm_exp.sweep.results import make_row, to_frame
+from wsm_exp.sweep.record.results import make_row, to_frame
 
 TASKS = {"wsm_sft_copy": "language", "wsm_sft_add": "math", "wsm_sft_max": "reason"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from wsm_exp.sweep.config import ConfigError
-from wsm_exp.sweep.sft import check_sft
+from wsm_exp.sweep.planning.sft_plan import check_sft
+from wsm_exp.sweep.spec.schemas import ConfigError
 
 
 def cfg(**sft):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from helpers.study import DATA
-from wsm_exp.evaluation.tasks import utils as benchmark_data
+from wsm_exp.evaluation.tasks import loaders as benchmark_data
 from wsm_exp.study.data import build_data, mixes, split_of, wikipedia
 
 

@@ -6,10 +6,10 @@ import math
 import pandas as pd
 import pytest
 
-from wsm_exp.sweep import results
-from wsm_exp.sweep.config import ConfigError, LoggerConfig, MergeConfig, from_node
 from wsm_exp.study.branch_spec import Fidelity
-from wsm_exp.sweep.variants import merge_variant, raw_variant, wsd_variant
+from wsm_exp.sweep.record import results
+from wsm_exp.sweep.spec.schemas import ConfigError, LoggerConfig, MergeConfig, from_node
+from wsm_exp.sweep.spec.variants import merge_variant, raw_variant, wsd_variant
 
 
 def test_rows_follow_the_schema_and_round_trip_parquet(tmp_path):
@@ -78,7 +78,7 @@ def test_config_keys_are_checked_with_allowed_list():
 
 
 def test_rows_carry_the_columns_analysis_needs():
-    from wsm_exp.sweep.variants import merge_then_decay_variant
+    from wsm_exp.sweep.spec.variants import merge_then_decay_variant
 
     merge = merge_variant(curve="ema_alpha", steps=[8, 16], weights=[0.4, 0.6], interval=8, duration=16, alpha=0.3,
                           dtype="bfloat16", accumulate="float64")
@@ -117,7 +117,7 @@ def test_branch_specs_round_trip_and_refuse_what_the_study_cannot_train(name, er
 
 
 def test_freshness_names_what_changed():
-    from wsm_exp.sweep.freshness import fingerprint, package_versions, what_changed
+    from wsm_exp.sweep.record.freshness import fingerprint, package_versions, what_changed
 
     base = {"checkpoint wsm/step_400": "a", "held-out file": "h", "packages": package_versions(), "variant": "v"}
     assert fingerprint(base) == fingerprint(dict(reversed(base.items())))  # order-free

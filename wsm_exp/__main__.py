@@ -1,7 +1,7 @@
 """``python -m wsm_exp +sweep=<name>``: the Hydra entry point; one job = one merge variant.
 
 Before Hydra launches anything, every job of the command is composed with Hydra's compose API and
-checked (wsm_exp/sweep/preflight.py); a mistake prints one paragraph and exits 2, and ``plan=true``
+checked (wsm_exp/sweep/check/gate.py); a mistake prints one paragraph and exits 2, and ``plan=true``
 prints the plan and stops. Nothing is written in either case.
 
 Examples:
@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from wsm_exp.sweep.config import ConfigError, register_schemas
+from wsm_exp.sweep.spec.schemas import ConfigError, register_schemas
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PASSTHROUGH = ("-m", "--multirun")  # any other flag (--cfg, --help, -cd, ...) is Hydra's: the callbacks check then
@@ -29,21 +29,21 @@ register_schemas()  # and the ${cwd:} resolver: the launch folder, resolvable be
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; results, report and exit status come from the callbacks."""
-    from wsm_exp.sweep.job import run_job
+    from wsm_exp.sweep.run.job import run_job
 
     return run_job(cfg)
 
 
 def main() -> None:
     """Pre-flight (or the plan), then Hydra."""
-    from wsm_exp.sweep import preflight
+    from wsm_exp.sweep.check import gate
 
     args = sys.argv[1:]
     if all(a in PASSTHROUGH or not a.startswith("-") for a in args):
         try:
-            jobs = preflight.run_command(args, config_dir=CONF)
+            jobs = gate.run_command(args, config_dir=CONF)
         except ConfigError as err:
-            preflight.refuse(err)
+            gate.refuse(err)
         if jobs is None:
             return  # plan=true: printed, nothing written
     hydra_main()

@@ -26,7 +26,7 @@ class SlurmLauncher(StockSlurmLauncher):
     """Submit the sweep as one Slurm job array; wait for every job, tolerating lost ones."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from wsm_exp.sweep.merge_array import slurm_executor
+        from wsm_exp.sweep.stage.merge_array import slurm_executor
 
         assert self.config is not None
         executor = slurm_executor(self.params)

@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 
-from wsm_exp.sweep import results
 from wsm_exp.study.branch_spec import Fidelity
-from wsm_exp.sweep.variants import merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
+from wsm_exp.sweep.record import results
+from wsm_exp.sweep.spec.variants import merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
 
 TASKS = {"t_gk": "general_knowledge", "t_lang": "language", "t_math": "math"}
 

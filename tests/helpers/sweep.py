@@ -64,7 +64,7 @@ def micro_study(root: Path, cache: Path) -> tuple[Path, Path]:
     from hydra import compose, initialize_config_dir
 
     import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} resolver)
-    from wsm_exp.sweep.sources import EmbeddedSource
+    from wsm_exp.sweep.planning.sources import EmbeddedSource
 
     trained = run_sweep(root, "merge.quantity=2", "baselines.wsd_shapes=[]", "logger=none", "eval.tasks=[wsm_piqa]",
                         name="micro-study", cache=cache)

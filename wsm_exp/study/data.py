@@ -34,9 +34,6 @@ from wsm_exp.atomic import temp_path
 from wsm_exp.keys import content_key
 from wsm_exp.study.config import DataConfig
 
-EOS = "<|endoftext|>"
-PAD = "<|pad|>"
-
 
 class DataError(RuntimeError):
     """A corpus package is missing or unreadable."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from wsm_exp.study.data import EOS, PAD
+EOS = "<|endoftext|>"  # end of text, also BOS and UNK: one special token like GPT-2's
+PAD = "<|pad|>"
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, max_length: int = 128) -> PreTrainedTokenizerFast:

@@ -1,7 +1,7 @@
 """Hydra callbacks around a sweep: check every job before any work; gather, report and log after.
 
 Registered in conf/config.yaml under ``hydra.callbacks``. ``python -m wsm_exp`` checks every job
-before Hydra starts (wsm_exp/sweep/preflight.py); when Hydra's own flags bypass that, the same
+before Hydra starts (wsm_exp/sweep/check/gate.py); when Hydra's own flags bypass that, the same
 check runs here in ``on_multirun_start`` / ``on_run_start``, before any job. On
 ``on_multirun_end`` (and ``on_run_end`` for a single job) the job files become ``results.parquet``
 + ``results.csv``, the report is written, the summary W&B run is logged, and the sweep folder's
@@ -11,6 +11,7 @@ becomes a failed row. Any failed variant makes the command exit non-zero after a
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -36,7 +37,7 @@ class SweepCallbacks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
         preflight(config, kwargs.get("config_name"), multirun=True)
-        from wsm_exp.sweep.merge_stage import log_stage
+        from wsm_exp.sweep.stage.merge_stage import log_stage
 
         log_stage(config, kwargs.get("config_name"))  # every merge the jobs need, in one pass over their checkpoints
 
@@ -48,16 +49,16 @@ class SweepCallbacks(Callback):
 
 
 def preflight(config: DictConfig, config_name: str | None, multirun: bool) -> None:
-    """Check every job before any work (wsm_exp/sweep/preflight.py); exit 2 with the reason, or 0 after a plan."""
-    from wsm_exp.sweep import preflight as checks
-    from wsm_exp.sweep.config import ConfigError
+    """Check every job before any work (wsm_exp/sweep/check/gate.py); exit 2 with the reason, or 0 after a plan."""
+    from wsm_exp.sweep.check import gate
+    from wsm_exp.sweep.spec.schemas import ConfigError
 
     try:
-        checks.run_in_hydra(config, config_name, multirun)
+        gate.run_in_hydra(config, config_name, multirun)
     except ConfigError as err:
         # Hydra turns a callback's exception into a warning and launches the jobs anyway;
         # SystemExit is the one way to stop before any job starts
-        checks.refuse(err)
+        gate.refuse(err)
     if config.plan:
         sys.exit(0)
 
@@ -67,10 +68,10 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
 
     Exits 1 when a variant failed or the report could not be written (after writing everything else).
     """
-    from wsm_exp.sweep import results, tracking
-    from wsm_exp.sweep.config import LoggerConfig, from_node
-    from wsm_exp.sweep.console import FILE_ONLY
-    from wsm_exp.sweep.job import sweep_paths
+    from wsm_exp.sweep.record import results, tracking
+    from wsm_exp.sweep.record.console import FILE_ONLY
+    from wsm_exp.sweep.run.workspace import sweep_paths
+    from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node
 
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
@@ -79,13 +80,14 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     frame = results.write_results(sweep_dir)
     report, report_error = None, ""
     try:
-        from analysis import write_report
+        from analysis import log_report_to_wandb, write_report
 
         report = write_report([sweep_dir])
     except Exception as err:  # noqa: BLE001 — the results are safe; say why the report is missing
         log.info("report failed", exc_info=True, extra=FILE_ONLY)
         report_error = f"{type(err).__name__}: {err}"
-    tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame, report)
+    tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame,
+                         also=None if report is None else functools.partial(log_report_to_wandb, report))
     failed = sorted(frame.loc[frame["status"] == "failed", "variant"].unique())
     ok = frame.loc[frame["status"] == "ok", "variant"].unique()
     computed = {p.stem.rsplit("@", 1)[0] if "@" in p.stem else p.stem for p in (sweep_dir / "jobs").glob("*.json")
@@ -120,15 +122,15 @@ LOST = ("no result: its job ended without writing one (cancelled, killed, past i
 def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config_name: str | None,
                          multirun: bool) -> None:
     """Write a failed row for every planned variant that has no job file (e.g. its Slurm job was cancelled)."""
-    from wsm_exp.sweep import folder, results
-    from wsm_exp.sweep.config import ConfigError
-    from wsm_exp.sweep.plan import plan_job
-    from wsm_exp.sweep.preflight import launched_jobs
-    from wsm_exp.sweep.sources import make_source
+    from wsm_exp.sweep.planning.compose import launched_jobs
+    from wsm_exp.sweep.planning.job_plan import plan_job
+    from wsm_exp.sweep.planning.sources import make_source
+    from wsm_exp.sweep.record import folder, results
+    from wsm_exp.sweep.spec.schemas import ConfigError
 
     for cfg in launched_jobs(config, config_name, multirun):
         if OmegaConf.select(cfg, "sft") is not None:
-            continue  # an SFT job writes rows for epochs it discovers as it runs (wsm_exp/sweep/sft.py)
+            continue  # an SFT job writes rows for epochs it discovers as it runs (wsm_exp/sweep/run/sft_job.py)
         try:
             source = make_source(cfg)
             plan = plan_job(cfg, source)

@@ -1,1 +1,1 @@
-"""lm-eval task configs (YAML) and their data loaders (utils.py); passed to lm-eval as include_path."""
+"""lm-eval task configs (YAML) and their data loaders (loaders.py); passed to lm-eval as include_path."""

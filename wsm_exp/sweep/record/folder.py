@@ -11,7 +11,7 @@ Example:
     >>> claim(folder, "abc", {"eval": "tiny"}); check(folder, "abc")
     >>> check(folder, "other", {"eval": "benchmarks"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    wsm_exp.sweep.config.ConfigError: Sweep folder ... The settings that differ: eval: 'tiny' → 'benchmarks'...
+    wsm_exp.sweep.spec.schemas.ConfigError: Sweep folder ... The settings that differ: eval: 'tiny' → 'benchmarks'...
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from wsm_exp.atomic import write_json_atomic
 from wsm_exp.keys import content_key
-from wsm_exp.sweep.config import ConfigError
+from wsm_exp.sweep.spec.schemas import ConfigError
 
 RECORD = "sweep.json"
 

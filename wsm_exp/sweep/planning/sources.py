@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
-from wsm_exp.sweep.config import ConfigError, SeriesConfig
+from wsm_exp.sweep.spec.schemas import ConfigError, SeriesConfig
 
 
 class SeriesSource(Protocol):
@@ -33,7 +33,7 @@ class SeriesSource(Protocol):
     wsd_shapes: Sequence[str]  # decay shapes with a WSD baseline series
     decay_min_lr: float  # final LR fraction of the WSD decays
     decay_shape: str  # shape of the decays the study trains for fidelity / merge-then-decay
-    hf_config: Path | None  # Hugging Face config + tokenizer for DCP series (wsm_exp.sweep.hf_pairing)
+    hf_config: Path | None  # Hugging Face config + tokenizer for DCP series (wsm_exp.sweep.planning.hf_pairing)
 
     def planned_wsm_steps(self) -> list[int]: ...
 
@@ -65,7 +65,7 @@ class EmbeddedSource:
     @classmethod
     def from_cfg(cls, cfg: DictConfig, logger=None) -> "EmbeddedSource":
         from wsm_exp.study import DataConfig, ModelConfig, TrainConfig
-        from wsm_exp.sweep.config import from_node
+        from wsm_exp.sweep.spec.schemas import from_node
 
         return cls(from_node(ModelConfig, cfg.model, key="model"), from_node(DataConfig, cfg.data, key="data"),
                    from_node(TrainConfig, cfg.train, key="train"), int(cfg.seed), Path(cfg.paths.studies), logger)
@@ -183,9 +183,9 @@ class UserSource:
         return Path(self.cfg.hf_config) if self.cfg.hf_config else None
 
     def check_hf_config(self) -> None:
-        """Refuse a DCP series without series.hf_config (and a bad one): wsm_exp.sweep.hf_pairing."""
+        """Refuse a DCP series without series.hf_config (and a bad one): wsm_exp.sweep.planning.hf_pairing."""
         from wsm_exp.merging.series import SeriesError
-        from wsm_exp.sweep.hf_pairing import check_pairing
+        from wsm_exp.sweep.planning.hf_pairing import check_pairing
 
         series = {}
         for branch in ["wsm", *(f"wsd_{shape}" for shape in self.wsd)]:
@@ -226,7 +226,7 @@ class UserSource:
 
     def identity(self) -> dict[str, Any]:
         """The run by place: a run that grows new checkpoints stays the same run (each variant's content
-        is fingerprinted on its own, see wsm_exp.sweep.freshness)."""
+        is fingerprinted on its own, see wsm_exp.sweep.record.freshness)."""
         return {"path": str(Path(self.cfg.path).resolve()), "seed": self.seed,
                 "wsd": {shape: str(Path(p).resolve()) for shape, p in sorted(self.wsd.items())},
                 "tokens_per_step": self.cfg.tokens_per_step, "branch_start": self.branch_start}
@@ -242,7 +242,7 @@ class UserSource:
 
 def make_source(cfg: DictConfig, logger=None) -> SeriesSource:
     """The embedded study unless ``series.path`` names the user's own checkpoints."""
-    from wsm_exp.sweep.config import from_node
+    from wsm_exp.sweep.spec.schemas import from_node
 
     series_cfg = from_node(SeriesConfig, cfg.series, key="series")
     if series_cfg.path:

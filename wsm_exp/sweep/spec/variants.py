@@ -66,7 +66,7 @@ class Variant:
         return self.steps[-1]
 
     def row_fields(self, *, tokens_per_step: int, branch_start: int, branch_steps: int) -> dict[str, Any]:
-        """The variant's columns of a result row (see wsm_exp.sweep.results.COLUMNS)."""
+        """The variant's columns of a result row (see wsm_exp.sweep.record.results.COLUMNS)."""
         return {
             "variant": self.name, "kind": self.kind, "branch": self.branch, "curve": self.curve,
             "min_lr": self.min_lr, "quantity": self.quantity, "seed": self.seed,
@@ -184,7 +184,7 @@ def merge_then_decay_variant(*, merge: Variant, shape: str, decay_steps: int, mi
                    duration=decay_steps, min_lr=min_lr, seed=merge.seed)
 
 
-# ---- SFT (paper Table 2; wsm_exp/sweep/sft.py) ---------------------------------------------------
+# ---- SFT (paper Table 2; wsm_exp/sweep/run/sft_job.py) ---------------------------------------------------
 def sft_variant(*, base: Variant, role: str, epoch: int) -> Variant:
     """Epoch ``epoch`` of the SFT of ``base`` (0 = the base itself), in the comparison's ``role``.
 

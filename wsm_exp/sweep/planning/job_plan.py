@@ -4,7 +4,7 @@ No training, merging or evaluating happens here, so the pre-flight can plan ever
 in milliseconds and refuse a bad override before any work.
 
 Example:
-    >>> from wsm_exp.sweep.plan import plan_job   # plan_job(cfg, make_source(cfg)) -> JobPlan
+    >>> from wsm_exp.sweep.planning.job_plan import plan_job   # plan_job(cfg, make_source(cfg)) -> JobPlan
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.merging.weights import merge_weights
 from wsm_exp.study.branch_spec import Fidelity
-from wsm_exp.sweep.beyond import final_weights, probe_baselines, probe_series, user_weights
-from wsm_exp.sweep.config import BaselinesConfig, ConfigError, MergeConfig, from_node
-from wsm_exp.sweep.sources import SeriesSource
-from wsm_exp.sweep.variants import Variant, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
+from wsm_exp.sweep.planning.beyond_plan import final_weights, probe_baselines, probe_series, user_weights
+from wsm_exp.sweep.planning.sft_plan import check_sft
+from wsm_exp.sweep.planning.sources import SeriesSource
+from wsm_exp.sweep.spec.schemas import BaselinesConfig, ConfigError, MergeConfig, from_node
+from wsm_exp.sweep.spec.variants import Variant, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
 
 
 @dataclass
@@ -39,9 +40,7 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
     from wsm_exp.merging.series import SeriesError, planned_series, select_window
     from wsm_exp.merging.weights import WeightsError
 
-    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep checks its own keys (wsm_exp/sweep/sft.py)
-        from wsm_exp.sweep.sft import check_sft
-
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep's own keys (wsm_exp/sweep/planning/sft_plan.py)
         check_sft(cfg)
     merge = from_node(MergeConfig, cfg.merge, key="merge")
     base = from_node(BaselinesConfig, cfg.baselines, key="baselines")

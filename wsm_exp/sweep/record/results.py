@@ -2,7 +2,7 @@
 
 Jobs write their rows to ``<sweep_dir>/jobs/<variant>@<suite>.json`` atomically; the end-of-sweep
 callback gathers every job file into ``results.parquet`` (plus ``results.csv``). A job file also
-stores the fingerprint of every input that produced it (``wsm_exp.sweep.freshness``), so a rerun
+stores the fingerprint of every input that produced it (``wsm_exp.sweep.record.freshness``), so a rerun
 reuses the variant only when nothing changed.
 
 Example:
@@ -30,7 +30,7 @@ COLUMNS: dict[str, str] = {
     "sweep": "string",  # sweep name (conf/sweep/<name>.yaml), e.g. "duration"
     "sweep_dir": "string",  # folder holding results.parquet
     "variant": "string",  # id of the evaluated model, unique within a sweep (includes the seed)
-    "kind": "string",  # wsm | decay_merge | merge_then_decay | wsd | raw | sft (wsm_exp.sweep.variants)
+    "kind": "string",  # wsm | decay_merge | merge_then_decay | wsd | raw | sft (wsm_exp.sweep.spec.variants)
     "branch": "string",  # series the model comes from: "wsm", "wsd_1-sqrt", "fidelity_E128_D32", ...
     "curve": "string",  # merge curve (wsm), decay shape (wsd) or "none" (raw)
     "min_lr": "float64",  # emulated / real final LR as a fraction of the constant LR
@@ -94,8 +94,25 @@ def make_row(**fields: Any) -> dict[str, Any]:
     """
     unknown = set(fields) - set(COLUMNS)
     if unknown:
-        raise KeyError(f"Not result columns: {sorted(unknown)}; the schema is wsm_exp.sweep.results.COLUMNS.")
+        raise KeyError(f"Not result columns: {sorted(unknown)}; the schema is wsm_exp.sweep.record.results.COLUMNS.")
     return {**_DEFAULTS, **fields}
+
+
+def score_rows(scores, **fields: Any) -> list[dict[str, Any]]:
+    """One row per score of an evaluation (``wsm_exp.evaluation.Score``) with the model's ``fields``; a
+    score taken from the cache cost no evaluation time.
+
+    >>> from types import SimpleNamespace as Score
+    >>> s = Score(task="t", category="c", metric="acc", value=0.5, stderr=0.1, higher_is_better=True, seconds=2.0,
+    ...           from_cache=True, harness_version="h", task_version="1", task_hash="x")
+    >>> [(r["variant"], r["value"], r["eval_seconds"]) for r in score_rows([s], variant="v")]
+    [('v', 0.5, 0.0)]
+    """
+    return [make_row(**fields, task=s.task, category=s.category, metric=s.metric, value=float(s.value),
+                     stderr=float(s.stderr), higher_is_better=bool(s.higher_is_better),
+                     eval_seconds=0.0 if s.from_cache else s.seconds, harness_version=s.harness_version,
+                     task_version=s.task_version, task_hash=s.task_hash)
+            for s in scores]
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

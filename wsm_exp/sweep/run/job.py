@@ -1,15 +1,15 @@
 """One Hydra job = one merge variant (plus its baselines), walked through the whole flow once.
 
-    plan (no work, wsm_exp.sweep.plan) -> ensure series -> fingerprint the inputs -> reuse, or
+    plan (no work, wsm_exp.sweep.planning.job_plan) -> ensure series -> fingerprint the inputs -> reuse, or
     merge + evaluate -> result rows (atomic, per variant) -> W&B run
 
 Every evaluated model is keyed by content, and every variant's rows by a fingerprint of every input
-that made them (wsm_exp.sweep.freshness): a rerun reuses a variant only when nothing changed, and
+that made them (wsm_exp.sweep.record.freshness): a rerun reuses a variant only when nothing changed, and
 otherwise says why it recomputes. A failure inside one variant becomes a ``failed`` row; the sweep
 goes on. A refused job (config error) raises ConfigError and writes nothing.
 
 Example (what ``python -m wsm_exp`` runs for each job):
-    >>> from wsm_exp.sweep.job import run_job   # run_job(cfg) -> list of failed variant names
+    >>> from wsm_exp.sweep.run.job import run_job   # run_job(cfg) -> list of failed variant names
 """
 
 from __future__ import annotations
@@ -27,29 +27,24 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from wsm_exp.atomic import file_lock
-from wsm_exp.sweep import folder, freshness, results, tracking
-from wsm_exp.sweep.config import LoggerConfig, from_node, shard_size_bytes
-from wsm_exp.sweep.console import FILE_ONLY, library_output_to_log, quiet_terminal
-from wsm_exp.sweep.plan import plan_job
-from wsm_exp.sweep.sources import SeriesSource, make_source
-from wsm_exp.sweep.variants import Variant
+from wsm_exp.sweep.planning.job_plan import plan_job
+from wsm_exp.sweep.planning.sources import SeriesSource, make_source
+from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
+from wsm_exp.sweep.record import folder, freshness, results, tracking
+from wsm_exp.sweep.record.console import FILE_ONLY, library_output_to_log, quiet_terminal
+from wsm_exp.sweep.run.sft_job import run_sft_job
+from wsm_exp.sweep.run.workspace import sweep_paths, variant_lock
+from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node, shard_size_bytes
+from wsm_exp.sweep.spec.variants import Variant
 
 log = logging.getLogger(__name__)
-
-
-def sweep_paths(cfg: DictConfig) -> tuple[str, Path]:
-    """(sweep name, sweep folder) from the config."""
-    return str(cfg.sweep_name), Path(cfg.paths.sweep_dir)
 
 
 def run_job(cfg: DictConfig) -> list[str]:
     """Run one variant and its baselines; return the names of variants that failed."""
     quiet_terminal()
     _exit_cleanly_on_sigterm()
-    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep (paper Table 2): its own job path
-        from wsm_exp.sweep.sft import run_sft_job
-
+    if OmegaConf.select(cfg, "sft") is not None:  # the SFT sweep (paper Table 2): the other kind of job
         return run_sft_job(cfg)
     sweep, sweep_dir = sweep_paths(cfg)
     logger_cfg = from_node(LoggerConfig, cfg.logger, key="logger")
@@ -96,11 +91,10 @@ class _Context:
         self._heldout_hash: str | None = None
 
     def inputs(self, variant: Variant, branch_paths: dict[str, Path]) -> dict[str, Any]:
-        """Every input that determines the variant's rows, by name (see wsm_exp.sweep.freshness)."""
+        """Every input that determines the variant's rows, by name (see wsm_exp.sweep.record.freshness)."""
         from wsm_exp.evaluation.harness import tasks_fingerprint
         from wsm_exp.merging.plan import MERGER_VERSION
-        from wsm_exp.sweep.hf_pairing import config_digest, paired_config
-        from wsm_exp.sweep.merge_stage import needs_merge
+        from wsm_exp.sweep.planning.hf_pairing import config_digest, paired_config
 
         inputs: dict[str, Any] = {
             "variant": freshness.digest(asdict(variant)), "eval settings": self.eval_identity,
@@ -122,7 +116,7 @@ class _Context:
         """Evaluate one variant unless its stored rows are fresh; write its rows; True when ok."""
         inputs = self.inputs(variant, branch_paths)
         fingerprint = freshness.fingerprint(inputs)
-        with _variant_lock(self.sweep_dir, variant.name):
+        with variant_lock(self.sweep_dir, variant.name):
             stored = results.read_job(self.sweep_dir, variant.name, self.keys.suite)
             if results.all_ok(stored) and stored.get("fingerprint") == fingerprint:
                 log.info("reused %s: %s", variant.name, _headline(stored["rows"]))
@@ -190,8 +184,7 @@ class _Context:
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.merger import merge_or_reuse
-        from wsm_exp.sweep import hf_pairing
-        from wsm_exp.sweep.merge_stage import needs_merge, variant_plan
+        from wsm_exp.sweep.planning import hf_pairing
 
         checkpoints = self._checkpoints(variant, branch_paths)
         hf_config = hf_pairing.paired_config(self.source.hf_config, checkpoints)  # a DCP series: HF folders
@@ -211,18 +204,8 @@ class _Context:
             evaluation = evaluate(Path(model_dir), self.suite, cache_dir=self.scores,
                                   extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
         write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values for paired tests
-        scores = evaluation.scores
-        fields = self._fields(variant)
-        return [
-            results.make_row(
-                sweep=self.sweep, sweep_dir=str(self.sweep_dir), **fields, model_hash=model_hash,
-                task=s.task, category=s.category, metric=s.metric, value=float(s.value),
-                stderr=float(s.stderr), higher_is_better=bool(s.higher_is_better),
-                merge_seconds=merge_seconds, eval_seconds=0.0 if getattr(s, "from_cache", False) else s.seconds,
-                harness_version=s.harness_version, task_version=s.task_version, task_hash=s.task_hash,
-            )
-            for s in scores
-        ]
+        return results.score_rows(evaluation.scores, sweep=self.sweep, sweep_dir=str(self.sweep_dir),
+                                  **self._fields(variant), model_hash=model_hash, merge_seconds=merge_seconds)
 
 
 def _headline(rows: list[dict[str, Any]]) -> str:
@@ -243,8 +226,3 @@ def _exit_cleanly_on_sigterm() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
-def _variant_lock(sweep_dir: Path, name: str):
-    """Exclusive per-variant lock, so parallel jobs sharing a baseline evaluate it once."""
-    return file_lock(Path(sweep_dir) / "jobs" / f".{name}.lock")

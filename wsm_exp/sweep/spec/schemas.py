@@ -42,7 +42,7 @@ class MergeConfig:
     dtype: str | None = None  # output dtype; None keeps the checkpoints' dtype
     accumulate: str = "float32"  # accumulation precision; float64 for bit-exact studies
     branch: str = "wsm"  # series the window comes from; "wsd_<shape>" merges inside a decay (decay-then-merge)
-    # --- beyond the paper (docs/beyond.md, wsm_exp/sweep/beyond.py) ---
+    # --- beyond the paper (docs/beyond.md, wsm_exp/sweep/planning/beyond_plan.py) ---
     extrapolate: float = 0.0  # α: θ_merge + α(θ_merge − θ_anchor), ExPO's move; 0 = the plain merge
     anchor: int | None = None  # step of the extrapolation anchor; None = the window's newest checkpoint
     normalize: bool = True  # false: explicit weights used as given (negative, any sum), with a warning
@@ -89,6 +89,20 @@ class LoggerConfig:
 
 
 @dataclass(frozen=True)
+class SFTJobConfig:
+    """The ``sft`` config group (conf/sft/tiny.yaml): the SFT sweep's bases and recipe (``planning.sft_plan``)."""
+
+    recipe: dict[str, Any] = field(default_factory=dict)  # wsm_exp.study.sft_train.SFTConfig fields
+    data_seed: int | None = None  # seed of the SFT items and their order; None = the run's seed
+    bases: dict[str, str] | None = None  # {wsd: DIR, wsm: DIR} to fine-tune; None = the series' own
+    runs: dict[str, str] | None = None  # {wsd: DIR, wsm: DIR} of epoch_<k> folders: evaluate only
+    wsd_shape: str = "1-sqrt"  # the WSD base: the end of this decay branch
+    select_from: str | None = None  # sweep folder whose results pick the WSM merge (the main job's)
+    fallback: dict[str, Any] = field(default_factory=lambda: {"curve": "mean", "quantity": 4, "duration": 64})  # without usable results there: the duration sweep's best tiny design
+    eval_bases: bool = True  # evaluate each base before SFT as epoch 0
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     """Where sweeps and the content-keyed cache live."""
 
@@ -111,7 +125,7 @@ class RunConfig:
     merge: Any = MISSING  # conf/merge: the merge variant (MergeConfig)
     eval: Any = MISSING  # conf/eval: the lm-eval suite (SuiteConfig)
     logger: Any = MISSING  # conf/logger: experiment tracking (LoggerConfig)
-    sft: Any = None  # conf/sft: the SFT stage, set by the sft sweep only (checked by wsm_exp.sweep.sft)
+    sft: Any = None  # conf/sft: the SFT stage, set by the sft sweep only (SFTJobConfig, checked at plan time)
     sweep_name: str = "single"  # folder under paths.sweeps; every sweep file sets its own
     seed: int = 0  # training seed of the embedded series; sweep it with seed=0,1,2
     plan: bool = False  # true: print what the command would train, merge and evaluate, then stop

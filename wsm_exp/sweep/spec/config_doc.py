@@ -1,6 +1,6 @@
 """The key reference of docs/config.md, generated from the schemas (their field comments are the one source).
 
-    python -m wsm_exp.sweep.config_doc   # rewrites the tables; tests/test_config.py checks the docs match
+    python -m wsm_exp.sweep.spec.config_doc   # rewrites the tables; tests/test_config.py checks the docs match
 
 Example:
     >>> "| `merge.curve` | str | mean |" in reference()
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from wsm_exp.sweep.config import schemas
+from wsm_exp.sweep.spec.schemas import SFTJobConfig, schemas
 
 FIELD = re.compile(r"^    (\w+): (.+?) = .+?  # (.+)$")
 GROUPS = ("series", "model", "data", "train", "merge", "eval", "logger")
@@ -57,9 +57,7 @@ def reference() -> str:
         cls = schemas()[group]
         out += ["", f"### `{group}.*` (`conf/{group}/`, schema `{cls.__name__}` in `{cls.__module__}`)", "",
                 *table(f"{group}.", cls)]
-    from wsm_exp.sweep.sft import SFTJobConfig  # the sft sweep's own group, checked by that sweep
-
-    out += ["", "### `sft.*` (`conf/sft/`, the `sft` sweep only; `SFTJobConfig` in `wsm_exp.sweep.sft`; "
+    out += ["", "### `sft.*` (`conf/sft/`, the `sft` sweep only; `SFTJobConfig` in `wsm_exp.sweep.spec.schemas`; "
             "`sft.recipe.*`: `SFTConfig` in `wsm_exp.study.sft_train`)", "", *table("sft.", SFTJobConfig)]
     return "\n".join(out) + "\n"
 
@@ -71,5 +69,5 @@ def update(page: Path) -> None:
     page.write_text(f"{head}<!-- keys -->\n{reference()}<!-- /keys -->{tail}")
 
 
-if __name__ == "__main__":  # python -m wsm_exp.sweep.config_doc: refresh docs/config.md
-    update(Path(__file__).resolve().parents[2] / "docs" / "config.md")
+if __name__ == "__main__":  # python -m wsm_exp.sweep.spec.config_doc: refresh docs/config.md
+    update(Path(__file__).resolve().parents[3] / "docs" / "config.md")

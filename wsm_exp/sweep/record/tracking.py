@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wsm_exp.sweep.config import LoggerConfig
+from wsm_exp.sweep.spec.schemas import LoggerConfig
 
 
 def run_id(sweep_dir: Path, name: str) -> str:
@@ -35,7 +36,7 @@ def start_run(cfg: LoggerConfig, sweep_dir: Path, sweep: str, name: str, *, job_
     if cfg.kind == "none":
         return None
     if cfg.kind != "wandb":
-        from wsm_exp.sweep.config import ConfigError
+        from wsm_exp.sweep.spec.schemas import ConfigError
 
         raise ConfigError(f"logger.kind={cfg.kind!r} is not known; allowed: wandb, none (logger=none).")
     import wandb
@@ -89,8 +90,9 @@ class LazyRun:
             self._run = None
 
 
-def log_summary(cfg: LoggerConfig, sweep_dir: Path, sweep: str, frame, report=None) -> None:
-    """The sweep's summary run: the whole results table, plus the report's tables and figures."""
+def log_summary(cfg: LoggerConfig, sweep_dir: Path, sweep: str, frame,
+                also: Callable[[Any], None] | None = None) -> None:
+    """The sweep's summary run: the whole results table, then ``also(run)`` (the report's tables and figures)."""
     if cfg.kind == "none":
         return
     import wandb
@@ -101,8 +103,6 @@ def log_summary(cfg: LoggerConfig, sweep_dir: Path, sweep: str, frame, report=No
     run.log({"results": wandb.Table(dataframe=table)})
     run.summary["variants"] = int(frame["variant"].nunique())
     run.summary["failed"] = int((frame["status"] == "failed").sum())
-    if report is not None:
-        from analysis import log_report_to_wandb
-
-        log_report_to_wandb(report, run)
+    if also is not None:
+        also(run)
     run.finish()

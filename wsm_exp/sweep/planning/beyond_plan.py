@@ -6,7 +6,7 @@
   branch_weight_decay / branch_steps`` override the WSM branch (noise-scale probe, long decays).
 
 Example:
-    >>> from wsm_exp.sweep.config import MergeConfig
+    >>> from wsm_exp.sweep.spec.schemas import MergeConfig
     >>> final_weights(MergeConfig(order="reverse"), [0.75, 0.25], [8, 16])
     [0.25, 0.75]
 """
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from wsm_exp.merging.extrapolate import ORDERS, is_convex, transform, unnormalized_weights
 from wsm_exp.merging.weights import WeightsError
 from wsm_exp.study.branch_spec import Probe, StudyError
-from wsm_exp.sweep.config import ConfigError, MergeConfig
+from wsm_exp.sweep.spec.schemas import ConfigError, MergeConfig
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def probe_series(merge: MergeConfig, source) -> Probe | None:
 
 def probe_baselines(probe: Probe, base, source, variant, seed: int) -> list:
     """The probe's newest raw checkpoint (and the one at the window's end) and the end of each matched decay."""
-    from wsm_exp.sweep.variants import raw_variant, wsd_variant
+    from wsm_exp.sweep.spec.variants import raw_variant, wsd_variant
 
     if base.fidelity or base.merge_then_decay:
         raise ConfigError("baselines.fidelity / merge_then_decay: not trained for probe branches "

@@ -1,8 +1,8 @@
 """The sweep's merge stage: every merge its jobs need, in one streaming pass, before they start.
 
-Each job merges its own variant (``wsm_exp.sweep.job``), so a sweep of K variants over the same
+Each job merges its own variant (``wsm_exp.sweep.run.job``), so a sweep of K variants over the same
 checkpoints would read each checkpoint up to K times. The stage plans every job (config only),
-builds each merge's ``MergePlan`` exactly as the job will (``variant_plan``), drops those already
+builds each merge's ``MergePlan`` exactly as the job will (``planning.variant_merge``), drops those already
 in the merge cache, and computes the rest with ``merge_plans``: each input tensor is read once and
 accumulated into every output that uses it (memory: a few pieces of one tensor per merge).
 The jobs then find their merges cached (``merge_or_reuse`` reuses them).
@@ -13,12 +13,12 @@ so on a fresh study the jobs merge as before; a rerun, a second sweep over the s
 sweep over your own checkpoints (``series.path``) gets the one-pass stage. A failure in the stage
 is logged and the jobs merge on their own (each records its own error). ``merge_stage: false``
 turns the stage off. ``merge_stage_tasks=P`` splits the pass by output shard over P local processes,
-or under the Slurm launcher over the P tasks of one Slurm array (``wsm_exp.sweep.merge_array``);
+or under the Slurm launcher over the P tasks of one Slurm array (``wsm_exp.sweep.stage.merge_array``);
 ``merge_shard_mib`` sets the shard size. Merges of a DCP series paired with ``series.hf_config`` are
-written as Hugging Face folders in their own cache folder (``wsm_exp.sweep.hf_pairing``).
+written as Hugging Face folders in their own cache folder (``wsm_exp.sweep.planning.hf_pairing``).
 
 Example:
-    >>> from wsm_exp.sweep.merge_stage import run_merge_stage   # run_merge_stage(cfg) -> StageSummary
+    >>> from wsm_exp.sweep.stage.merge_stage import run_merge_stage   # run_merge_stage(cfg) -> StageSummary
 """
 
 from __future__ import annotations
@@ -32,34 +32,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.atomic import temp_path
-from wsm_exp.merging.plan import EXPLICIT, MergePlan, build_plan
-from wsm_exp.merging.series import Checkpoint, Window
-from wsm_exp.sweep.variants import Variant
+from wsm_exp.merging.plan import MergePlan
+from wsm_exp.merging.series import Checkpoint
+from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
 
 log = logging.getLogger(__name__)
-MERGED_KINDS = ("wsm", "decay_merge")
-
-
-def needs_merge(variant: Variant) -> bool:
-    """Whether the variant's model is a merge (a single checkpoint is evaluated as it is)."""
-    return variant.kind in MERGED_KINDS and variant.quantity > 1
-
-
-def variant_plan(variant: Variant, checkpoints: Sequence[Checkpoint], tokens_per_step: int | None, *,
-                 identify: bool = True) -> MergePlan:
-    """The ``MergePlan`` of a merge variant over its checkpoints (oldest first): the one construction.
-
-    >>> from wsm_exp.merging.series import planned_series
-    >>> from wsm_exp.sweep.variants import merge_variant
-    >>> v = merge_variant(curve="mean", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16)
-    >>> variant_plan(v, planned_series([8, 16]).checkpoints, 100, identify=False).weights
-    (0.5, 0.5)
-    """
-    window = Window(tuple(checkpoints), variant.quantity, variant.interval, variant.duration, tokens_per_step)
-    given = variant.curve == EXPLICIT or variant.extrapolate or variant.order != "natural"  # not a curve's own weights
-    weights = ({"weights": variant.weights, "normalize": False} if given else
-               {"curve": variant.curve, "min_lr": variant.min_lr, "alpha": variant.alpha})
-    return build_plan(window, **weights, dtype=variant.dtype, accumulate=variant.accumulate, identify=identify)
 
 
 @dataclass(frozen=True)
@@ -76,12 +53,12 @@ class StageSummary:
 def run_merge_stage(config: DictConfig, config_name: str | None = None) -> StageSummary:
     """Plan every job of the sweep and compute the merges they need in one pass (see module doc)."""
     from wsm_exp.merging.series import SeriesError, load_series
-    from wsm_exp.sweep import hf_pairing
-    from wsm_exp.sweep.config import ConfigError, shard_size_bytes
-    from wsm_exp.sweep.merge_array import stage_executor
-    from wsm_exp.sweep.plan import plan_job
-    from wsm_exp.sweep.preflight import launched_jobs
-    from wsm_exp.sweep.sources import make_source
+    from wsm_exp.sweep.planning import hf_pairing
+    from wsm_exp.sweep.planning.compose import launched_jobs
+    from wsm_exp.sweep.planning.job_plan import plan_job
+    from wsm_exp.sweep.planning.sources import make_source
+    from wsm_exp.sweep.spec.schemas import ConfigError, shard_size_bytes
+    from wsm_exp.sweep.stage.merge_array import stage_executor
 
     pending: dict[tuple[Path, MergePlan], dict] = {}  # (merges folder, plan) -> its note, in first-seen order
     paired: dict[Path, Path | None] = {}  # merges folder -> the HF config its models are written with
@@ -194,4 +171,4 @@ def log_stage(config: DictConfig, config_name: str | None = None) -> None:
                  summary.merged, summary.seconds, summary.bytes_read / 1e9, summary.cached, summary.deferred)
 
 
-__all__ = ["StageSummary", "log_stage", "merge_into_cache", "needs_merge", "run_merge_stage", "variant_plan"]
+__all__ = ["StageSummary", "log_stage", "merge_into_cache", "run_merge_stage"]

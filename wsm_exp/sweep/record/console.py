@@ -8,7 +8,7 @@ also sends what libraries print to stderr (lm-eval's progress bars) to the log f
 
 Example:
     >>> import logging
-    >>> own = logging.LogRecord("wsm_exp.sweep.job", logging.INFO, "", 0, "computed x", None, None)
+    >>> own = logging.LogRecord("wsm_exp.sweep.run.job", logging.INFO, "", 0, "computed x", None, None)
     >>> chatter = logging.LogRecord("lm_eval.evaluator", logging.INFO, "", 0, "Building contexts", None, None)
     >>> TerminalFilter().filter(own), TerminalFilter().filter(chatter)
     (True, False)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsm_exp.sweep.preflight import CheckedJob
+from wsm_exp.sweep.check.preflight import CheckedJob
+from wsm_exp.sweep.planning.variant_merge import needs_merge
 
 # Measured on 2 CPU cores: the tiny study (164k parameters, 2048 tokens/step) trains at ~0.092 s per
 # step; the small one (12.2M parameters, 4096 tokens/step) at ~2.8 s: cost ∝ tokens · parameters^0.63.
@@ -36,7 +37,7 @@ def parameters(model, vocab_size: int) -> int:
 
 def variant_done(sweep_dir: Path, name: str, suite: str) -> bool:
     """True when the sweep folder has ``ok`` rows for the variant under this suite."""
-    from wsm_exp.sweep.results import all_ok, read_job
+    from wsm_exp.sweep.record.results import all_ok, read_job
 
     return all_ok(read_job(sweep_dir, name, suite))
 
@@ -81,7 +82,7 @@ def render(jobs: list[CheckedJob]) -> str:
 
 
 def _describe(variant) -> str:
-    if variant.kind in ("wsm", "decay_merge") and variant.quantity > 1:
+    if needs_merge(variant):
         first, last = variant.steps[0], variant.steps[-1]
         return f"merge {variant.quantity} checkpoints of {variant.branch} (steps {first}..{last})"
     return f"{variant.kind} checkpoint of {variant.branch} at step {variant.end_step}"

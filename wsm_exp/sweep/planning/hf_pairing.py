@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wsm_exp.merging.dcp_io import is_dcp
-from wsm_exp.merging.plan import MergePlan, build_plan
 from wsm_exp.merging.merger import is_side_file
+from wsm_exp.merging.plan import MergePlan, build_plan
 from wsm_exp.merging.series import Checkpoint
-from wsm_exp.sweep.config import ConfigError
+from wsm_exp.sweep.spec.schemas import ConfigError
 
 DIGEST_CHARS = 16
 
