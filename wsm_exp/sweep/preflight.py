@@ -162,13 +162,17 @@ def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list
     """Plan and check every job; raise one ConfigError listing each job that cannot work."""
     from wsm_exp.sweep import folder
 
-    problems, checked = [], []
+    problems, checked, refused = [], [], {}
     for overrides, cfg in zip(jobs, configs):
         try:
             checked.append(check_job(overrides, cfg))
             folder.check(Path(cfg.paths.sweep_dir), checked[-1].keys.folder, checked[-1].keys.payload)
         except ConfigError as err:
-            problems.append(f"  job [{' '.join(overrides)}]: {err}" if overrides else f"  {err}")
+            refused.setdefault(str(err), []).append(overrides)  # a reason shared by several jobs is said once
+    for reason, where in refused.items():
+        named = f"job [{' '.join(where[0])}]" if where[0] else ""
+        named = f"{len(where)} jobs (e.g. {named})" if len(where) > 1 else named
+        problems.append(f"  {named}: {reason}" if named else f"  {reason}")
     if len({job.keys.folder for job in checked}) > 1:
         problems.append("  the jobs train or evaluate different studies or suites (e.g. a swept model.*, "
                         "train.*, data.* or eval key); one sweep folder holds one, so run each as its own "
@@ -181,11 +185,12 @@ def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list
 
 def check_job(overrides: list[str], cfg: DictConfig) -> CheckedJob:
     """Keys, suite, machine and plan of one composed job."""
-    from wsm_exp.sweep import folder
+    from wsm_exp.sweep import bounds, folder
     from wsm_exp.sweep.plan import plan_job
     from wsm_exp.sweep.sources import make_source
 
     check_keys(cfg)
+    bounds.check_config(cfg)  # counts, seeds, sweep_name and paths.* (wsm_exp/sweep/bounds.py)
     check_series(cfg)
     check_suite(cfg)
     check_machine(cfg)
