@@ -89,3 +89,11 @@ def test_a_report_that_cannot_be_written_exits_non_zero_without_a_stale_report(s
     assert not (folder / "report.md").exists()  # ... and no report of other results is left beside them
     assert not _temporaries(folder)
     tables.unlink()
+
+    (folder / "report.md").mkdir()  # a folder where the report goes
+    blocked = _sweep(series)
+    assert blocked.returncode == 1, blocked.stdout[-2000:] + blocked.stderr[-2000:]
+    error = [line for line in blocked.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and "report.md" in error[0] and "the report was not" in error[0], blocked.stderr
+    assert not _temporaries(folder)
+    (folder / "report.md").rmdir()
