@@ -152,10 +152,10 @@ def test_an_end_of_sweep_error_exits_1_with_one_paragraph(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as exit_info:
         with exit_on_failure(tmp_path):
-            raise OverflowError("Python int too large to convert to C long")
+            raise OverflowError("Python int too large\nto convert to C long")
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("Error: the end of the sweep failed (OverflowError: Python int")
+    assert err.count("\n") == 1 and err.startswith("Error: the end of the sweep failed (OverflowError: Python int too large to convert")
     assert "were not written" in err
 
 

@@ -70,7 +70,8 @@ def exit_on_failure(sweep_dir: Path, since: float = 0.0) -> Iterator[None]:
         log.info("end of sweep failed:\n%s", traceback.format_exc(), extra=FILE_ONLY)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             traceback.print_exc()
-        print(f"Error: the end of the sweep failed ({type(err).__name__}: {err}). {written(sweep_dir, since)} "
+        cause = " ".join(str(err).split()) or "no message"  # one paragraph, whatever the library's message
+        print(f"Error: the end of the sweep failed ({type(err).__name__}: {cause}). {written(sweep_dir, since)} "
               f"Each variant's own result is kept under {Path(sweep_dir) / 'jobs'}. Fix the cause and rerun the "
               "same command: finished variants are reused, nothing is recomputed.", file=sys.stderr, flush=True)
         sys.exit(EXIT_CODE)
