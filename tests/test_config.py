@@ -294,3 +294,25 @@ def test_out_of_bounds_exit_2_with_one_paragraph_printed_once(tmp_path, args):
     reason = re.split(r"\]\)?: ", proc.stderr.splitlines()[-1], maxsplit=1)[1]
     assert proc.stderr.count(reason) == 1 and proc.stdout == ""
     assert not any(tmp_path.iterdir()), "nothing written, not even the sweeps folder"
+
+
+def test_fuzzed_sweep_names_are_accepted_only_as_one_plain_child_of_sweeps(tmp_path):
+    import random
+
+    from wsm_exp.sweep.bounds import check_sweep_name
+
+    rng = random.Random(22)
+    alphabet = "ab_-.:/\\ \t\n\x00é@" + "0123456789"
+    accepted = 0
+    for _ in range(600):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        try:
+            check_sweep_name(name)
+        except ConfigError as err:
+            assert str(err).startswith(f"sweep_name={name!r} is not one plain folder name") and "\n" not in str(err)
+            continue
+        accepted += 1
+        folder = tmp_path / name
+        assert folder.parent == tmp_path and folder.resolve().parent == tmp_path.resolve(), name
+        assert not name.startswith(("_", ".")) and name.isprintable() and name.strip()
+    assert accepted > 50  # the rule lets ordinary names through
