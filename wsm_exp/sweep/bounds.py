@@ -133,7 +133,13 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def check_config(cfg: Any) -> None:
-    """``check_values`` and ``check_paths`` of a composed job (a DictConfig)."""
+    """``check_values`` and ``check_paths`` of a composed job (a DictConfig).
+
+    >>> from omegaconf import OmegaConf
+    >>> check_config(OmegaConf.create({"sweep_name": "grid", "seed": -1, "paths": {}}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    wsm_exp.sweep.config.ConfigError: seed=-1: a seed must be a whole number from 0 to 4294967295...
+    """
     from omegaconf import OmegaConf
 
     tree = {key: OmegaConf.select(cfg, key) for key in ("sweep_name", "seed", "merge_stage_tasks")}
