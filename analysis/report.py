@@ -107,8 +107,11 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
     preface = [] if len(groups) == 1 else [f"# WSM report: {len(groups)} studies/suites side by side "
                                            "(--allow-mixed; numbers are not comparable across them)", ""]
     tmp = temp_path(report.path)  # readers never see half a report
-    tmp.write_text("\n".join([*preface, *sections]))
-    os.replace(tmp, report.path)
+    try:
+        tmp.write_text("\n".join([*preface, *sections]))
+        os.replace(tmp, report.path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone once published; a failed write or rename leaves no temporary
     return report
 
 

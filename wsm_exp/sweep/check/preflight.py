@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.sweep.planning.job_plan import plan_job
 from wsm_exp.sweep.planning.sources import make_source
+from wsm_exp.sweep.check import bounds
 from wsm_exp.sweep.record import folder
 from wsm_exp.sweep.spec.schemas import ConfigError, from_node, schemas, shard_size_bytes
 
@@ -49,13 +50,17 @@ class CheckedJob:
 
 def check_jobs(jobs: Iterable[list[str]], configs: Iterable[DictConfig]) -> list[CheckedJob]:
     """Plan and check every job; raise one ConfigError listing each job that cannot work."""
-    problems, checked = [], []
+    problems, checked, refused = [], [], {}
     for overrides, cfg in zip(jobs, configs):
         try:
             checked.append(check_job(overrides, cfg))
             folder.check(Path(cfg.paths.sweep_dir), checked[-1].keys.folder, checked[-1].keys.payload)
         except ConfigError as err:
-            problems.append(f"  job [{' '.join(overrides)}]: {err}" if overrides else f"  {err}")
+            refused.setdefault(str(err), []).append(overrides)  # a reason shared by several jobs is said once
+    for reason, where in refused.items():
+        named = f"job [{' '.join(where[0])}]" if where[0] else ""
+        named = f"{len(where)} jobs (e.g. {named})" if len(where) > 1 else named
+        problems.append(f"  {named}: {reason}" if named else f"  {reason}")
     if len({job.keys.folder for job in checked}) > 1:
         problems.append("  the jobs train or evaluate different studies or suites (e.g. a swept model.*, "
                         "train.*, data.* or eval key); one sweep folder holds one, so run each as its own "
@@ -70,6 +75,7 @@ def check_job(overrides: list[str], cfg: DictConfig) -> CheckedJob:
     """Keys, suite, machine and plan of one composed job."""
 
     check_keys(cfg)
+    bounds.check_config(cfg)  # counts, seeds, sweep_name and paths.* (wsm_exp/sweep/check/bounds.py)
     check_series(cfg)
     check_suite(cfg)
     check_machine(cfg)

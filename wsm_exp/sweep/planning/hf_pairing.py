@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wsm_exp.merging.dcp_io import is_dcp
-from wsm_exp.merging.merger import is_side_file
 from wsm_exp.merging.plan import MergePlan, build_plan
 from wsm_exp.merging.series import Checkpoint
+from wsm_exp.merging.side_files import side_digest
 from wsm_exp.sweep.spec.schemas import ConfigError
 
 DIGEST_CHARS = 16
@@ -36,19 +36,8 @@ DIGEST_CHARS = 16
 
 def config_digest(hf_config: Path) -> str:
     """Content digest of the folder's files that go beside merged weights (config and tokenizer; weight
-    files of any format are never read), cached per file by path, size and modification time."""
-    digest = hashlib.sha256()
-    for item in sorted(Path(hf_config).iterdir()):
-        if is_side_file(item):
-            stat = item.stat()
-            digest.update(item.name.encode() + b"\0" + _file_digest(str(item), stat.st_size, stat.st_mtime_ns))
-    return digest.hexdigest()[:DIGEST_CHARS]
-
-
-@functools.lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
-    """One side file's sha256 (``size`` and ``mtime_ns`` key the cache: an edited file is read again)."""
-    return hashlib.sha256(Path(path).read_bytes()).digest()
+    files of any format are never read): the same ``side_digest`` a checkpoint's identity includes."""
+    return side_digest(Path(hf_config))[:DIGEST_CHARS]
 
 
 def merges_dir(merges: Path, hf_config: Path | None) -> Path:

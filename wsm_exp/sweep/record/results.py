@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from wsm_exp.atomic import temp_path, write_json_atomic
+from wsm_exp.atomic import write_json_atomic
+from wsm_exp.sweep.record.wrapup import publish_together
 
 SCHEMA_VERSION = 3  # 3: branch_kind, parent_*, alpha, weights_hash, merge_dtype, accumulate, eval_suite, study
 
@@ -164,17 +164,18 @@ def gather(sweep_dir: Path) -> pd.DataFrame:
     """All job files of a sweep folder as one tidy table (sorted, one row per variant×task×metric)."""
     rows: list[dict[str, Any]] = []
     for path in sorted((Path(sweep_dir) / "jobs").glob("*.json")):
-        rows.extend(json.loads(path.read_text())["rows"])
+        try:
+            rows.extend(json.loads(path.read_text())["rows"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a readable job file ({type(err).__name__}: {err}); delete it, and the "
+                             "rerun recomputes that variant") from err
     frame = to_frame(rows)
     return frame.sort_values(["kind", "variant", "task", "metric"], ignore_index=True)
 
 
 def write_results(sweep_dir: Path) -> pd.DataFrame:
-    """Gather the job files into ``results.parquet`` and ``results.csv`` (each written atomically)."""
+    """Gather the job files into ``results.parquet`` and ``results.csv`` (published together or not at all)."""
     frame = gather(sweep_dir)
-    for name, writer in (("results.parquet", frame.to_parquet), ("results.csv", frame.to_csv)):
-        target = Path(sweep_dir) / name
-        tmp = temp_path(target)  # private: two sweeps finishing at once never share a temporary
-        writer(tmp, index=False)
-        os.replace(tmp, target)
+    publish_together({Path(sweep_dir) / "results.parquet": lambda tmp: frame.to_parquet(tmp, index=False),
+                      Path(sweep_dir) / "results.csv": lambda tmp: frame.to_csv(tmp, index=False)})
     return frame
