@@ -198,8 +198,10 @@ def test_existing_output_refused_unless_overwrite(tmp_path):
     with pytest.raises(MergeError, match="already exists.*--overwrite"):
         merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
-    merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", overwrite=True, progress=False)
-    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / "model.safetensors").is_file()
+    merge_checkpoints(cks, [0.5, 0.5], tmp_path / "merged", progress=False)
+    first = (tmp_path / "merged" / "merge.json").read_text()
+    merge_checkpoints(cks, [0.25, 0.75], tmp_path / "merged", overwrite=True, progress=False)
+    assert (tmp_path / "merged" / "merge.json").read_text() != first  # a previous merge output is replaced
 
 
 def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,8 @@ class DcpWriter:
 
         from wsm_exp.merging.identity import bytes_digest
 
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
         self.handle.close()
         state, storage = {}, {}
         for name, (dtype, shape, offset, length) in self.entries.items():
@@ -199,7 +202,10 @@ class DcpWriter:
                                                 [ChunkStorageMetadata(zeros, torch.Size(shape))])
             storage[MetadataIndex(name, zeros)] = _StorageInfo(self.DATA, offset, length)
         raw = pickle.dumps(Metadata(state, planner_data={n: (n,) for n in state}, storage_data=storage))
-        (self.folder / METADATA_FILE).write_bytes(raw)
+        with open(self.folder / METADATA_FILE, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
         self.metadata_digest = bytes_digest(raw)
 
     def digests(self) -> list[str]:

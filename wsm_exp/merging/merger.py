@@ -27,13 +27,11 @@ import contextlib
 import fcntl
 import json
 import logging
-import mmap
 import os
 import queue
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -42,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from wsm_exp.atomic import temp_path
+from wsm_exp.atomic import is_stale_temp, temp_path
 from wsm_exp.merging.arith import ACCUMULATE_DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, accumulate, all_finite, narrow, widen
 from wsm_exp.merging.identity import StreamingIdentity, combine, config_of, tensor_hasher
 from wsm_exp.merging.plan import MergePlan, build_plan
@@ -86,13 +84,57 @@ def merge_or_reuse(plan: MergePlan, merges_dir: str | Path, **options) -> MergeR
     merges_dir = Path(merges_dir)
     out_dir = merges_dir / plan.key
     merges_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(merges_dir)
     with exclusive(merges_dir / f".{plan.key}.lock"):
         record_path = out_dir / "merge.json"
         if record_path.is_file():
             record = json.loads(record_path.read_text())
             return MergeResult(out_dir, plan.key, record["output"]["identity"], 0, 0.0,
                                len(record["output"]["files"]), reused=True)
-        return merge_plan(plan, out_dir, overwrite=True, **options)  # a folder without merge.json is debris
+        if out_dir.is_dir():
+            shutil.rmtree(out_dir)  # a cache folder without merge.json is debris of an older, killed merge
+        return merge_plan(plan, out_dir, **options)
+
+
+def remove_stale(merges_dir: str | Path) -> list[Path]:
+    """Delete what killed merges left in ``merges_dir``: hidden temporaries whose writer (a process of this
+    host) is gone, at any depth of naming (the merge stage's ``..stage.tmp-…`` too), and lock files no
+    process holds. Temporaries of live processes and of other hosts are kept.
+
+    >>> import tempfile, socket
+    >>> cache = Path(tempfile.mkdtemp())
+    >>> (cache / f"..stage.tmp-{socket.gethostname()}-999999999-0badf00d").mkdir()
+    >>> [p.name[:8] for p in remove_stale(cache)], list(cache.iterdir())
+    (['..stage.'], [])
+    """
+    removed = []
+    for path in Path(merges_dir).glob(".*"):
+        if is_stale_temp(path.name):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+        elif path.name.endswith(".lock") and _unheld(path):
+            removed.append(path)
+    return removed
+
+
+def _unheld(path: Path) -> bool:
+    """Delete lock file ``path`` if no process holds it (as ``exclusive`` deletes it on release)."""
+    try:
+        handle = open(path, "a")  # noqa: SIM115 (closed below)
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        try:
+            if os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino:
+                return False
+        except FileNotFoundError:
+            return False
+        path.unlink(missing_ok=True)
+        return True
 
 
 @contextlib.contextmanager
@@ -214,6 +256,7 @@ def _stream(outputs, inputs, streams, names, allow_nonfinite, progress=False, de
             total = sum(tensor_nbytes(*layout[n]) for n in names) * len(inputs)
             bar = stack.enter_context(tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False))
         reader = _Reader(inputs, streams, layout, bar)
+        stack.callback(reader.close)
         for name in names:
             for output in outputs:
                 output.start(name)
@@ -293,6 +336,7 @@ def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite, execut
     ``map(fn, *iterables)``, e.g. a Slurm array); their digests come back to this one."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     wanted = [set(s.trees) for s in streams]
     jobs = [([o.plan for o in outputs], [o.out_dir for o in outputs], [o.tmp for o in outputs], inputs,
@@ -300,8 +344,12 @@ def _stream_in_workers(outputs, inputs, streams, groups, allow_nonfinite, execut
             for names in groups]
     pool = (contextlib.nullcontext(executor) if executor is not None else
             ProcessPoolExecutor(len(groups), mp_context=multiprocessing.get_context("fork")))
-    with pool as workers:
-        done = list(workers.map(_worker, *zip(*jobs)))
+    try:
+        with pool as workers:
+            done = list(workers.map(_worker, *zip(*jobs)))
+    except BrokenProcessPool as err:
+        raise MergeError(f"A merge worker process ended abruptly ({err}): killed, out of memory, or crashed. Nothing "
+                         "was published; rerun (with fewer --workers if memory is short).") from None
     bytes_read = 0
     for shard_digests, tensor_digests, read in done:
         bytes_read += read
@@ -445,22 +493,25 @@ class _Output:
         if len(self.shards) > 1 and not self.as_dcp:
             weight_map = {n: f for f, names in self.shards for n in names}
             total_size = sum(tensor_nbytes(_out_st_dtype(st, plan.dtype), shape) for st, shape in self.layout.values())
-            (self.tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total_size},
-                                                           "weight_map": weight_map}, indent=1))
-        _copy_side_files(plan.checkpoints[-1], self.side_files, self.tmp)
+            write_durable(self.tmp / INDEX_FILE, json.dumps({"metadata": {"total_size": total_size},
+                                                             "weight_map": weight_map}, indent=1))
+        side_files = _copy_side_files(plan.checkpoints[-1], self.side_files, self.tmp)
         identity = combine([d for _, ds in sorted(self.digests.items()) for d in ds], config_of(self.tmp))
         record = {**plan.describe(), "input_dtypes": self.input_dtypes, "accumulated": self.accumulated,
-                  "output": {"identity": identity, "files": [f for f, _ in self.shards]},
+                  "output": {"identity": identity, "files": [f for f, _ in self.shards], "side_files": side_files},
                   "package_version": _version(), "note": provenance or {}}
-        (self.tmp / "merge.json").write_text(json.dumps(record, indent=1))
+        write_durable(self.tmp / "merge.json", json.dumps(record, indent=1))
+        fsync_folder(self.tmp)
         return MergeResult(self.out_dir, plan.key, identity, 0, 0.0, len(self.shards))
 
     def publish(self, overwrite: bool) -> None:
         _publish(self.tmp, self.out_dir, overwrite)
 
     def discard(self) -> None:
+        """Delete the temporary folder; a writer whose close fails again (a full disk) does not stop that."""
         if self.writer is not None:
-            self.writer.abort()
+            with contextlib.suppress(OSError):
+                self.writer.abort()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def close_shard(self) -> None:
@@ -488,14 +539,25 @@ class _Scratch:
 class _Reader:
     """Reads pieces of a tensor from every input, hashing the bytes of files whose identity is not known yet.
 
-    Safetensors files are memory-mapped and read in place (no copy) at the offsets of their checked
-    headers; a DCP checkpoint is read a whole tensor at a time (its chunks are ``torch.save`` blobs).
-    Like every memory-mapped reader, a file truncated while it is being merged stops the process."""
+    Safetensors files are read with positional reads (``os.preadv``) into one reused buffer, at the
+    offsets of their checked headers; a file that got shorter since (another process rewriting it)
+    gives a ``CheckpointError`` naming it, not a SIGBUS as a memory map would. A DCP checkpoint is
+    read a whole tensor at a time (its chunks are ``torch.save`` blobs). ``close()`` closes the files."""
 
     def __init__(self, checkpoints, streams, layout, bar):
         self.checkpoints, self.streams, self.layout, self.bar, self.bytes_read = checkpoints, streams, layout, bar, 0
-        self.places = [_open(c, layout) for c in checkpoints]
+        self.fds: list[int] = []
+        try:
+            self.places = [_open(c, layout, self.fds) for c in checkpoints]
+        except BaseException:
+            self.close()
+            raise
         self.hashes = {}
+        self.buffer = np.empty(0, np.uint8)
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.pop())
 
     def pieces(self, name: str) -> list[tuple[int, int]]:
         """Element ranges of tensor ``name`` that are read together: ``PIECE_ELEMENTS`` each, or the whole
@@ -506,7 +568,7 @@ class _Reader:
 
     def read(self, index: int, name: str, start: int, stop: int, *, record: bool = True) -> np.ndarray:
         """Elements ``start:stop`` of tensor ``name`` of input ``index``, flat, as stored (bf16 as uint16 bits,
-        non-float dtypes as bytes), read-only. ``record``: hash and count the bytes."""
+        non-float dtypes as bytes); valid until the next ``read``. ``record``: hash and count the bytes."""
         st_dtype = self.layout[name][0]
         dtype = NUMPY_DTYPES.get(st_dtype, np.dtype(np.uint8))
         width = tensor_nbytes(st_dtype, (1,))
@@ -514,8 +576,8 @@ class _Reader:
         if isinstance(place, _DcpPlace):
             data = place.handle.get_array(name)
         else:
-            mapped, file_index, offset = place[name]
-            data = np.frombuffer(mapped, np.uint8, (stop - start) * width, offset + start * width)
+            fd, file_index, offset = place[name]
+            data = self._pread(fd, (stop - start) * width, offset + start * width, index, file_index, name)
             stream = self.streams[index]
             if record and stream.wants(file_index):
                 key = (index, name)
@@ -531,31 +593,46 @@ class _Reader:
                 self.bar.update(data.nbytes)
         return data.view(dtype)
 
+    def _pread(self, fd: int, size: int, offset: int, index: int, file_index: int, name: str) -> np.ndarray:
+        if self.buffer.size < size:
+            self.buffer = np.empty(size, np.uint8)
+        data, done = self.buffer[:size], 0
+        while done < size:
+            got = os.preadv(fd, [data[done:]], offset + done)
+            if not got:
+                file = self.checkpoints[index].files[file_index]
+                raise CheckpointError(
+                    f"{file} got shorter while the merge read it (tensor {name!r} needs bytes up to "
+                    f"{offset + size}, the file now has {os.fstat(fd).st_size}): another process is rewriting or "
+                    "deleting it. Nothing was published; wait until it is completely written, then rerun.")
+            done += got
+        return data
+
 
 @dataclass(frozen=True)
 class _DcpPlace:
     handle: Any  # dcp_io.DcpCheckpoint
 
 
-def _open(checkpoint: Checkpoint, layout) -> dict[str, tuple[mmap.mmap, int, int]] | _DcpPlace:
-    """tensor name -> (its file mapped read-only, index of the file, offset of its data), over the
-    checkpoint's files; a DCP checkpoint is one handle (its files are hashed by a plain read).
-    A mapping is released when the last array over it goes (no explicit close while arrays remain)."""
+def _open(checkpoint: Checkpoint, layout, fds: list[int]) -> dict[str, tuple[int, int, int]] | _DcpPlace:
+    """tensor name -> (its file opened read-only, index of the file, offset of its data), over the
+    checkpoint's files (each descriptor appended to ``fds``); a DCP checkpoint is one handle (its files
+    are hashed by a plain read)."""
     if checkpoint.files[0].name == DCP_METADATA:
         return _DcpPlace(_dcp().DcpCheckpoint.open(checkpoint.path))
     by_name = {}
     for index, file in enumerate(checkpoint.files):
         header = read_header(file)
-        with open(file, "rb") as handle:
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        if len(mapped) != header.file_size:
+        fd = os.open(file, os.O_RDONLY)
+        fds.append(fd)
+        if os.fstat(fd).st_size != header.file_size:
             raise CheckpointError(f"{file} changed size while the merge started. Wait until it is completely "
                                   "written, then rerun.")
         for name, info in header.tensors.items():
             if layout.get(name) != (info.dtype, info.shape):
                 raise CheckpointError(f"{file} changed while the merge started (tensor {name!r} is now {info.dtype} "
                                       f"{list(info.shape)}). Wait until it is completely written, then rerun.")
-            by_name[name] = (mapped, index, header.data_start + info.begin)
+            by_name[name] = (fd, index, header.data_start + info.begin)
     return by_name
 
 
@@ -608,6 +685,10 @@ def _plan_shards(layout, dtype, shard_size_bytes) -> list[tuple[str, list[str]]]
 
 
 def _check_target(checkpoints, out_dir: Path, overwrite) -> None:
+    for path in (out_dir, *out_dir.parents):
+        if path.exists() and not path.is_dir():
+            raise MergeError(f"--out {out_dir}: {path} is a file, not a folder (a merge is written as a folder). "
+                             "Choose another --out, or move that file away.")
     if out_dir.exists() and not overwrite:
         raise MergeError(f"Output folder {out_dir} already exists. Choose another --out, or pass --overwrite "
                          "to replace it (it is replaced only once the new merge is complete).")
@@ -617,33 +698,77 @@ def _check_target(checkpoints, out_dir: Path, overwrite) -> None:
         if out == inp or inp.is_relative_to(out) or out.is_relative_to(inp):
             raise MergeError(f"Output folder {out_dir} is, holds or lies inside the input {c.path}; replacing it "
                              "would destroy the checkpoints. Write the merge to a folder outside the series.")
+    if out_dir.exists():
+        _check_replaceable(out_dir)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse unless ``out_dir`` is empty or a previous merge output: a merge.json listing every file it holds."""
+    if not any(out_dir.iterdir()):
+        return
+    way_out = "Nothing was deleted. Choose another --out, or move or delete the folder yourself and rerun."
+    try:
+        output = json.loads((out_dir / "merge.json").read_text())["output"]
+        written = {"merge.json", INDEX_FILE, *output["files"], *output["side_files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise MergeError(f"--overwrite replaces only a previous merge output, and {out_dir} is not one (no "
+                         f"merge.json listing the files it wrote). {way_out}") from None
+    foreign = sorted(p.name + "/" * p.is_dir() for p in out_dir.iterdir() if p.is_dir() or p.name not in written)
+    if foreign:
+        raise MergeError(f"--overwrite replaces only a previous merge output, and {out_dir} also holds what a merge "
+                         f"did not write: {', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}. {way_out}")
 
 
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists():
         if not overwrite:
             raise MergeError(f"Output folder {out_dir} appeared while merging; nothing was replaced.")
-        trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        _check_replaceable(out_dir)
+        trash = temp_path(out_dir)  # removed by the next run if this one is killed between the renames
         os.replace(out_dir, trash)
         try:
             os.replace(tmp, out_dir)
         except BaseException:
             os.replace(trash, out_dir)  # put the old model back rather than leave the path empty
             raise
+        fsync_folder(out_dir.parent)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, out_dir)
+        fsync_folder(out_dir.parent)
 
 
-def _copy_side_files(newest: Checkpoint, hf_config: Path | None, dest: Path) -> None:
-    """config, generation config and tokenizer files of ``hf_config`` or else the newest checkpoint
-    (so from_pretrained works)."""
+def fsync_folder(folder: Path) -> None:
+    """Make ``folder``'s entries (a rename into it, new files) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durable(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` and fsync it (the folder is fsynced once, after every file)."""
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _copy_side_files(newest: Checkpoint, hf_config: Path | None, dest: Path) -> list[str]:
+    """Copy (and fsync) config, generation config and tokenizer files of ``hf_config`` or else the newest
+    checkpoint (so from_pretrained works); return their names."""
     source = hf_config or newest.path
     if not source.is_dir():
-        return
-    for item in source.iterdir():
+        return []
+    copied = []
+    for item in sorted(source.iterdir()):
         if is_side_file(item) and item not in newest.files:
             shutil.copy2(item, dest / item.name)
+            with open(dest / item.name, "rb") as handle:
+                os.fsync(handle.fileno())
+            copied.append(item.name)
+    return copied
 
 
 def is_side_file(path: Path) -> bool:
