@@ -18,9 +18,10 @@ import torch
 from helpers.merging import WSM_MERGE, updates_series
 from safetensors.torch import save_file
 
-import wsm_exp.merging.merger as merger_module
+import wsm_exp.merging.output as output_module
 from wsm_exp.cli.merge import main
-from wsm_exp.merging.merger import merge_checkpoints, merge_or_reuse, remove_stale
+from wsm_exp.merging.cache import exclusive, merge_or_reuse, remove_stale
+from wsm_exp.merging.merger import merge_checkpoints
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window
 
@@ -29,9 +30,9 @@ from wsm_exp.merging.series import load_series, select_window
 # HOOK=kill sends SIGKILL to the process doing the second read; HOOK=kill-worker only in a worker.
 HOOKED = textwrap.dedent("""
     import os, signal, sys
-    import wsm_exp.merging.merger as engine
+    import wsm_exp.merging.reader as reader
     action, _, victim = os.environ["HOOK"].partition(":")
-    parent, reads, original = os.getpid(), [], engine._Reader.read
+    parent, reads, original = os.getpid(), [], reader.TensorReader.read
     def read(self, index, name, start, stop, **kw):
         reads.append(name)
         if action == "truncate" and start > 0:
@@ -39,10 +40,10 @@ HOOKED = textwrap.dedent("""
         if action == "kill" and len(reads) == 2 or action == "kill-worker" and os.getpid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, index, name, start, stop, **kw)
-    engine._Reader.read = read
+    reader.TensorReader.read = read
     if sys.argv[1] in ("stage", "job"):  # stage|job <series> <merges folder>
         from pathlib import Path
-        from wsm_exp.merging.merger import merge_or_reuse
+        from wsm_exp.merging.cache import merge_or_reuse
         from wsm_exp.merging.plan import build_plan
         from wsm_exp.merging.series import load_series, select_window
         from wsm_exp.sweep.merge_stage import merge_into_cache
@@ -136,12 +137,12 @@ def test_enospc_on_close_leaves_no_temporary(tmp_path, monkeypatch):
     updates_series(tmp_path / "s", [0, 4])
     cks = load_series(tmp_path / "s").checkpoints
 
-    class FullDisk(merger_module.SafetensorsWriter):
+    class FullDisk(output_module.SafetensorsWriter):
         def __init__(self, path, entries, metadata):
             super().__init__(path, entries, metadata)
             self._file = _FullOnClose(self._file)
 
-    monkeypatch.setattr(merger_module, "SafetensorsWriter", FullDisk)
+    monkeypatch.setattr(output_module, "SafetensorsWriter", FullDisk)
     with pytest.raises(OSError, match="No space left"):
         merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
@@ -227,8 +228,6 @@ def test_job_killed_mid_merge_is_cleaned_by_the_next_run(tmp_path):
 
 
 def test_remove_stale_keeps_held_locks_and_other_hosts(tmp_path, dead_pid):
-    from wsm_exp.merging.merger import exclusive
-
     (tmp_path / f".k.tmp-{socket.gethostname()}-{dead_pid}-0badf00d").mkdir()
     (tmp_path / f".k.tmp-elsewhere-{dead_pid}-0badf00d").mkdir()
     (tmp_path / ".old.lock").touch()

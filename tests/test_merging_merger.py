@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-import wsm_exp.merging.merger as merger_module
+import wsm_exp.merging.output as output_module
 from wsm_exp.merging.identity import folder_identity
 from wsm_exp.merging.merger import MergeError, merge_checkpoints, merge_plan
 from wsm_exp.merging.plan import build_plan
@@ -210,14 +210,14 @@ def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):
     cks = load_series(tmp_path / "s").checkpoints
     calls = []
 
-    class FailingWriter(merger_module.SafetensorsWriter):
+    class FailingWriter(output_module.SafetensorsWriter):
         def __init__(self, path, entries, metadata):
             calls.append(path)
             super().__init__(path, entries, metadata)
             if len(calls) == 2:
                 raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(merger_module, "SafetensorsWriter", FailingWriter)
+    monkeypatch.setattr(output_module, "SafetensorsWriter", FailingWriter)
     with pytest.raises(OSError, match="No space left"):
         merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", shard_size_bytes=20_000, progress=False)
     assert len(calls) == 2

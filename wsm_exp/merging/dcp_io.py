@@ -32,9 +32,11 @@ import numpy as np
 import torch
 
 from wsm_exp.merging.arith import NUMPY_DTYPES
-from wsm_exp.merging.series import DCP_DATA as DATA_FILE
-from wsm_exp.merging.series import DCP_METADATA as METADATA_FILE
+from wsm_exp.merging.ckpt_files import DCP_DATA as DATA_FILE
+from wsm_exp.merging.ckpt_files import DCP_METADATA as METADATA_FILE
+from wsm_exp.merging.hashing import bytes_digest, tensor_hasher
 from wsm_exp.merging.st_io import CheckpointError
+
 MAX_METADATA_BYTES = 256 * 1024**2  # far above any real model's metadata; refuses a runaway file first
 _DCP = "torch.distributed.checkpoint"
 _ALLOWED = {
@@ -158,17 +160,15 @@ class DcpWriter:
 
     Each tensor is ``torch.save``'d into the data file, as DCP's own writer does, so
     ``torch.distributed.checkpoint.load`` reads the result (e.g. to resume training from a merge).
-    ``digests()`` are the files' identity digests (``identity.raw_digest``), hashed as written.
+    ``digests()`` are the files' identity digests (``hashing.raw_digest``), hashed as written.
     """
 
     DATA = "__0_0.distcp"
 
     def __init__(self, folder: str | Path):
-        from wsm_exp.merging.identity import _hasher
-
         self.folder = Path(folder)
         self.handle = open(self.folder / self.DATA, "wb")  # noqa: SIM115 (closed in close/abort)
-        self.hash, self.offset, self.entries = _hasher(), 0, {}
+        self.hash, self.offset, self.entries = tensor_hasher(), 0, {}
         self.metadata_digest = ""
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
@@ -190,8 +190,6 @@ class DcpWriter:
         from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex,
                                                            TensorProperties, TensorStorageMetadata)
 
-        from wsm_exp.merging.identity import bytes_digest
-
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
@@ -209,7 +207,7 @@ class DcpWriter:
         self.metadata_digest = bytes_digest(raw)
 
     def digests(self) -> list[str]:
-        """Digests of ``.metadata`` and the data file, in ``series.weight_files`` order."""
+        """Digests of ``.metadata`` and the data file, in ``ckpt_files.weight_files`` order."""
         return [self.metadata_digest, self.hash.hexdigest()]
 
     def abort(self) -> None:

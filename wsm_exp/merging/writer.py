@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from wsm_exp.merging.arith import NUMPY_DTYPES
-from wsm_exp.merging.identity import TreeDigest, tensor_hasher
+from wsm_exp.merging.hashing import TreeDigest, tensor_hasher
 from wsm_exp.merging.st_io import tensor_nbytes
 
 

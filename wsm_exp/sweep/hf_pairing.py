@@ -27,7 +27,7 @@ from pathlib import Path
 
 from wsm_exp.merging.dcp_io import is_dcp
 from wsm_exp.merging.plan import MergePlan, build_plan
-from wsm_exp.merging.merger import is_side_file
+from wsm_exp.merging.ckpt_files import is_side_file
 from wsm_exp.merging.series import Checkpoint
 from wsm_exp.sweep.config import ConfigError
 

@@ -143,7 +143,8 @@ def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> S
     outputs go to hidden folders first and are renamed to their key afterwards (under the key's lock;
     a merge another process published meanwhile is kept and ours dropped).
     """
-    from wsm_exp.merging.merger import exclusive, merge_plans, remove_stale
+    from wsm_exp.merging.cache import exclusive, remove_stale
+    from wsm_exp.merging.merger import merge_plans
 
     for merges in dict.fromkeys(merges for merges, _ in requests):
         remove_stale(merges)  # what killed stages and jobs left
