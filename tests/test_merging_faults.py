@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -247,3 +248,21 @@ def test_outputs_are_recorded_for_overwrite(series, tmp_path):
     assert sorted(["merge.json", *output["files"], *output["side_files"]]) == sorted(
         p.name for p in (tmp_path / "m").iterdir())
     assert "config.json" in output["side_files"]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the real syscalls")
+def test_outputs_are_fsynced_before_the_rename_and_the_folder_after(series, tmp_path):
+    """Traced syscalls of the real command: every output file and the temporary folder are fsynced before
+    the rename that publishes them, the parent folder after it (durable across a power loss)."""
+    trace = tmp_path / "trace"
+    done = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,rename,renameat,renameat2",
+                           WSM_MERGE, series, "--quantity", "2", "--quiet", "--out", tmp_path / "m"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    calls = [line.split(" ", 1)[1] for line in trace.read_text().splitlines() if " = 0" in line]
+    rename = next(i for i, c in enumerate(calls) if c.startswith("rename") and f'"{tmp_path / "m"}"' in c)
+    tmp = calls[rename].split('"')[1]
+    synced = {c.split("<", 1)[1].split(">", 1)[0] for c in calls[:rename] if c.startswith("fsync(")}
+    written = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert {f"{tmp}/{name}" for name in written} | {tmp} <= synced, (written, synced)
+    assert any(c.startswith("fsync(") and f"<{tmp_path}>" in c for c in calls[rename:])

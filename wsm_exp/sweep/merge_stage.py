@@ -145,6 +145,7 @@ def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> S
     """
     from wsm_exp.merging.cache import exclusive, remove_stale
     from wsm_exp.merging.merger import merge_plans
+    from wsm_exp.merging.output import fsync_folder
 
     for merges in dict.fromkeys(merges for merges, _ in requests):
         remove_stale(merges)  # what killed stages and jobs left
@@ -161,6 +162,7 @@ def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> S
                 if target.exists():
                     shutil.rmtree(target)  # a folder without merge.json is debris of a killed merge
                 out.rename(target)
+                fsync_folder(merges)  # the rename is durable before the jobs rely on it
                 merged += 1
     finally:
         for out in tmp:
