@@ -65,6 +65,8 @@ def merge_plans(
     ``note``) is one dict for every output or one per plan. Safetensors inputs give a Hugging Face
     folder; DCP inputs give a one-rank DCP checkpoint, or with ``hf_config`` (a folder with the
     model's ``config.json`` and tokenizer, copied beside the weights) a Hugging Face folder.
+    ``overwrite`` replaces an existing output folder only when it is empty or a previous merge output
+    holding nothing its merge.json does not list (``output.check_target``).
 
     ``workers`` > 1 merges disjoint sets of output shards in that many processes (each reads only
     its shards' tensors); the index, side files and merge.json are written once, at the end, and
