@@ -259,7 +259,7 @@ def test_outputs_are_fsynced_before_the_rename_and_the_folder_after(series, tmp_
                            WSM_MERGE, series, "--quantity", "2", "--quiet", "--out", tmp_path / "m"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    calls = [line.split(" ", 1)[1] for line in trace.read_text().splitlines() if " = 0" in line]
+    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if " = 0" in line]
     rename = next(i for i, c in enumerate(calls) if c.startswith("rename") and f'"{tmp_path / "m"}"' in c)
     tmp = calls[rename].split('"')[1]
     synced = {c.split("<", 1)[1].split(">", 1)[0] for c in calls[:rename] if c.startswith("fsync(")}
