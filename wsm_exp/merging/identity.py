@@ -1,12 +1,9 @@
 """Content identity of a checkpoint: every byte of its weight files and its config.json.
 
-A weight file's digest is a small tree, so it can be computed in any tensor order (the merger
-hashes tensors as it streams them) and equals a plain sequential read of the file: the digest of
-``header bytes`` followed by each tensor's own digest in data order (the checked header proves
-the tensors tile the data area, so no byte is left out). A checkpoint's identity combines its
-files' digests in order with the digest of its ``config.json``. The hash is XXH3-128
-(``xxhash``): ~15 GB/s on one core, far above disk speed, and 128 bits make an accidental clash
-negligible; identities key caches, they are not a defence against forged files.
+A weight file's digest is ``hashing.TreeDigest``: the header bytes, then each tensor's own digest
+in data order (the checked header proves the tensors tile the data area, so no byte is left out),
+so the merger can hash tensors as it streams them. A checkpoint's identity combines its files'
+digests in order with the digest of its ``config.json``.
 
 Digests are cached by (path, size, mtime_ns, inode): in memory for this process, and on disk
 as one small JSON file per entry under ``$WSM_IDENTITY_CACHE`` (default
