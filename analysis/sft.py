@@ -1,6 +1,6 @@
 """Table 2 of the paper: both bases after the same SFT, the best epoch of each, beside the paper's.
 
-Reads result rows of kind ``sft`` (wsm_exp/sweep/sft.py): branch ``sft_wsd`` / ``sft_wsm`` names the
+Reads result rows of kind ``sft`` (wsm_exp/sweep/run/sft_job.py): branch ``sft_wsd`` / ``sft_wsm`` names the
 base, ``epoch`` the SFT epoch (0 = the base before SFT). Per base and seed the best epoch ≥ 1 by
 Overall (the mean over tasks of the primary metric, in percent) is kept, as the paper reports the
 best of 5 epochs; the table averages those over seeds. The verdict on "WSM's advantage persists

@@ -1,6 +1,7 @@
 """One merge against the I/O floor, and shard-parallel workers: wsm-merge --workers 1 vs 2.
 
     PYTHONPATH=. .venv/bin/python benchmarks/io_floor_benchmark.py [--params 85e6] [--quantity 5] [--repeats 5]
+        [--trees before=/tmp/old-checkout ...]
 
 Generates ``--quantity`` fp32 checkpoints (merge_benchmark.py's Llama layout), then takes turns,
 ``--repeats`` rounds: the I/O floor, measured in the same run (read every input file with 16 MiB
@@ -8,7 +9,9 @@ reads, then write and close a file the size of the output: what any merge must a
 this machine's bandwidth now), and ``wsm-merge --quantity N`` as a subprocess (start-up and imports
 count) with ``--workers 1`` and ``--workers 2`` (``--shard-size 0.1`` so there are shards to split).
 Page cache warm, identities cached (one unmeasured run of each first). Reports medians and the
-ratio merge / floor, and checks that both worker counts write the same bytes.
+ratio merge / floor, and checks that both worker counts write the same bytes. ``--trees NAME=PATH``
+adds ``wsm-merge --workers 1`` run from other source trees (``PYTHONPATH=PATH``, e.g. an export of
+the commit before a change) to the same rounds, so before and after meet the same machine load.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main() -> None:
     parser.add_argument("--params", type=float, default=85e6)
     parser.add_argument("--quantity", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--trees", nargs="*", default=[], metavar="NAME=PATH",
+                        help="also time --workers 1 from these source trees, in the same rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
         work = Path(tmp)
@@ -61,7 +66,11 @@ def main() -> None:
         os.sync()
         merge = [str(BIN / "wsm-merge"), str(work / "series"), "--quantity", str(args.quantity), "--overwrite",
                  "--quiet", "--shard-size", "0.1"]
-        commands = {p: [*merge, "--workers", str(p), "--out", str(work / f"out-{p}")] for p in (1, 2)}
+        commands = {f"--workers {p}": [*merge, "--workers", str(p), "--out", str(work / f"out-{p}")] for p in (1, 2)}
+        for spec in args.trees:
+            name, path = spec.split("=", 1)
+            commands[name] = ["env", f"PYTHONPATH={Path(path).resolve()}", *merge, "--workers", "1", "--out",
+                              str(work / f"out-{name}")]
         for cmd in commands.values():
             run_measured(cmd)  # warm-up: page cache, identity cache
             os.sync()
@@ -82,7 +91,7 @@ def main() -> None:
         for p, rs in runs.items():
             seconds = [r["seconds"] for r in rs]
             median = statistics.median(seconds)
-            print(f"| --workers {p} | {median:.2f} | {', '.join(f'{x:.2f}' for x in seconds)} | "
+            print(f"| {p} | {median:.2f} | {', '.join(f'{x:.2f}' for x in seconds)} | "
                   f"{median / floor:.2f} | {max(r['anon_mib'] for r in rs)} |")
 
 

@@ -69,7 +69,9 @@ def test_missing_out_and_unwritable_out_are_clear_errors(series, tmp_path, capsy
     blocker.write_text("not a folder")
     assert main([str(series), "--quantity", "2", "--out", str(blocker / "m"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("wsm-merge: error: could not read the series or write") and "Traceback" not in err
+    assert err.startswith(f"wsm-merge: error: --out {blocker / 'm'}: {blocker} is a file, not a folder")
+    assert main([str(series), "--quantity", "2", "--out", str(blocker), "--overwrite", "--quiet"]) == 2
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
 
 

@@ -9,14 +9,15 @@ import time
 
 from helpers.merging import age, updates_series
 
-from wsm_exp.merging.merger import merge_or_reuse, merge_plan
+from wsm_exp.merging.cache import merge_or_reuse
+from wsm_exp.merging.merger import merge_plan
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window
 
 WORKER = """
 import json, os, sys, time
 from pathlib import Path
-from wsm_exp.merging.merger import merge_or_reuse
+from wsm_exp.merging.cache import merge_or_reuse
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window
 series, merges, curve, go = sys.argv[1:5]

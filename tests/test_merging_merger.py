@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-import wsm_exp.merging.merger as merger_module
+import wsm_exp.merging.output as output_module
 from wsm_exp.merging.identity import folder_identity
 from wsm_exp.merging.merger import MergeError, merge_checkpoints, merge_plan
 from wsm_exp.merging.plan import build_plan
@@ -198,8 +198,10 @@ def test_existing_output_refused_unless_overwrite(tmp_path):
     with pytest.raises(MergeError, match="already exists.*--overwrite"):
         merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
-    merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", overwrite=True, progress=False)
-    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / "model.safetensors").is_file()
+    merge_checkpoints(cks, [0.5, 0.5], tmp_path / "merged", progress=False)
+    first = (tmp_path / "merged" / "merge.json").read_text()
+    merge_checkpoints(cks, [0.25, 0.75], tmp_path / "merged", overwrite=True, progress=False)
+    assert (tmp_path / "merged" / "merge.json").read_text() != first  # a previous merge output is replaced
 
 
 def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):
@@ -208,14 +210,14 @@ def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):
     cks = load_series(tmp_path / "s").checkpoints
     calls = []
 
-    class FailingWriter(merger_module.SafetensorsWriter):
+    class FailingWriter(output_module.SafetensorsWriter):
         def __init__(self, path, entries, metadata):
             calls.append(path)
             super().__init__(path, entries, metadata)
             if len(calls) == 2:
                 raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(merger_module, "SafetensorsWriter", FailingWriter)
+    monkeypatch.setattr(output_module, "SafetensorsWriter", FailingWriter)
     with pytest.raises(OSError, match="No space left"):
         merge_checkpoints(cks, [0.5, 0.5], tmp_path / "out", shard_size_bytes=20_000, progress=False)
     assert len(calls) == 2

@@ -11,7 +11,7 @@ from helpers.dcp import save_single
 from helpers.merging import updates_series
 from safetensors.torch import load_file, save_file
 
-from wsm_exp.merging import merger
+from wsm_exp.merging import reader
 from wsm_exp.merging.merger import MergeError, merge_plans
 from wsm_exp.merging.plan import build_plan
 from wsm_exp.merging.series import load_series, select_window
@@ -39,7 +39,7 @@ def test_piece_size_changes_no_byte_and_no_identity(tmp_path, monkeypatch, worke
     monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "ids-whole"))
     whole = one_pass(tmp_path / "run", tmp_path / "whole")
     monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "ids-pieces"))  # inputs hashed piece by piece
-    monkeypatch.setattr(merger, "PIECE_ELEMENTS", ODD_PIECE)
+    monkeypatch.setattr(reader, "PIECE_ELEMENTS", ODD_PIECE)
     pieces = one_pass(tmp_path / "run", tmp_path / "pieces", workers)
     for a, b in zip(whole, pieces):
         assert (a.key, a.identity, a.bytes_read) == (b.key, b.identity, b.bytes_read)
@@ -52,7 +52,7 @@ def test_piece_size_changes_no_byte_and_no_identity(tmp_path, monkeypatch, worke
 
 
 def test_a_difference_or_a_nan_in_a_late_piece_is_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(merger, "PIECE_ELEMENTS", ODD_PIECE)
+    monkeypatch.setattr(reader, "PIECE_ELEMENTS", ODD_PIECE)
     for step in (1, 2):
         state = {"ids": torch.arange(5000), "w": torch.ones(5000)}
         if step == 2:

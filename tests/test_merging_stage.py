@@ -12,7 +12,8 @@ from omegaconf import open_dict
 from safetensors import safe_open
 
 import wsm_exp.__main__  # noqa: F401  (registers the schemas and the ${cwd:} resolver, as the entry point does)
-from wsm_exp.merging.merger import merge_or_reuse, merge_plan
+from wsm_exp.merging.cache import merge_or_reuse
+from wsm_exp.merging.merger import merge_plan
 from wsm_exp.merging.series import load_series
 from wsm_exp.sweep.planning.job_plan import plan_job
 from wsm_exp.sweep.planning.sources import make_source

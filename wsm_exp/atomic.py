@@ -54,14 +54,27 @@ def temp_path(target: Path) -> Path:
 def remove_stale_temps(target: Path) -> list[Path]:
     """Delete temporaries of ``target`` left by processes of this host that no longer run; return them."""
     target = Path(target)
-    prefix, host, removed = f".{target.name}.tmp-", socket.gethostname(), []
-    for path in target.parent.glob(glob.escape(prefix) + "*"):
-        parts = path.name[len(prefix):].rsplit("-", 2)
-        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or _alive(int(parts[1])):
-            continue
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        removed.append(path)
+    removed = []
+    for path in target.parent.glob(glob.escape(f".{target.name}.tmp-") + "*"):
+        if is_stale_temp(path.name):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
     return removed
+
+
+def is_stale_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary (``….tmp-<host>-<pid>-<rand>``, the last such suffix) written by a
+    process of this host that no longer runs.
+
+    >>> import socket
+    >>> is_stale_temp(f".x.tmp-{socket.gethostname()}-{os.getpid()}-0badf00d"), is_stale_temp("x")
+    (False, False)
+    """
+    if not name.startswith(".") or ".tmp-" not in name:
+        return False
+    parts = name.rpartition(".tmp-")[2].rsplit("-", 2)
+    return (len(parts) == 3 and parts[0] == socket.gethostname() and parts[1].isdigit()
+            and not _alive(int(parts[1])))
 
 
 def _alive(pid: int) -> bool:

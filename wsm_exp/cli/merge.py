@@ -9,6 +9,7 @@ Errors are one paragraph on stderr, exit code 2, and nothing written.
 from __future__ import annotations
 
 import argparse
+import errno
 import itertools
 import json
 import re
@@ -153,12 +154,12 @@ def _beyond(plan, args: argparse.Namespace, given: list[float] | None):
 def in_cli_terms(message: str) -> str:
     """Shared messages name Hydra keys (``merge.curve=1-sqrt``); here they name the options (``--curve 1-sqrt``).
 
-    >>> in_cli_terms("e.g. merge.min_lr=0.1, or merge.weights=[0.2,0.8]; merge.alpha")
-    'e.g. --min-lr 0.1, or --weights 0.2,0.8; --alpha'
+    >>> in_cli_terms("e.g. merge.min_lr=0.1, or merge.weights=[0.2,0.8]; merge.alpha; its merge.json")
+    'e.g. --min-lr 0.1, or --weights 0.2,0.8; --alpha; its merge.json'
     """
     message = re.sub(r"merge\.(\w+)=\[([^\]]*)\]", lambda m: f"--{m[1].replace('_', '-')} {m[2]}", message)
     message = re.sub(r"merge\.(\w+)=", lambda m: f"--{m[1].replace('_', '-')} ", message)
-    return re.sub(r"merge\.(\w+)", lambda m: f"--{m[1].replace('_', '-')}", message)
+    return re.sub(r"merge\.(?!json\b)(\w+)", lambda m: f"--{m[1].replace('_', '-')}", message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # SeriesError, WindowError, WeightsError, PlanError, CheckpointError, MergeError
         print(f"wsm-merge: error: {in_cli_terms(str(err))}", file=sys.stderr)
         return 2
-    except OSError as err:  # full disk, no permission, missing parent folder: nothing was published
+    except OSError as err:  # full disk, file-size limit, no permission: nothing was published, nothing left
+        fix = ("raise the file-size limit (ulimit -f) or pass a smaller --shard-size" if err.errno == errno.EFBIG
+               else "free space or pick a writable --out")
         print(f"wsm-merge: error: could not read the series or write {args.out}: {err}. Nothing was written to "
-              "the output folder; free space or pick a writable --out and rerun.", file=sys.stderr)
+              f"the output folder; {fix} and rerun.", file=sys.stderr)
         return 2
     for plan, result in zip(plans.values(), results):
         print(f"merged {len(plan.checkpoints)} checkpoints (steps {[c.step for c in plan.checkpoints]}) into "

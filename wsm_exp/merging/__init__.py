@@ -1,2 +1,5 @@
-"""Merging: weights (math), window (step math), series (discovery), st_io (checked headers), identity (content
-hashes + cache), plan (MergePlan), merger (streaming merge, merge_or_reuse), writer (header-first safetensors)."""
+"""Merging: checkpoint series, merge plans and content identities, and the streaming merger that writes them.
+
+Lowest layer first: hashing, st_io, arith, weights, window (leaves); ckpt_files, writer, dcp_io
+(file formats); identity, series, plan, extrapolate (checkpoints and plans); reader, engine,
+output, merger, cache (the merge). docs/merging.md has the map."""

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,11 @@ import numpy as np
 import torch
 
 from wsm_exp.merging.arith import NUMPY_DTYPES
-from wsm_exp.merging.series import DCP_DATA as DATA_FILE
-from wsm_exp.merging.series import DCP_METADATA as METADATA_FILE
+from wsm_exp.merging.ckpt_files import DCP_DATA as DATA_FILE
+from wsm_exp.merging.ckpt_files import DCP_METADATA as METADATA_FILE
+from wsm_exp.merging.hashing import bytes_digest, tensor_hasher
 from wsm_exp.merging.st_io import CheckpointError
+
 MAX_METADATA_BYTES = 256 * 1024**2  # far above any real model's metadata; refuses a runaway file first
 _DCP = "torch.distributed.checkpoint"
 _ALLOWED = {
@@ -157,17 +160,15 @@ class DcpWriter:
 
     Each tensor is ``torch.save``'d into the data file, as DCP's own writer does, so
     ``torch.distributed.checkpoint.load`` reads the result (e.g. to resume training from a merge).
-    ``digests()`` are the files' identity digests (``identity.raw_digest``), hashed as written.
+    ``digests()`` are the files' identity digests (``hashing.raw_digest``), hashed as written.
     """
 
     DATA = "__0_0.distcp"
 
     def __init__(self, folder: str | Path):
-        from wsm_exp.merging.identity import _hasher
-
         self.folder = Path(folder)
         self.handle = open(self.folder / self.DATA, "wb")  # noqa: SIM115 (closed in close/abort)
-        self.hash, self.offset, self.entries = _hasher(), 0, {}
+        self.hash, self.offset, self.entries = tensor_hasher(), 0, {}
         self.metadata_digest = ""
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
@@ -189,8 +190,8 @@ class DcpWriter:
         from torch.distributed.checkpoint.metadata import (ChunkStorageMetadata, Metadata, MetadataIndex,
                                                            TensorProperties, TensorStorageMetadata)
 
-        from wsm_exp.merging.identity import bytes_digest
-
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
         self.handle.close()
         state, storage = {}, {}
         for name, (dtype, shape, offset, length) in self.entries.items():
@@ -199,11 +200,14 @@ class DcpWriter:
                                                 [ChunkStorageMetadata(zeros, torch.Size(shape))])
             storage[MetadataIndex(name, zeros)] = _StorageInfo(self.DATA, offset, length)
         raw = pickle.dumps(Metadata(state, planner_data={n: (n,) for n in state}, storage_data=storage))
-        (self.folder / METADATA_FILE).write_bytes(raw)
+        with open(self.folder / METADATA_FILE, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
         self.metadata_digest = bytes_digest(raw)
 
     def digests(self) -> list[str]:
-        """Digests of ``.metadata`` and the data file, in ``series.weight_files`` order."""
+        """Digests of ``.metadata`` and the data file, in ``ckpt_files.weight_files`` order."""
         return [self.metadata_digest, self.hash.hexdigest()]
 
     def abort(self) -> None:

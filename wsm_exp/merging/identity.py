@@ -1,14 +1,11 @@
 """Content identity of a checkpoint: every byte of its weight files, its config.json and tokenizer files.
 
-A weight file's digest is a small tree, so it can be computed in any tensor order (the merger
-hashes tensors as it streams them) and equals a plain sequential read of the file: the digest of
-``header bytes`` followed by each tensor's own digest in data order (the checked header proves
-the tensors tile the data area, so no byte is left out). A checkpoint's identity combines its
-files' digests in order with the digest of its ``config.json`` and of its other side files
-(tokenizer, generation config: ``side_files.side_digest``; a folder with none keeps the identity
-it had before they were keyed). The hash is XXH3-128
-(``xxhash``): ~15 GB/s on one core, far above disk speed, and 128 bits make an accidental clash
-negligible; identities key caches, they are not a defence against forged files.
+A weight file's digest is ``hashing.TreeDigest``: the header bytes, then each tensor's own digest
+in data order (the checked header proves the tensors tile the data area, so no byte is left out),
+so the merger can hash tensors as it streams them. A checkpoint's identity combines its files'
+digests in order with the digest of its ``config.json`` and of its other side files (tokenizer,
+generation config: ``side_files.side_digest``; a folder with none keeps the identity it had before
+they were keyed).
 
 Digests are cached by (path, size, mtime_ns, inode): in memory for this process, and on disk
 as one small JSON file per entry under ``$WSM_IDENTITY_CACHE`` (default
@@ -35,74 +32,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import xxhash
-
+from wsm_exp.merging.ckpt_files import CONFIG_FILE, Checkpoint, weight_files
+from wsm_exp.merging.hashing import CHUNK, FORMAT, TreeDigest, bytes_digest, raw_digest, tensor_hasher
 from wsm_exp.merging.side_files import side_digest
 from wsm_exp.merging.st_io import CheckpointError, Header, read_header
 
-if TYPE_CHECKING:
-    from wsm_exp.merging.series import Checkpoint
-
-HASH_NAME = "xxh3_128"
-FORMAT = f"wsm-identity-1-{HASH_NAME}"  # change when the digest layout or hash changes: old entries are ignored
-CHUNK = 16 * 1024**2  # large reads: few syscalls, and within the hash's fast path
 RACY_SECONDS = 2.0
-CONFIG_FILE = "config.json"
-
-
-def _hasher():
-    return xxhash.xxh3_128()
-
-
-class TreeDigest:
-    """Digest of one safetensors file, fed tensor by tensor in any order.
-
-    >>> import tempfile, torch
-    >>> from safetensors.torch import save_file
-    >>> path = tempfile.mkdtemp() + "/m.safetensors"
-    >>> save_file({"a": torch.ones(2), "b": torch.zeros(3)}, path)
-    >>> tree = TreeDigest(read_header(path).raw, ["a", "b"])
-    >>> for name, values in (("b", torch.zeros(3)), ("a", torch.ones(2))):
-    ...     h = tensor_hasher(); h.update(values.numpy()); tree.add_digest(name, h.digest())
-    >>> tree.hexdigest() == file_digest(path)
-    True
-    """
-
-    def __init__(self, raw_header: bytes, names_in_data_order: Sequence[str]):
-        self._raw, self._names, self._parts = raw_header, list(names_in_data_order), {}
-
-    def add_digest(self, name: str, digest: bytes) -> None:
-        """The digest of tensor ``name``'s bytes (a ``tensor_hasher``'s ``digest()``)."""
-        self._parts[name] = digest
-
-    def hexdigest(self) -> str:
-        missing = [n for n in self._names if n not in self._parts]
-        if missing:
-            raise ValueError(f"TreeDigest: no bytes for tensor(s) {missing[:3]}")
-        top = _hasher()
-        top.update(FORMAT.encode() + len(self._raw).to_bytes(8, "little") + self._raw)
-        for name in self._names:
-            top.update(self._parts[name])
-        return top.hexdigest()
-
-
-def tensor_hasher():
-    """A hasher to feed one tensor's bytes in pieces: its ``digest()`` is the same however they are cut.
-
-    >>> h = tensor_hasher(); h.update(b"ab"); h.update(b"c")
-    >>> whole = tensor_hasher(); whole.update(b"abc")
-    >>> h.digest() == whole.digest()
-    True
-    """
-    return _hasher()
-
-
-def _digest(data: bytes) -> bytes:
-    h = _hasher()
-    h.update(data)
-    return h.digest()
 
 
 def file_digest(path: str | Path, header: Header | None = None) -> str:
@@ -116,7 +52,7 @@ def file_digest(path: str | Path, header: Header | None = None) -> str:
         handle.seek(header.data_start)
         filled = used = 0
         for name, size in pending:
-            h = _hasher()
+            h = tensor_hasher()
             while size:
                 if used == filled:
                     filled, used = handle.readinto(buffer), 0
@@ -130,38 +66,15 @@ def file_digest(path: str | Path, header: Header | None = None) -> str:
     return tree.hexdigest()
 
 
-def raw_digest(path: str | Path) -> str:
-    """Digest of a file's bytes in order (DCP's ``.metadata`` and ``.distcp`` files).
-
-    >>> import tempfile, pathlib
-    >>> f = pathlib.Path(tempfile.mkdtemp()) / "__0_0.distcp"
-    >>> _ = f.write_bytes(b"abc")
-    >>> raw_digest(f) == bytes_digest(b"abc")
-    True
-    """
-    h = _hasher()
-    with open(path, "rb", buffering=0) as handle:
-        while chunk := handle.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def bytes_digest(data: bytes) -> str:
-    """``raw_digest`` of a file holding ``data``."""
-    h = _hasher()
-    h.update(data)
-    return h.hexdigest()
-
-
 def combine(file_digests: Sequence[str], config: Path | None) -> str:
     """A checkpoint's identity from its weight files' digests (in order), its config.json, if any, and the
     digest of its other side files (tokenizer, generation config), if any."""
-    top = _hasher()
+    top = tensor_hasher()
     top.update(FORMAT.encode())
     for digest in file_digests:
         top.update(bytes.fromhex(digest))
     if config is not None and config.is_file():
-        top.update(b"config" + _digest(config.read_bytes()))
+        top.update(b"config" + bytes.fromhex(bytes_digest(config.read_bytes())))
     tokenizer = side_digest(config.parent, besides=(CONFIG_FILE,)) if config is not None else ""
     if tokenizer:  # tokenizer and other side files (wsm_exp.merging.side_files): evaluation reads them
         top.update(b"side" + bytes.fromhex(tokenizer))
@@ -181,8 +94,6 @@ def checkpoint_identity(checkpoint: Checkpoint, cache: IdentityCache | None = No
 
 def folder_identity(path: str | Path, cache: IdentityCache | None = None) -> str:
     """Identity of a Hugging Face model folder (or a single .safetensors file)."""
-    from wsm_exp.merging.series import weight_files
-
     path = Path(path)
     cache = cache or default_cache()
     return combine([cache.file_digest(f) for f in weight_files(path)], config_of(path))

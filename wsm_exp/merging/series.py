@@ -22,28 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsm_exp.merging.st_io import CheckpointError, tensor_layout
+from wsm_exp.merging.ckpt_files import DCP_METADATA, INDEX_FILE, SINGLE_FILE, Checkpoint, SeriesError, weight_files
+from wsm_exp.merging.st_io import tensor_layout
 from wsm_exp.merging.window import WindowError, spacing, window_steps
 
-DCP_METADATA = ".metadata"  # a torch.distributed.checkpoint folder (wsm_exp.merging.dcp_io)
-DCP_DATA = re.compile(r"__\d+_\d+\.distcp")
-
 STEP_NAME = re.compile(r"^(?:step_?|checkpoint-|iter_|global_step)(\d+)(?:\.safetensors)?$")
-INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
-
-
-class SeriesError(ValueError):
-    """A series, window or checkpoint that cannot be used, with what would work instead."""
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One checkpoint: its global step, its path (folder or file) and its weight files."""
-
-    step: int
-    path: Path
-    files: tuple[Path, ...]
 
 
 @dataclass
@@ -95,7 +78,7 @@ def load_series(source: str | Path | Sequence[str | Path], *, tokens_per_step: i
 
     >>> load_series("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    wsm_exp.merging.series.SeriesError: Checkpoint series folder /nonexistent does not exist...
+    wsm_exp.merging.ckpt_files.SeriesError: Checkpoint series folder /nonexistent does not exist...
     """
     if isinstance(source, (str, Path)):
         root = Path(source)
@@ -180,25 +163,6 @@ def _checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(step, path, weight_files(path))
 
 
-def weight_files(path: Path) -> tuple[Path, ...]:
-    """The safetensors files of a checkpoint: the file itself, the index's shards, or model.safetensors."""
-    if path.is_file() and path.suffix == ".safetensors":
-        return (path,)
-    if (path / INDEX_FILE).is_file():
-        shards = _index_shards(path / INDEX_FILE)
-        missing = [s for s in shards if not (path / s).is_file()]
-        if not shards or missing:
-            raise SeriesError(f"{path / INDEX_FILE} lists shard(s) {missing or '(none)'} that are not in {path}. "
-                              "Copy the complete checkpoint.")
-        return tuple(path / s for s in shards)
-    if (path / SINGLE_FILE).is_file():
-        return (path / SINGLE_FILE,)
-    if (path / DCP_METADATA).is_file():
-        return (path / DCP_METADATA, *sorted(p for p in path.iterdir() if DCP_DATA.fullmatch(p.name)))
-    raise SeriesError(f"Checkpoint {path} has no {SINGLE_FILE}, no {INDEX_FILE} and no DCP {DCP_METADATA}: save "
-                      "it with save_pretrained (safetensors) or torch.distributed.checkpoint, or convert it first.")
-
-
 def checkpoint_layout(files: Sequence[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """tensor name -> (safetensors dtype name, shape) of a checkpoint's weight files (safetensors or DCP)."""
     if files and files[0].name == DCP_METADATA:
@@ -206,20 +170,6 @@ def checkpoint_layout(files: Sequence[Path]) -> dict[str, tuple[str, tuple[int, 
 
         return DcpCheckpoint.open(files[0].parent).layout()
     return tensor_layout(files)
-
-
-def _index_shards(index_path: Path) -> list[str]:
-    """Shard file names of a sharded checkpoint's index, checked."""
-    try:
-        weight_map = json.loads(index_path.read_text()).get("weight_map")
-    except (OSError, ValueError, AttributeError) as err:
-        raise CheckpointError(f"{index_path} is not a readable JSON index ({err}). Re-copy the checkpoint, or "
-                              "re-save it with save_pretrained.") from None
-    if not isinstance(weight_map, dict) or not all(isinstance(f, str) and "/" not in f and f not in ("", ".", "..")
-                                                   for f in weight_map.values()):
-        raise CheckpointError(f"{index_path} has no weight_map of tensor names to shard file names in its folder. "
-                              "Re-copy the checkpoint, or re-save it with save_pretrained.")
-    return sorted(set(weight_map.values()))
 
 
 def _nudge(root: Path) -> str:

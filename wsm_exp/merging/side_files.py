@@ -1,4 +1,4 @@
-"""Side files of a model folder (its config and tokenizer files, not its weights) and their one digest.
+"""The one digest of a model folder's side files (its config and tokenizer files, not its weights).
 
 Evaluation reads them (transformers builds the model from ``config.json``; lm-eval tokenizes every
 document with the tokenizer files) and a merge copies them beside its weights, so their content
@@ -25,26 +25,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-SKIPPED_FILES = ("trainer_state", "optimizer", "scheduler", "rng_state", "training_args", "merge.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".distcp")  # never copied
-
-
-def is_side_file(path: Path) -> bool:
-    """Whether ``path`` goes beside merged weights: a model folder's config and tokenizer files, not its
-    weights (any format), weight index, training state or merge record.
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> for name in ("config.json", "tokenizer.json", "pytorch_model.bin", "optimizer.pt", "model.safetensors.index.json"):
-        ...     _ = (folder / name).write_text("{}")
-        >>> sorted(p.name for p in folder.iterdir() if is_side_file(p))
-        ['config.json', 'tokenizer.json']
-    """
-    name = path.name
-    return (path.is_file() and not name.endswith(WEIGHT_SUFFIXES) and not name.endswith(".index.json")
-            and not name.startswith(SKIPPED_FILES))
-
+from wsm_exp.merging.ckpt_files import is_side_file
 
 def side_digest(folder: Path, besides: Sequence[str] = ()) -> str:
     """sha256 (hex) over the names and contents of the folder's side files, leaving out the names in

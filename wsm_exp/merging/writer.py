@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from wsm_exp.merging.arith import NUMPY_DTYPES
-from wsm_exp.merging.identity import TreeDigest, tensor_hasher
+from wsm_exp.merging.hashing import TreeDigest, tensor_hasher
 from wsm_exp.merging.st_io import tensor_nbytes
 
 
@@ -75,15 +76,21 @@ class SafetensorsWriter:
         return self._tree.hexdigest()
 
     def close(self) -> None:
-        self._file.close()
+        """Check that every tensor was written, then flush, fsync (the merge publishes only durable files)
+        and close the file."""
         if self._next != len(self._expected):
+            self.abort()
             raise ValueError(f"SafetensorsWriter closed after {self._next} of {len(self._expected)} tensors")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
 
     def __enter__(self) -> SafetensorsWriter:
         return self
 
     def abort(self) -> None:
-        """Close the file without the completeness check (the caller deletes it)."""
+        """Close the file without the completeness check (the caller deletes it). Closing flushes what is
+        buffered, so on a full disk this raises again; the file is closed all the same."""
         self._file.close()
 
     def __exit__(self, *exc) -> None:

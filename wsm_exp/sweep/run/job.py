@@ -183,7 +183,7 @@ class _Context:
     def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
-        from wsm_exp.merging.merger import merge_or_reuse
+        from wsm_exp.merging.cache import merge_or_reuse
         from wsm_exp.sweep.planning import hf_pairing
 
         checkpoints = self._checkpoints(variant, branch_paths)

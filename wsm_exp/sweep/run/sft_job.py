@@ -67,7 +67,7 @@ def resolve_bases(cfg: DictConfig, job: SFTJobConfig, source, seed: int) -> list
 
 def _merged(cfg: DictConfig, series, variant: Variant) -> Path:
     """The merge's folder in the shared merge cache (the main job's, when it made it already)."""
-    from wsm_exp.merging.merger import merge_or_reuse
+    from wsm_exp.merging.cache import merge_or_reuse
     from wsm_exp.merging.plan import build_plan
 
     by_step = {c.step: c for c in series.checkpoints}

@@ -120,9 +120,13 @@ def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> S
     outputs go to hidden folders first and are renamed to their key afterwards (under the key's lock;
     a merge another process published meanwhile is kept and ours dropped).
     """
-    from wsm_exp.merging.merger import exclusive, merge_plans
+    from wsm_exp.merging.cache import exclusive, remove_stale
+    from wsm_exp.merging.merger import merge_plans
+    from wsm_exp.merging.output import fsync_folder
 
-    tmp = [temp_path(merges / "stage") for merges, _ in requests]  # a killed stage's are removed next time
+    for merges in dict.fromkeys(merges for merges, _ in requests):
+        remove_stale(merges)  # what killed stages and jobs left
+    tmp = [temp_path(merges / "stage") for merges, _ in requests]
     try:
         results = merge_plans([plan for _, plan in requests], tmp, progress=False, **options)
         merged = cached = 0
@@ -135,6 +139,7 @@ def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> S
                 if target.exists():
                     shutil.rmtree(target)  # a folder without merge.json is debris of a killed merge
                 out.rename(target)
+                fsync_folder(merges)  # the rename is durable before the jobs rely on it
                 merged += 1
     finally:
         for out in tmp:
