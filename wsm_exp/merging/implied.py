@@ -39,16 +39,17 @@ class ImpliedSchedule:
     closest_weights: list[float]  # merge weights of ``closest`` (Theorem 3.1)
 
     def at(self, t: float) -> float:
-        """The staircase LR multiplier at window fraction t in [0, 1]: 1 before the first segment's end.
+        """The staircase LR multiplier at position t in [0, 1] of the emulated decay (D = N·Δ long).
 
-        Segment i covers t in ((i-1)/N, i/N] in the paper's convention (w_i = f(i/N)); multiplier 1 up to
-        t = 1/N is the constant-LR stretch before the oldest checkpoint's own segment.
+        As in the paper's Figure 2, segment i (from checkpoint i-1 to i) runs over [i/N, (i+1)/N) with
+        multiplier w_i = f(i/N): the oldest checkpoint sits at t = 1/N, the newest at t = 1, and
+        [0, 1/N) is the constant-LR stretch before the oldest.
 
         >>> implied_schedule([0.25, 0.25, 0.25, 0.25]).at(0.6)
         0.5
         """
         n = len(self.weights)
-        segment = min(max(math.ceil(t * n) - 1, 0), n - 1)
+        segment = min(max(math.floor(t * n), 0), n - 1)
         return 1.0 if segment == 0 else self.multipliers[segment - 1]
 
 
