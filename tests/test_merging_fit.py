@@ -12,10 +12,11 @@ import pytest
 from helpers.fitting import heldout_file, lm_series
 
 from wsm_exp.merging.fit import FitConfig, fit_weights, project
-from wsm_exp.merging.fit_lm import LmObjective, fit_window
+from wsm_exp.merging.fit_lm import LmObjective, fit_or_reuse, fit_window, wandb_logger
 from wsm_exp.merging.heldout_split import HeldoutError, split_heldout
 from wsm_exp.merging.implied import implied_schedule, isotonic
 from wsm_exp.merging.series import load_series
+from wsm_exp.merging.st_io import CheckpointError
 from wsm_exp.merging.weights import DECAY_CURVES, WeightsError, merge_weights
 
 FIGURE2_N10 = {  # WSM paper, Figure 2 (3 decimals as printed)
@@ -234,3 +235,35 @@ def test_fit_on_a_real_series_lowers_the_fit_loss_and_records_provenance(series)
     assert again.weights == fitted.weights and again.key == fitted.key  # seeded and deterministic
     other = fit_window(s.checkpoints, heldout, FitConfig(steps=1, monotone="decreasing"))
     assert all(a >= b for a, b in zip(other.weights, other.weights[1:])) and other.key != fitted.key
+
+
+@pytest.mark.slow
+def test_fits_are_stored_under_their_key_and_reused(series, tmp_path):
+    s, heldout = series
+    first = fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=1), tmp_path / "fits")
+    assert (tmp_path / "fits" / f"{first.key}.json").is_file() and len(first.provenance["inputs"]) == 3
+    newest = s.checkpoints[-1].path
+    hidden = tmp_path / "tokenizer.json"
+    (newest / "tokenizer.json").rename(hidden)  # a new fit could not even load the tokenizer; a reuse needs none
+    try:
+        again = fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=1), tmp_path / "fits")
+        assert again.weights == first.weights and again.provenance == first.provenance
+        with pytest.raises(CheckpointError, match="No tokenizer could be loaded"):
+            fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=2), tmp_path / "fits")  # another key: a real fit
+    finally:
+        hidden.rename(newest / "tokenizer.json")
+
+
+@pytest.mark.slow
+def test_fit_loss_curve_goes_to_a_real_offline_wandb_run(series, tmp_path):
+    import wandb
+    from helpers.sweep import wandb_runs
+
+    s, heldout = series
+    run = wandb.init(project="fit-test", name="fit-curve", dir=str(tmp_path), mode="offline")
+    fitted = fit_window(s.checkpoints, heldout, FitConfig(steps=2), on_step=wandb_logger(run))
+    run.finish()
+    summary = wandb_runs(tmp_path)["fit-curve"]
+    text = json.dumps(summary)
+    assert "fit/best_loss" in text and "fit/w2" in text
+    assert f"{fitted.provenance['fit_loss_end']:.6f}"[:6] in text

@@ -10,6 +10,8 @@ documents and ``∂L/∂w_i = ⟨∇_θ L(θ_w), θ_i⟩``, with one model in me
 
 ``fit_window`` runs the optimiser of ``fit`` with it and returns the weights with their provenance: the
 split (``heldout_split``), the settings, the loss of every step and the test-split loss before and after.
+``fit_or_reuse`` keeps fits under their key (inputs' identities, held-out digest, split, settings), so a
+sweep that asks again gets the stored weights without reading a checkpoint.
 
 Example:
     >>> fitted = fit_window(window.checkpoints, "heldout.jsonl", FitConfig(steps=4))  # doctest: +SKIP
@@ -18,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import mmap
 import time
@@ -29,10 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from wsm_exp.atomic import file_lock, write_json_atomic
 from wsm_exp.keys import content_key
 from wsm_exp.merging.arith import FLOAT_DTYPES, NUMPY_DTYPES, widen
 from wsm_exp.merging.fit import FitConfig, fit_weights
 from wsm_exp.merging.heldout_split import HeldoutSplit, split_heldout
+from wsm_exp.merging.identity import checkpoint_identity
 from wsm_exp.merging.series import DCP_METADATA, Checkpoint, validate_checkpoints
 from wsm_exp.merging.st_io import ITEMSIZE, CheckpointError, read_header
 
@@ -74,11 +79,12 @@ def fit_window(checkpoints: Sequence[Checkpoint], heldout: str | Path, config: F
     config.check()
     started = time.perf_counter()
     split = split_heldout(heldout, fit_fraction=config.fit_fraction, seed=config.seed)
+    identities = [checkpoint_identity(c) for c in checkpoints]
     objective = LmObjective(checkpoints, split.fit_texts(), config, tokenizer=tokenizer, device=device)
     trace = fit_weights(objective, len(checkpoints), config, on_step)
     test = LmObjective(checkpoints, split.test_texts(), config, tokenizer=tokenizer, device=device)
     provenance = {
-        "key": fit_key(split, config), "settings": config.settings(), **split.record(),
+        "key": fit_key(split, config, identities), "inputs": identities, "settings": config.settings(), **split.record(),
         "documents_used": len(split.fit), "fit_tokens": objective.tokens, "test_tokens": test.tokens,
         "losses": trace.losses, "accepted": trace.accepted, "lrs": trace.lrs, "history": trace.history,
         "initial_weights": trace.history[0], "fit_loss_start": trace.losses[0], "fit_loss_end": trace.loss,
@@ -87,6 +93,25 @@ def fit_window(checkpoints: Sequence[Checkpoint], heldout: str | Path, config: F
     }
     provenance["seconds"] = round(time.perf_counter() - started, 3)
     return FittedWeights([float(x) for x in trace.weights], provenance)
+
+
+def fit_or_reuse(checkpoints: Sequence[Checkpoint], heldout: str | Path, config: FitConfig, fits_dir: str | Path,
+                 **options) -> FittedWeights:
+    """The fit of ``checkpoints`` on ``heldout`` stored as ``<fits_dir>/<key>.json``, fitted (``fit_window``, with
+    ``options``) unless it is there; a lock makes a second process wait for the first one's fit."""
+    config.check()
+    split = split_heldout(heldout, fit_fraction=config.fit_fraction, seed=config.seed)
+    key = fit_key(split, config, [checkpoint_identity(c) for c in checkpoints])
+    fits_dir = Path(fits_dir)
+    fits_dir.mkdir(parents=True, exist_ok=True)
+    stored = fits_dir / f"{key}.json"
+    with file_lock(fits_dir / f".{key}.lock"):
+        if stored.is_file():
+            record = json.loads(stored.read_text())
+            return FittedWeights(record["weights"], record["provenance"])
+        fitted = fit_window(checkpoints, heldout, config, **options)
+        write_json_atomic(stored, {"weights": fitted.weights, "provenance": fitted.provenance})
+    return fitted
 
 
 def wandb_logger(run) -> Callable[[int, dict[str, Any]], None]:
