@@ -82,13 +82,14 @@ def fit_window(checkpoints: Sequence[Checkpoint], heldout: str | Path, config: F
     identities = [checkpoint_identity(c) for c in checkpoints]
     objective = LmObjective(checkpoints, split.fit_texts(), config, tokenizer=tokenizer, device=device)
     trace = fit_weights(objective, len(checkpoints), config, on_step)
-    test = LmObjective(checkpoints, split.test_texts(), config, tokenizer=tokenizer, device=device)
+    test = split.test_texts()
     provenance = {
         "key": fit_key(split, config, identities), "inputs": identities, "settings": config.settings(), **split.record(),
-        "documents_used": len(split.fit), "fit_tokens": objective.tokens, "test_tokens": test.tokens,
+        "documents_used": len(split.fit), "fit_tokens": objective.tokens,
         "losses": trace.losses, "accepted": trace.accepted, "lrs": trace.lrs, "history": trace.history,
         "initial_weights": trace.history[0], "fit_loss_start": trace.losses[0], "fit_loss_end": trace.loss,
-        "test_loss_start": test.loss(np.array(trace.history[0])), "test_loss_end": test.loss(np.array(trace.weights)),
+        "test_loss_start": objective.loss(np.array(trace.history[0]), test),
+        "test_loss_end": objective.loss(np.array(trace.weights), test),
         "loss_unit": "nats per token", "evaluations": len(trace.losses),
     }
     provenance["seconds"] = round(time.perf_counter() - started, 3)
@@ -154,22 +155,23 @@ class LmObjective:
             raise CheckpointError(f"No tokenizer could be loaded from {source} ({err}). Save the tokenizer beside "
                                   "the checkpoints, or pass the folder that holds it (--tokenizer).") from None
         limit = getattr(model_config, "max_position_embeddings", None) or config.seq_len
-        self.sequences = _sequences(tok, texts, min(config.seq_len, limit))
-        self.tokens = sum(len(s) - 1 for s in self.sequences)
-        if not self.tokens:
-            raise CheckpointError("The held-out documents tokenize to no predictable token; give longer documents.")
+        self.tokenizer, self.seq_len = tok, min(config.seq_len, limit)
+        self.sequences = _sequences(tok, texts, self.seq_len)
+        self.tokens = _count(self.sequences)
 
     def __call__(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         self._build(w)
         self.model.zero_grad(set_to_none=True)
-        loss = self._loss(backward=True)
+        loss = self._loss(self.sequences, backward=True)
         return loss, self._inner_products()
 
-    def loss(self, w: np.ndarray) -> float:
-        """The loss at ``w`` alone (no gradient): one build pass and one forward."""
+    def loss(self, w: np.ndarray, texts: Sequence[str] | None = None) -> float:
+        """The loss at ``w`` alone (no gradient): one build pass and one forward; on ``texts`` if given (e.g.
+        the test split), else on the fit texts."""
+        sequences = self.sequences if texts is None else _sequences(self.tokenizer, texts, self.seq_len)
         self._build(w)
         with torch.no_grad():
-            return self._loss(backward=False)
+            return self._loss(sequences, backward=False)
 
     def _build(self, w: np.ndarray) -> None:
         """θ_w into the model, tensor by tensor (pass 1)."""
@@ -197,11 +199,11 @@ class LmObjective:
                 grad[i] += float(np.dot(g, self._float(i, name, np.dtype(np.float64))))
         return grad
 
-    def _loss(self, *, backward: bool) -> float:
-        total = 0.0
+    def _loss(self, sequences: list[list[int]], *, backward: bool) -> float:
+        total, tokens = 0.0, _count(sequences)
         size = self.config.batch_sequences
-        for start in range(0, len(self.sequences), size):
-            batch = self.sequences[start:start + size]
+        for start in range(0, len(sequences), size):
+            batch = sequences[start:start + size]
             width = max(len(s) for s in batch)
             ids = torch.zeros(len(batch), width, dtype=torch.long)
             mask = torch.zeros(len(batch), width, dtype=torch.long)
@@ -214,9 +216,9 @@ class LmObjective:
             nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                                     ignore_index=-100, reduction="sum")
             if backward:
-                (nll / self.tokens).backward()
+                (nll / tokens).backward()
             total += float(nll.detach())
-        return total / self.tokens
+        return total / tokens
 
     def _read(self, index: int, name: str) -> np.ndarray:
         mapped, offset, st, numel = self.maps[index][name]
@@ -257,6 +259,14 @@ def _sequences(tok, texts: Sequence[str], seq_len: int) -> list[list[int]]:
             if len(chunk) > 1:
                 sequences.append(chunk)
     return sequences
+
+
+def _count(sequences: list[list[int]]) -> int:
+    """Predicted tokens of ``sequences``; none is an error (nothing to measure the loss on)."""
+    count = sum(len(s) - 1 for s in sequences)
+    if not count:
+        raise CheckpointError("The held-out documents tokenize to no predictable token; give longer documents.")
+    return count
 
 
 def _tensor_maps(checkpoint: Checkpoint) -> dict[str, tuple[mmap.mmap, int, str, int]]:
