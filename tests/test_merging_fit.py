@@ -57,7 +57,7 @@ def test_staircase_reads_the_multiplier_of_each_segment():
 
 
 def test_non_monotone_weights_are_flagged_with_the_closest_decay():
-    """Extrapolated past the mean of 4 (α = 0.5, anchor the newest): the schedule rises above 1 at the start."""
+    """Extrapolated past the mean of 4 (α = 0.5, anchor the newest): the last multiplier is negative."""
     weights = [0.375, 0.375, 0.375, -0.125]
     s = implied_schedule(weights)
     assert not s.monotone
@@ -174,6 +174,8 @@ def test_split_is_deterministic_disjoint_and_independent_of_line_order(tmp_path)
     shuffled.write_text("\n".join(reversed(lines)) + "\n")
     assert sorted(split_heldout(shuffled, seed=3).fit_texts()) == sorted(a.fit_texts())
     assert split_heldout(f, fit_fraction=0.01).fit != [] and split_heldout(f, fit_fraction=0.99).test != []
+    written = a.write_test(tmp_path / "test.jsonl")  # what the evaluation's held-out loss task reads
+    assert [json.loads(line)["text"] for line in written.read_text().splitlines()] == a.test_texts()
 
 
 def test_split_refuses_bad_lines_fuzz(tmp_path):
@@ -204,9 +206,13 @@ def series(tmp_path_factory):
     return load_series(root / "run"), heldout_file(root / "heldout.jsonl")
 
 
-def test_gradient_equals_finite_differences_on_a_real_llama(series):
+@pytest.mark.parametrize("tied", [False, True])
+def test_gradient_equals_finite_differences_on_a_real_llama(series, tied, tmp_path):
     s, heldout = series
+    if tied:  # the embedding is saved once and used twice: its gradient holds both uses
+        s = load_series(lm_series(tmp_path / "tied", [10, 20, 30], seed=5, tie=True))
     objective = LmObjective(s.checkpoints, split_heldout(heldout).fit_texts(), FitConfig(dtype="float64"))
+    assert ("lm_head.weight" in objective.layout) != tied
     w = np.array([0.2, 0.3, 0.5])
     loss, grad = objective(w)
     assert objective.loss(w) == loss

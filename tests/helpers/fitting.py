@@ -30,13 +30,13 @@ def heldout_file(path: Path, count: int = 12, seed: int = 1) -> Path:
 
 
 def lm_series(root: Path, steps: list[int], *, seed: int = 0, hidden: int = 32, layers: int = 1,
-              scale: float = 0.05) -> Path:
+              scale: float = 0.05, tie: bool = False) -> Path:
     """A random tiny Llama and its tokenizer; each later checkpoint moves every tensor by seeded noise."""
     tok = train_tokenizer(documents(200, seed=99), vocab_size=300, max_length=512)
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      tie_word_embeddings=tie, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(cfg)
     gen = torch.Generator().manual_seed(seed + 1)
