@@ -32,6 +32,8 @@ EPILOG = """examples:
   # past the merge (ExPO): θ_merge + 0.5 (θ_merge − θ_newest); control: the 1-sqrt weights reversed
   wsm-merge ckpts/run --quantity 4 --extrapolate 0.5 --out merged/mean4-ex0.5
   wsm-merge ckpts/run --curve 1-sqrt --quantity 8 --order reverse --out merged/1sqrt-8-reverse
+  # weights fitted to minimise held-out loss on a fit split of heldout.jsonl (monotone: newer weighs more)
+  wsm-merge ckpts/run --curve fitted --quantity 4 --heldout heldout.jsonl --fit-monotone increasing --out merged/fit-4
 
 Weights follow the WSM paper (arXiv 2507.17634): w_i = f(i/N) for i = 1..N-1, then Theorem 3.1.
 The series folder holds children named step_<n>, step<n>, checkpoint-<n>, iter_<n> or
@@ -41,13 +43,15 @@ DCP folders (.metadata + __<rank>_<k>.distcp; merged into a one-rank DCP checkpo
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wsm_exp.cli.merge_fit import add_fit_arguments
     from wsm_exp.merging.weights import CURVES
 
     p = argparse.ArgumentParser(prog="wsm-merge", description=__doc__.splitlines()[0].split(": ", 1)[1],
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("series", help="folder of step-named checkpoints (e.g. ckpts/run with step_1000/, step_2000/ …)")
-    p.add_argument("--curve", type=names, help=f"decay curve to emulate: {', '.join(CURVES)} (default: mean); "
-                                               "like the next three, a comma list merges every combination")
+    p.add_argument("--curve", type=names, help=f"decay curve to emulate: {', '.join(CURVES)}, or fitted (with "
+                                               "--heldout) (default: mean); like the next three, a comma list "
+                                               "merges every combination")
     p.add_argument("--quantity", "-n", type=counts, help="N, number of checkpoints to merge (e.g. 8, or 2,4,8)")
     p.add_argument("--interval", type=counts, help="Δ in steps between merged checkpoints (default: the saved spacing)")
     p.add_argument("--duration", type=counts, help="D = N·Δ in steps; give it with --quantity or --interval")
@@ -78,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes merging disjoint sets of output shards "
                                                           "(default 1; the result is identical)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fit_arguments(p)
     return p
 
 
@@ -95,8 +100,9 @@ def names(text: str) -> list[str]:
 
 def make_plans(args: argparse.Namespace) -> dict[str, object]:
     """One plan per combination of the comma lists, by variant name (identities only from the cache)."""
+    from wsm_exp.cli.merge_fit import fitted_plan
     from wsm_exp.merging.extrapolate import curve_label
-    from wsm_exp.merging.plan import build_plan
+    from wsm_exp.merging.plan import FITTED, build_plan
     from wsm_exp.merging.series import load_series, select_window
 
     weights = [float(x) for x in args.weights.split(",")] if args.weights else None
@@ -112,6 +118,10 @@ def make_plans(args: argparse.Namespace) -> dict[str, object]:
             if weights and quantity is None and duration is None:
                 quantity = len(weights)
             window = select_window(series, end=args.end, quantity=quantity, interval=interval, duration=duration)
+            if curve == FITTED:
+                plan = fitted_plan(window, args)
+                plans.setdefault(f"{FITTED}-N{window.quantity}-I{window.interval}-E{window.end_step}", plan)
+                continue
             plan = build_plan(window, curve=curve, weights=weights, min_lr=args.min_lr, alpha=args.alpha,
                               dtype=args.dtype, accumulate=args.accumulate, normalize=not args.allow_unnormalized,
                               identify=False)

@@ -33,6 +33,7 @@ MERGER_VERSION = "mul-add-in-order-2"  # bump when the merger's arithmetic chang
 OUTPUT_DTYPES = ("float32", "bfloat16", "float16")
 ACCUMULATIONS = ("float32", "float64")
 EXPLICIT = "explicit"
+FITTED = "fitted"  # weights fitted on held-out text (wsm_exp.merging.fit_lm); the fit's key joins the merge key
 
 
 class PlanError(ValueError):
@@ -45,13 +46,14 @@ class MergePlan:
 
     window: Window
     weights: tuple[float, ...]
-    curve: str  # canonical curve name, or "explicit"
+    curve: str  # canonical curve name, "explicit" or "fitted"
     min_lr: float
     alpha: float | None  # only for ema_alpha
     dtype: str | None  # output dtype; None keeps each tensor's input dtype
     accumulate: str
     identities: tuple[str | None, ...]  # None: not hashed yet (the merger hashes while it streams)
     algorithm: str = MERGER_VERSION
+    fit: dict[str, Any] | None = None  # fitted weights: the fit's provenance (split, settings, losses; its "key")
 
     @property
     def checkpoints(self) -> tuple[Checkpoint, ...]:
@@ -65,6 +67,8 @@ class MergePlan:
         payload = {"inputs": list(self.identities), "weights": [repr(float(w)) for w in self.weights],
                    "curve": self.curve, "min_lr": repr(float(self.min_lr)), "alpha": self.alpha,
                    "dtype": self.dtype, "accumulate": self.accumulate, "algorithm": self.algorithm}
+        if self.fit is not None:  # same weights from another split or setting: another merge
+            payload["fit"] = self.fit["key"]
         return content_key(payload, length=24)
 
     def with_identities(self, identities: Sequence[str]) -> MergePlan:
@@ -86,26 +90,30 @@ class MergePlan:
             "accumulate": self.accumulate, "algorithm": self.algorithm, "convention": CONVENTION,
             "quantity": w.quantity, "interval": w.interval, "duration": w.duration, "span": w.span,
             "end": w.end_step, "tokens_per_step": w.tokens_per_step, "duration_tokens": w.tokens(w.duration),
+            **({"fit_key": self.fit["key"]} if self.fit is not None else {}),
         }
 
     def describe(self) -> dict[str, Any]:
         """The plan as JSON: recipe, inputs with weights and identities, and the key (``--dry-run``)."""
         inputs = [{"step": c.step, "path": str(c.path), "weight": w, "identity": i}
                   for c, w, i in zip(self.checkpoints, self.weights, self.identities)]
-        return {**self.recipe(), "checkpoints": inputs, "key": self.key}
+        return {**self.recipe(), "checkpoints": inputs, "key": self.key,
+                **({"fit": self.fit} if self.fit is not None else {})}
 
 
 def build_plan(
     window: Window | Sequence[Checkpoint], *, curve: str | None = None, weights: Sequence[float] | None = None,
     min_lr: float = 0.0, alpha: float | None = None, dtype: str | None = None, accumulate: str = "float32",
     normalize: bool = True, identify: bool = True, cache: IdentityCache | None = None,
+    fit: dict[str, Any] | None = None,
 ) -> MergePlan:
     """The one way to turn a merge request into a plan.
 
     Give a ``curve`` (default ``mean``; with ``min_lr``, and ``alpha`` for ``ema_alpha``) or explicit
     ``weights`` (normalised to sum 1 unless ``normalize=False``), not both. ``identify`` hashes the
     inputs the identity cache does not know; without it, their identities stay None until a merge
-    streams the inputs.
+    streams the inputs. ``fit`` (with the fitted ``weights``): the fit's provenance, which needs a ``key``
+    (``fit_lm.FittedWeights``); the plan's curve is then ``fitted``.
     """
     if not isinstance(window, Window):
         checkpoints = tuple(window)
@@ -121,17 +129,22 @@ def build_plan(
         raise PlanError(f"Output dtype {dtype!r} is not supported; use {', '.join(OUTPUT_DTYPES)}.")
     if accumulate not in ACCUMULATIONS:
         raise PlanError(f"Accumulation dtype {accumulate!r} is not supported; use float32 or float64.")
+    if fit is not None and (weights is None or "key" not in fit):
+        raise PlanError("A fitted merge needs its weights and the fit's provenance with its key "
+                        "(wsm_exp.merging.fit_lm.fit_window gives both).")
     if weights is not None:  # normalize=False: as given, any sign and sum (extrapolation, docs/beyond.md)
         given = [float(w) for w in weights]
         curve, values = EXPLICIT, explicit_weights(given, quantity) if normalize else unnormalized_weights(given, quantity)
     else:
         curve = canonical_curve(curve or "mean")
         values = merge_weights(curve, quantity, min_lr=min_lr, alpha=alpha)
+    if fit is not None:
+        curve = FITTED
     cache = cache or default_cache()
     identities = tuple((checkpoint_identity(c, cache) if identify else _cached(c, cache)) for c in window.checkpoints)
     return MergePlan(window=window, weights=tuple(values), curve=curve, min_lr=float(min_lr),
                      alpha=alpha if curve == "ema_alpha" else None, dtype=dtype, accumulate=accumulate,
-                     identities=identities)
+                     identities=identities, fit=fit)
 
 
 def _cached(checkpoint: Checkpoint, cache: IdentityCache) -> str | None:
