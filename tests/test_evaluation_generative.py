@@ -12,7 +12,7 @@ from wsm_exp.evaluation.suites import TASK_DIR
 
 sys.path.insert(0, str(TASK_DIR))
 scoring = importlib.import_module("scoring")
-loaders = importlib.import_module("utils")
+loaders = importlib.import_module("loaders")
 
 
 @pytest.fixture(scope="module")
