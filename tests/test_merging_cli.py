@@ -135,10 +135,28 @@ def test_dry_run_key_matches_the_merge(series, tmp_path, monkeypatch):
     age(series)
     monkeypatch.setenv("WSM_IDENTITY_CACHE", str(tmp_path / "identity-cache"))
     before = json.loads(cli(series, "--quantity", "3", "--curve", "sma", "--dry-run").stdout)
-    assert before["key"] is None and before["curve"] == "linear"
+    assert before["key"] is None and (before["curve"], before["alias_of"]) == ("sma", "linear")
     assert cli(series, "--quantity", "3", "--curve", "mean", "--out", tmp_path / "m", "--quiet").returncode == 0
     record = json.loads((tmp_path / "m" / "merge.json").read_text())
     after = json.loads(cli(series, "--quantity", "3", "--curve", "sma", "--dry-run").stdout)
     assert after["key"] == record["key"] and after["checkpoints"] == record["checkpoints"]
-    assert {k: record[k] for k in before if k not in ("key", "checkpoints")} == {
-        k: v for k, v in before.items() if k not in ("key", "checkpoints")}
+    assert record["curve"] == "mean"  # each names the curve as asked; the key is one
+    assert {k: record[k] for k in before if k not in ("key", "checkpoints", "curve")} == {
+        k: v for k, v in before.items() if k not in ("key", "checkpoints", "curve")}
+
+
+def test_an_alias_keeps_its_name_in_folders_merge_json_and_the_dry_run(series, tmp_path):
+    """--curve mean is linear's weights under the name the user asked for; the output is the same bytes."""
+    dry = cli(series, "--curve", "mean", "--quantity", "2", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert (plan["curve"], plan["alias_of"]) == ("mean", "linear")
+    done = cli(series, "--curve", "mean,linear", "--quantity", "2", "--out", tmp_path / "grid", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "grid").iterdir()) == ["linear-N2-I10-E40", "mean-N2-I10-E40"]
+    mean = json.loads((tmp_path / "grid" / "mean-N2-I10-E40" / "merge.json").read_text())
+    linear = json.loads((tmp_path / "grid" / "linear-N2-I10-E40" / "merge.json").read_text())
+    assert (mean["curve"], mean["alias_of"], linear["curve"]) == ("mean", "linear", "linear") and "alias_of" not in linear
+    assert mean["key"] == linear["key"]  # one content key: an alias never changes a number
+    assert ((tmp_path / "grid" / "mean-N2-I10-E40" / "model.safetensors").read_bytes()
+            == (tmp_path / "grid" / "linear-N2-I10-E40" / "model.safetensors").read_bytes())

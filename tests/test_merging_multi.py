@@ -63,8 +63,9 @@ def test_wsm_merge_comma_lists_write_one_model_per_combination(tmp_path):
                           "--out", tmp_path / "grid", "--quiet"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     names = sorted(p.name for p in (tmp_path / "grid").iterdir())
-    assert names == ["1-sqrt-N2-I10-E40", "1-sqrt-N4-I10-E40", "linear-N2-I10-E40", "linear-N4-I10-E40"]
-    assert "4 merge(s) in one pass" in out.stdout
+    assert names == ["1-sqrt-N2-I10-E40", "1-sqrt-N4-I10-E40", "mean-N2-I10-E40", "mean-N4-I10-E40",
+                     "sma-N2-I10-E40", "sma-N4-I10-E40"]  # each alias under the name asked for
+    assert "6 merge(s) in one pass" in out.stdout
     alone = build_plan(select_window(load_series(tmp_path / "s"), quantity=4), curve="1-sqrt", identify=False)
     merge_plan(alone, tmp_path / "single", progress=False)
     a, b = load_folder(tmp_path / "grid" / "1-sqrt-N4-I10-E40"), load_folder(tmp_path / "single")

@@ -125,7 +125,7 @@ def make_plans(args: argparse.Namespace) -> dict[str, object]:
             plan = build_plan(window, curve=curve, weights=weights, min_lr=args.min_lr, alpha=args.alpha,
                               dtype=args.dtype, accumulate=args.accumulate, normalize=not args.allow_unnormalized,
                               identify=False)
-            label = curve_label(plan.curve, order=args.order, seed=args.order_seed, alpha=args.extrapolate,
+            label = curve_label(plan.curve_name, order=args.order, seed=args.order_seed, alpha=args.extrapolate,
                                 anchor_step=args.anchor)
             plan = _beyond(plan, args, weights)
         except ValueError as err:

@@ -4,14 +4,17 @@
 and the study call it. Everything downstream is a view of the plan: its ``key`` (the content
 key of the merged-model cache), the ``--dry-run`` JSON (``describe``), and the provenance the
 merger writes to ``merge.json`` and into every shard's header. Curve aliases (``mean``, ``sma``,
-``uniform``) become ``linear`` here, so they share one key.
+``uniform``) become ``linear`` here, so they share one key and one output; the name the user asked for
+is kept (``requested``) and shown in the dry run, ``merge.json`` and output folder names.
 
 Example:
     >>> from wsm_exp.merging.series import planned_series, select_window
     >>> window = select_window(planned_series([10, 20, 30]), quantity=2)
     >>> plan = build_plan(window, curve="mean", identify=False)
-    >>> plan.curve, plan.weights, plan.key is None
-    ('linear', (0.5, 0.5), True)
+    >>> plan.curve, plan.weights, plan.key is None, plan.curve_name
+    ('linear', (0.5, 0.5), True, 'mean')
+    >>> {k: plan.describe()[k] for k in ("curve", "alias_of")}
+    {'curve': 'mean', 'alias_of': 'linear'}
     >>> known = plan.with_identities(["a" * 32, "b" * 32])
     >>> known.key == build_plan(window, curve="sma", identify=False).with_identities(["a" * 32, "b" * 32]).key
     True
@@ -53,6 +56,7 @@ class MergePlan:
     accumulate: str
     identities: tuple[str | None, ...]  # None: not hashed yet (the merger hashes while it streams)
     algorithm: str = MERGER_VERSION
+    requested: str | None = None  # the curve name as asked (an alias such as "mean"); not in the key
     fit: dict[str, Any] | None = None  # fitted weights: the fit's provenance (split, settings, losses; its "key")
 
     @property
@@ -70,6 +74,11 @@ class MergePlan:
         if self.fit is not None:  # same weights from another split or setting: another merge
             payload["fit"] = self.fit["key"]
         return content_key(payload, length=24)
+
+    @property
+    def curve_name(self) -> str:
+        """The curve as the user named it (``mean``), where ``curve`` is its canonical name (``linear``)."""
+        return self.requested or self.curve
 
     def with_identities(self, identities: Sequence[str]) -> MergePlan:
         return replace(self, identities=tuple(identities))
@@ -94,10 +103,12 @@ class MergePlan:
         }
 
     def describe(self) -> dict[str, Any]:
-        """The plan as JSON: recipe, inputs with weights and identities, and the key (``--dry-run``)."""
+        """The plan as JSON (``--dry-run``, ``merge.json``): recipe, inputs with weights and identities, and the
+        key; the curve as the user named it, with ``alias_of`` its canonical name when it is an alias."""
         inputs = [{"step": c.step, "path": str(c.path), "weight": w, "identity": i}
                   for c, w, i in zip(self.checkpoints, self.weights, self.identities)]
-        return {**self.recipe(), "checkpoints": inputs, "key": self.key,
+        alias = {"curve": self.curve_name, "alias_of": self.curve} if self.curve_name != self.curve else {}
+        return {**self.recipe(), **alias, "checkpoints": inputs, "key": self.key,
                 **({"fit": self.fit} if self.fit is not None else {})}
 
 
@@ -132,11 +143,13 @@ def build_plan(
     if fit is not None and (weights is None or "key" not in fit):
         raise PlanError("A fitted merge needs its weights and the fit's provenance with its key "
                         "(wsm_exp.merging.fit_lm.fit_window gives both).")
+    requested = None
     if weights is not None:  # normalize=False: as given, any sign and sum (extrapolation, docs/beyond.md)
         given = [float(w) for w in weights]
         curve, values = EXPLICIT, explicit_weights(given, quantity) if normalize else unnormalized_weights(given, quantity)
     else:
-        curve = canonical_curve(curve or "mean")
+        requested = curve or "mean"
+        curve = canonical_curve(requested)
         values = merge_weights(curve, quantity, min_lr=min_lr, alpha=alpha)
     if fit is not None:
         curve = FITTED
@@ -144,7 +157,8 @@ def build_plan(
     identities = tuple((checkpoint_identity(c, cache) if identify else _cached(c, cache)) for c in window.checkpoints)
     return MergePlan(window=window, weights=tuple(values), curve=curve, min_lr=float(min_lr),
                      alpha=alpha if curve == "ema_alpha" else None, dtype=dtype, accumulate=accumulate,
-                     identities=identities, fit=fit)
+                     identities=identities, fit=fit,
+                     requested=requested if weights is None and fit is None and requested != curve else None)
 
 
 def _cached(checkpoint: Checkpoint, cache: IdentityCache) -> str | None:
