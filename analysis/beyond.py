@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.load import model_scores, prepared  # noqa: E402
-from analysis.stats import Comparison, compare  # noqa: E402
+from analysis.prose import interval  # noqa: E402
+from analysis.stats import Comparison, all_parts, compare  # noqa: E402
 from wsm_exp.study.branch_spec import Probe, parse_branch  # noqa: E402
 
 LOSS = "heldout_bpb"
@@ -52,9 +53,10 @@ class Section:
     absent: list[str] = field(default_factory=list)  # one line per part these results cannot show, with why
 
 
-def verdict(better: list[float], worse: list[float]) -> Comparison:
-    """The project's rule for "``better`` is higher than ``worse``", paired by seed (analysis.stats.compare)."""
-    return compare(better, worse)
+def verdict(better: list[float], worse: list[float], candidates: int = 1) -> Comparison:
+    """The project's rule for "``better`` is higher than ``worse``", paired by seed (analysis.stats.compare);
+    ``candidates`` > 1 when ``better`` was picked as the best of that many (Bonferroni over the seed interval)."""
+    return compare(better, worse, candidates=candidates)
 
 
 def section(frame: pd.DataFrame, out: Path | None) -> Section:
@@ -114,21 +116,24 @@ def _seeds(rows: pd.DataFrame, metric: str) -> dict[int, float]:
     return rows.groupby("seed")[metric].mean().dropna().to_dict()
 
 
-def _paired(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> Comparison:
+def _paired(a: pd.DataFrame, b: pd.DataFrame, metric: str, candidates: int = 1) -> Comparison:
     """``a`` better than ``b`` on ``metric`` (loss: lower is better), over the seeds both have."""
     sa, sb = _seeds(a, metric), _seeds(b, metric)
     common = sorted(set(sa) & set(sb))
-    return verdict(_higher_better([sa[s] for s in common], metric), _higher_better([sb[s] for s in common], metric))
+    return verdict(_higher_better([sa[s] for s in common], metric), _higher_better([sb[s] for s in common], metric),
+                   candidates)
 
 
 def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", verdict_text: str | None = None,
          seeds: int = 0) -> dict:
+    """A beyond findings row; ``verdict_text`` is an outcome word (worded with the comparison's coverage)."""
     if comparison is None:
-        return {"claim": claim, "verdict": verdict_text or "not tested", "difference": math.nan, "ci95": "",
-                "seeds": seeds, "evidence": evidence}
-    ci = "" if math.isnan(comparison.ci_low) else f"[{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}]"
-    return {"claim": claim, "verdict": verdict_text or comparison.verdict, "difference": round(comparison.mean, 4),
-            "ci95": ci, "seeds": comparison.seeds, "evidence": evidence}
+        return {"claim": claim, "verdict": verdict_text or "not tested", "outcome": (verdict_text or "not tested")
+                .split(" (")[0], "difference": math.nan, "ci95": "", "seeds": seeds, "evidence": evidence}
+    outcome = verdict_text or comparison.outcome
+    return {"claim": claim, "verdict": comparison.phrase(outcome), "outcome": outcome,
+            "difference": round(comparison.mean, 4), "ci95": interval(comparison.ci_low, comparison.ci_high, 4),
+            "seeds": comparison.seeds, "evidence": evidence}
 
 
 def _fold(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -179,10 +184,11 @@ def _extrapolation(models: pd.DataFrame, out: Path | None) -> Section:
         row = _row(claim, evidence="needs α = 0 and some α > 0 on the same window")
     else:
         best_alpha = past.sort_values(metric, ascending=metric == LOSS).iloc[0]["extrapolate"]
-        c = _paired(family[family["extrapolate"] == best_alpha], plain, metric)
+        c = _paired(family[family["extrapolate"] == best_alpha], plain, metric, candidates=len(past))
         best_value = past.set_index("extrapolate").loc[best_alpha, metric]
         row = _row(claim, c, f"best α > 0 = {best_alpha:g} ({metric} {best_value:.4f}) "
-                   f"vs α = 0 ({plain[metric].mean():.4f}); best of {len(past)} α, not corrected for the pick")
+                   f"vs α = 0 ({plain[metric].mean():.4f}); best of {len(past)} α, the interval corrected for "
+                   f"the pick (Bonferroni, K = {len(past)})")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, column, ylabel in ((axes[0], LOSS, "held-out bits per byte"), (axes[1], SCORE, "overall score (%)")):
         ax.errorbar(table["extrapolate"], table[column], yerr=table[f"{column}_std"].fillna(0), marker="o",
@@ -244,13 +250,7 @@ def _controls(models: pd.DataFrame, out: Path | None) -> Section:
         row = _row(claim, evidence="no curve whose controls differ from it (the mean's reverse is the mean)")
     else:
         weakest = min(comparisons, key=lambda c: c.mean)
-        verdicts = [c.verdict for c in comparisons]
-        combined = ("not reproduced" if "not reproduced" in verdicts else "reproduced"
-                    if all(v == "reproduced" for v in verdicts) else
-                    next((v for v in verdicts if v.startswith("unconfirmed")), "inconclusive"))
-        if combined.startswith("unconfirmed"):
-            observed = "shape" if all(c.mean > 0 for c in comparisons) else "not only shape"
-            combined = f"unconfirmed (1 seed; observed: {observed})"
+        combined = all_parts([c.outcome for c in comparisons])  # every contrast needed
         mean = same[same["curve"].isin(["mean", "linear"]) & (same["merge_order"] == "natural")]
         evidence = "; ".join(rows_text) + (f"; mean {mean[metric].mean():.4f}" if not mean.empty else "")
         row = _row(claim, weakest, evidence + f" ({metric}; the weakest contrast is shown)", verdict_text=combined)
@@ -369,8 +369,8 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
                     f"{'inside' if best['peak_inside'] else 'not inside'} the grid")
         if seeds < 2:
             text = f"unconfirmed (1 seed; observed: {observed})"
-        else:
-            text = "reproduced" if collapses and best["peak_inside"] else "not reproduced"
+        else:  # no interval on R² yet: a scale that does not collapse the gains is a null, never "not reproduced"
+            text = "reproduced" if collapses and best["peak_inside"] else "inconclusive"
         row = _row(claim, evidence=f"best scale for the merge gain: {observed}; "
                    + ", ".join(f"{r['scale']} {r['r2_adjusted']:.2f}" for _, r in merge_fits.iterrows()),
                    verdict_text=text, seeds=seeds)
@@ -404,6 +404,15 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
     return Section(text, {"beyond_noise": table, "beyond_noise_fits": fits}, figures, pd.Series(row))
 
 
+def probes_merges(models: pd.DataFrame, points: pd.DataFrame) -> int:
+    """How many merges each probe point's "best merge" was picked from (the K of the long-decay claim)."""
+    probes = models[models["probe"] & (models["kind"] == "wsm")] if not models.empty else models
+    if probes.empty or points.empty:
+        return 1
+    same = probes[probes["probe_steps"].isin(points["steps"]) & probes["seed"].isin(points["seed"])]
+    return int(same.groupby(["probe_steps", "seed"]).size().max()) if not same.empty else 1
+
+
 # --- 4. long decays ----------------------------------------------------------------------------------------------
 
 def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
@@ -423,7 +432,9 @@ def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
     signs = np.sign(table["advantage"].to_numpy())
     crossing = next((i for i in range(1, len(signs)) if signs[i] != signs[i - 1]), None)
     longest = gains[gains["steps"] == gains["steps"].max()]
-    c = verdict(longest.sort_values("seed")["decay"].tolist(), longest.sort_values("seed")["merge"].tolist())
+    merges_per_point = int(probes_merges(models, longest))
+    c = verdict(longest.sort_values("seed")["decay"].tolist(), longest.sort_values("seed")["merge"].tolist(),
+                candidates=max(merges_per_point, 1))
     where = ("the sign of the advantage does not change over the lengths tried" if crossing is None else
              f"the advantage changes sign between S = {table['steps'].iloc[crossing - 1]} and "
              f"S = {table['steps'].iloc[crossing]} ({table['fraction'].iloc[crossing - 1]:.0%} → "

@@ -184,6 +184,8 @@ class Evidence:
             docs.append(len(per_doc))
             clusters.append(len(u))
             unit = "pieces" if clustered and len(u) < len(per_doc) else unit
+        if not docs:
+            return None
         se = math.sqrt(sum(v * v for v in influence.values()))
         return DocNoise(effect, se, min(docs), len(pairs), min(clusters), unit, influence)
 

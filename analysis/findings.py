@@ -51,9 +51,9 @@ UNITS = {"overall": "overall score (points)", "heldout_bpb": "held-out bits per 
 
 
 def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", outcome: str | None = None,
-         metric: str = "", rule: str | None = None) -> dict:
+         metric: str = "", rule: str | None = None, worded_by: Comparison | None = None) -> dict:
     return claim_row(claim, CONTRAST[claim], comparison, evidence, outcome, metric,
-                     **({"rule": rule} if rule else {}))
+                     **({"rule": rule} if rule else {}), worded_by=worded_by)
 
 
 def _other(primary: str) -> str:
@@ -124,7 +124,7 @@ def _wsm_beats_wsd(ev: Evidence, wsm, wsd, primary: str, t: Thresholds) -> list[
     outcome = all_parts([loss.outcome, score_outcome])
     summary = f"loss part: {say(loss, 'heldout_bpb')}; score part: {say(score, 'overall', score_outcome)}"
     return rows + [_row(LOSS_VS_SCORE, evidence=summary, outcome=outcome, metric="heldout_bpb + overall",
-                        rule=ALL_PARTS_RULE), *parts]
+                        rule=ALL_PARTS_RULE, worded_by=score), *parts]
 
 
 def _at_least(c: Comparison, metric: str, t: Thresholds) -> str:
@@ -153,7 +153,8 @@ def _curves(ev: Evidence, wsm, primary: str, t: Thresholds) -> list[dict]:
                   primary, AT_LEAST_RULE.format(margin=margin)),
              _row(ABOVE_PART, second, f"best mean of {len(pools['mean'])} vs the best EMA", outcomes[1], primary)]
     evidence = f"1-sqrt ≥ mean: {say(first, primary, outcomes[0])}; mean > EMA: {say(second, primary, outcomes[1])}"
-    return [_row(CURVES, evidence=evidence, outcome=all_parts(outcomes), metric=primary, rule=ALL_PARTS_RULE), *parts]
+    return [_row(CURVES, evidence=evidence, outcome=all_parts(outcomes), metric=primary, rule=ALL_PARTS_RULE,
+                 worded_by=second), *parts]
 
 
 def _granularity(ev: Evidence, wsm, primary: str, t: Thresholds) -> dict:

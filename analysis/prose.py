@@ -35,13 +35,16 @@ def interval(low: float, high: float, places: int) -> str:
 
 
 def claim_row(claim: str, contrast: str, comparison: Comparison | None = None, evidence: str = "",
-              outcome: str | None = None, metric: str = "", rule: str = SIGN_RULE) -> dict:
+              outcome: str | None = None, metric: str = "", rule: str = SIGN_RULE, worded_by: Comparison | None = None) \
+        -> dict:
     """One findings row: the verdict worded with what its interval covers, the interval, the smallest difference
-    this run could detect (80% power) and the rule that made the verdict."""
+    this run could detect (80% power) and the rule that made the verdict. A claim of several parts has no
+    numbers of its own: ``worded_by`` (one of its parts) words its verdict."""
     if comparison is None:
-        return {"claim": claim, "metric": metric, "contrast": contrast, "verdict": outcome or "not tested",
+        worded = worded_by.phrase(outcome) if worded_by is not None and outcome else outcome
+        return {"claim": claim, "metric": metric, "contrast": contrast, "verdict": worded or "not tested",
                 "outcome": outcome or "not tested", "difference": math.nan, "ci95": "", "noise": "",
-                "detectable": math.nan, "rule": "", "eval_ci95": "", "seed_ci95": "", "candidates": 0, "seeds": 0,
+                "detectable": math.nan, "rule": rule if worded_by is not None else "", "eval_ci95": "", "seed_ci95": "", "candidates": 0, "seeds": 0,
                 "ci_low": math.nan, "ci_high": math.nan,
                 "evidence": evidence or "the sweeps in this report do not cover it"}
     places = digits(metric)
