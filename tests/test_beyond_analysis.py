@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.beyond import probe_gains, quadratic_r2, scale_fits, section
+from analysis.beyond import section
+from analysis.probe import probe_gains, quadratic_r2, scale_fits
 from analysis.beyond import _models  # noqa: PLC2701 — the frame the parts read
 from wsm_exp.study.branch_spec import Probe
 from wsm_exp.sweep.results import make_row
