@@ -120,3 +120,24 @@ def markdown(table: pd.DataFrame, places: int = 2) -> str:
                            for m, s in zip(table[mean], table[std])]
         table = table.drop(columns=std)
     return table.to_markdown(index=False) + "\n"
+
+
+def console_text(claims: pd.DataFrame) -> str:
+    """The findings for the terminal: per claim its verdict (worded with what the interval covers), the
+    difference, the interval and the smallest detectable difference.
+
+    >>> print(console_text(pd.DataFrame([claim_row("c", "a − b", metric="overall")])))
+    Findings:
+    - c: not tested (the sweeps in this report do not cover it)
+    """
+    lines = ["Findings:"]
+    for _, row in claims.iterrows():
+        if pd.isna(row["difference"]):
+            lines.append(f"- {row['claim']}: {row['verdict']} ({row['evidence']})")
+            continue
+        places = digits(row["metric"])
+        shown = f" {row['ci95']}" if row["ci95"] else ""
+        power = f"; detectable {row['detectable']:.{places}f}" if pd.notna(row.get("detectable")) else ""
+        lines.append(f"- {row['claim']}: {row['verdict']} — {row['contrast']} {row['difference']:+.{places}f}"
+                     f"{shown} ({row['noise']}{power})")
+    return "\n".join(lines)
