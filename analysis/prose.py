@@ -16,7 +16,7 @@ import pandas as pd
 from analysis.stats import Comparison, seeds_needed
 
 COLUMNS = ["claim", "metric", "contrast", "verdict", "outcome", "difference", "ci95", "noise", "detectable", "rule",
-           "eval_ci95", "seed_ci95", "candidates", "seeds", "ci_low", "ci_high", "evidence"]
+           "eval_ci95", "seed_ci95", "candidates", "seeds", "seed_sd", "doc_se", "ci_low", "ci_high", "evidence"]
 SIGN_RULE = "reproduced when the 95% interval lies on the claimed side of 0; not reproduced when on the other side"
 EQUIVALENCE_RULE = ("reproduced when the whole 95% interval of the gain stays below the margin {margin}; not reproduced "
                     "when the gain is beyond the noise; else inconclusive")
@@ -44,7 +44,8 @@ def claim_row(claim: str, contrast: str, comparison: Comparison | None = None, e
         worded = worded_by.phrase(outcome) if worded_by is not None and outcome else outcome
         return {"claim": claim, "metric": metric, "contrast": contrast, "verdict": worded or "not tested",
                 "outcome": outcome or "not tested", "difference": math.nan, "ci95": "", "noise": "",
-                "detectable": math.nan, "rule": rule if worded_by is not None else "", "eval_ci95": "", "seed_ci95": "", "candidates": 0, "seeds": 0,
+                "detectable": math.nan, "rule": rule if worded_by is not None else "", "eval_ci95": "", "seed_ci95": "",
+                "candidates": 0, "seeds": 0, "seed_sd": math.nan, "doc_se": math.nan,
                 "ci_low": math.nan, "ci_high": math.nan,
                 "evidence": evidence or "the sweeps in this report do not cover it"}
     places = digits(metric)
@@ -55,7 +56,8 @@ def claim_row(claim: str, contrast: str, comparison: Comparison | None = None, e
             "detectable": round(comparison.detectable, places + 1), "rule": rule,
             "eval_ci95": interval(comparison.eval_low, comparison.eval_high, places),
             "seed_ci95": interval(comparison.seed_low, comparison.seed_high, places),
-            "candidates": comparison.candidates, "seeds": comparison.seeds, "ci_low": comparison.ci_low,
+            "candidates": comparison.candidates, "seeds": comparison.seeds, "seed_sd": comparison.seed_sd,
+            "doc_se": comparison.doc_se, "ci_low": comparison.ci_low,
             "ci_high": comparison.ci_high, "evidence": evidence}
 
 
@@ -66,15 +68,17 @@ def say(c: Comparison, metric: str, outcome: str | None = None) -> str:
     return f"{metric} {c.mean:+.{places}f} {shown} ({c.noise}): {c.phrase(outcome or c.outcome)}"
 
 
-def one_seed_note(row: pd.Series, seed_sd: float | None) -> str:
-    """At one seed: what a multi-seed run would need, from a measured seed spread when known."""
-    effect, se = abs(float(row["difference"])), float(row.get("doc_se", math.nan))
-    if seed_sd is None or math.isnan(seed_sd):
-        return (" Training seeds are not covered: rerun with seed=0,1,2 to measure the seed-to-seed spread; "
-                "a verdict holds across seeds only when that spread is small next to the difference.")
-    needed = seeds_needed(effect, seed_sd, se if not math.isnan(se) else 0.0)
-    return (f" With the measured seed spread (SD {seed_sd:.4g}), detecting this difference needs "
-            + (f"{needed} seeds." if needed else "more than 50 seeds."))
+def seeds_note(row: pd.Series) -> str:
+    """What more seeds would give: at one seed a plain statement; at two or more, with the measured seed spread,
+    how many seeds this difference needs (analysis.stats.seeds_needed)."""
+    if row["seeds"] < 2:
+        return " Training seeds are not covered: rerun with seed=0,1,2 to measure their spread."
+    if pd.isna(row.get("seed_sd")) or row["outcome"] == "reproduced":
+        return ""
+    se = row.get("doc_se")
+    needed = seeds_needed(float(row["difference"]), float(row["seed_sd"]), 0.0 if pd.isna(se) else float(se))
+    return (f" At the measured seed spread (SD {row['seed_sd']:.3g}) this difference needs "
+            + (f"{needed} seeds." if needed else "more than 50 seeds (or more documents)."))
 
 
 def headline(claims: pd.DataFrame) -> list[str]:
@@ -97,7 +101,7 @@ def headline(claims: pd.DataFrame) -> list[str]:
         if pd.notna(row.get("detectable")):
             text += f"; smallest difference this run detects: {row['detectable']:.{places}f}"
         lines.append(f"- **{row['claim']}**: on {row['metric']}{direction}, {row['contrast']} = "
-                     f"{row['difference']:+.{places}f}, {text}: **{row['verdict']}**.")
+                     f"{row['difference']:+.{places}f}, {text}: **{row['verdict']}**.{seeds_note(row)}")
     if untested:
         lines.append(f"- Not tested by this design (reasons under Findings): {'; '.join(untested)}.")
     return lines
