@@ -27,12 +27,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.load import model_scores, prepared  # noqa: E402
-from analysis.stats import Comparison, compare  # noqa: E402
+from analysis.probe import SCALES, best_scale_interval, log_scale, probe_gains, probes_merges  # noqa: E402
+from analysis.probe import quadratic_r2, scale_fits  # noqa: E402
+from analysis.prose import interval  # noqa: E402
+from analysis.rules import Thresholds  # noqa: E402
+from analysis.prose import markdown as _md  # noqa: E402
+from analysis.stats import Comparison, all_parts, compare  # noqa: E402
 from wsm_exp.study.branch_spec import Probe, parse_branch  # noqa: E402
 
 LOSS = "heldout_bpb"
 SCORE = "overall"
-R2_COLLAPSE = 0.8  # a scale "collapses" the gains when one smooth fit on it explains this share (adjusted R²)
 CLAIMS = {
     "extrapolate": "extrapolating past the merge (α > 0) lowers the held-out loss",
     "controls": "the merge's gain is the schedule's shape, not only averaging",
@@ -52,16 +56,17 @@ class Section:
     absent: list[str] = field(default_factory=list)  # one line per part these results cannot show, with why
 
 
-def verdict(better: list[float], worse: list[float]) -> Comparison:
-    """The project's rule for "``better`` is higher than ``worse``", paired by seed (analysis.stats.compare)."""
-    return compare(better, worse)
+def verdict(better: list[float], worse: list[float], candidates: int = 1) -> Comparison:
+    """The project's rule for "``better`` is higher than ``worse``", paired by seed (analysis.stats.compare);
+    ``candidates`` > 1 when ``better`` was picked as the best of that many (Bonferroni over the seed interval)."""
+    return compare(better, worse, candidates=candidates)
 
 
-def section(frame: pd.DataFrame, out: Path | None) -> Section:
+def section(frame: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thresholds()) -> Section:
     """The parts these results support (the findings table keeps all four claims); figures go to ``out/figures``
     (none when ``out`` is None). With no part, the markdown is empty and ``absent`` says which sweeps add one."""
     models = _models(frame)
-    parts = [_extrapolation(models, out), _controls(models, out), _noise(models, out), _long_decay(models, out)]
+    parts = [_extrapolation(models, out), _controls(models, out), _noise(models, out, thresholds), _long_decay(models, out)]
     findings = pd.DataFrame([part.findings for part in parts])
     shown = [(part, row) for part, (_, row) in zip(parts, findings.iterrows()) if part.tables]
     if not shown:
@@ -114,21 +119,24 @@ def _seeds(rows: pd.DataFrame, metric: str) -> dict[int, float]:
     return rows.groupby("seed")[metric].mean().dropna().to_dict()
 
 
-def _paired(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> Comparison:
+def _paired(a: pd.DataFrame, b: pd.DataFrame, metric: str, candidates: int = 1) -> Comparison:
     """``a`` better than ``b`` on ``metric`` (loss: lower is better), over the seeds both have."""
     sa, sb = _seeds(a, metric), _seeds(b, metric)
     common = sorted(set(sa) & set(sb))
-    return verdict(_higher_better([sa[s] for s in common], metric), _higher_better([sb[s] for s in common], metric))
+    return verdict(_higher_better([sa[s] for s in common], metric), _higher_better([sb[s] for s in common], metric),
+                   candidates)
 
 
 def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", verdict_text: str | None = None,
          seeds: int = 0) -> dict:
+    """A beyond findings row; ``verdict_text`` is an outcome word (worded with the comparison's coverage)."""
     if comparison is None:
-        return {"claim": claim, "verdict": verdict_text or "not tested", "difference": math.nan, "ci95": "",
-                "seeds": seeds, "evidence": evidence}
-    ci = "" if math.isnan(comparison.ci_low) else f"[{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}]"
-    return {"claim": claim, "verdict": verdict_text or comparison.verdict, "difference": round(comparison.mean, 4),
-            "ci95": ci, "seeds": comparison.seeds, "evidence": evidence}
+        return {"claim": claim, "verdict": verdict_text or "not tested", "outcome": (verdict_text or "not tested")
+                .split(" (")[0], "difference": math.nan, "ci95": "", "seeds": seeds, "evidence": evidence}
+    outcome = verdict_text or comparison.outcome
+    return {"claim": claim, "verdict": comparison.phrase(outcome), "outcome": outcome,
+            "difference": round(comparison.mean, 4), "ci95": interval(comparison.ci_low, comparison.ci_high, 4),
+            "seeds": comparison.seeds, "evidence": evidence}
 
 
 def _fold(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -148,10 +156,6 @@ def _save(fig, out: Path | None, name: str) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
-
-
-def _md(table: pd.DataFrame) -> str:
-    return "_(no rows)_" if table.empty else table.round(4).to_markdown(index=False)
 
 
 def _raw_and_decay(models: pd.DataFrame, branch_is_probe: bool = False) -> pd.DataFrame:
@@ -179,10 +183,11 @@ def _extrapolation(models: pd.DataFrame, out: Path | None) -> Section:
         row = _row(claim, evidence="needs α = 0 and some α > 0 on the same window")
     else:
         best_alpha = past.sort_values(metric, ascending=metric == LOSS).iloc[0]["extrapolate"]
-        c = _paired(family[family["extrapolate"] == best_alpha], plain, metric)
+        c = _paired(family[family["extrapolate"] == best_alpha], plain, metric, candidates=len(past))
         best_value = past.set_index("extrapolate").loc[best_alpha, metric]
         row = _row(claim, c, f"best α > 0 = {best_alpha:g} ({metric} {best_value:.4f}) "
-                   f"vs α = 0 ({plain[metric].mean():.4f}); best of {len(past)} α, not corrected for the pick")
+                   f"vs α = 0 ({plain[metric].mean():.4f}); best of {len(past)} α, the interval corrected for "
+                   f"the pick (Bonferroni, K = {len(past)})")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, column, ylabel in ((axes[0], LOSS, "held-out bits per byte"), (axes[1], SCORE, "overall score (%)")):
         ax.errorbar(table["extrapolate"], table[column], yerr=table[f"{column}_std"].fillna(0), marker="o",
@@ -244,13 +249,7 @@ def _controls(models: pd.DataFrame, out: Path | None) -> Section:
         row = _row(claim, evidence="no curve whose controls differ from it (the mean's reverse is the mean)")
     else:
         weakest = min(comparisons, key=lambda c: c.mean)
-        verdicts = [c.verdict for c in comparisons]
-        combined = ("not reproduced" if "not reproduced" in verdicts else "reproduced"
-                    if all(v == "reproduced" for v in verdicts) else
-                    next((v for v in verdicts if v.startswith("unconfirmed")), "inconclusive"))
-        if combined.startswith("unconfirmed"):
-            observed = "shape" if all(c.mean > 0 for c in comparisons) else "not only shape"
-            combined = f"unconfirmed (1 seed; observed: {observed})"
+        combined = all_parts([c.outcome for c in comparisons])  # every contrast needed
         mean = same[same["curve"].isin(["mean", "linear"]) & (same["merge_order"] == "natural")]
         evidence = "; ".join(rows_text) + (f"; mean {mean[metric].mean():.4f}" if not mean.empty else "")
         row = _row(claim, weakest, evidence + f" ({metric}; the weakest contrast is shown)", verdict_text=combined)
@@ -281,74 +280,7 @@ def _weights(rows: pd.DataFrame) -> list[float]:
 
 # --- 3. the noise-scale probe ------------------------------------------------------------------------------------
 
-SCALES = {"η": lambda p: p["lr"], "B": lambda p: p["batch_size"], "λ": lambda p: p["weight_decay"],
-          "η/B": lambda p: p["lr"] / p["batch_size"], "η·λ": lambda p: p["lr"] * p["weight_decay"]}
-"""Candidate noise scales: the three knobs and two combinations (SGD noise η/B; AdamW's timescale 1/(ηλ))."""
-
-
-def probe_gains(models: pd.DataFrame) -> pd.DataFrame:
-    """Per probe point and seed: raw, best merge and WSD end (held-out bpb), merge gain and decay gain."""
-    probes = models[models["probe"]] if not models.empty else models
-    if probes.empty:
-        return pd.DataFrame()
-    keys = ["probe_lr", "probe_batch_size", "probe_weight_decay", "probe_steps", "seed"]
-    rows = []
-    for key, group in probes.groupby(keys):
-        last = group["end_step"].max()
-        raw = group[(group["kind"] == "raw") & (group["end_step"] == last)]
-        merges = group[group["kind"] == "wsm"]
-        decay = group[group["kind"] == "wsd"]
-        if raw.empty or merges.empty or decay.empty:
-            continue
-        best_merge = merges[LOSS].min()
-        rows.append({**dict(zip(["lr", "batch_size", "weight_decay", "steps", "seed"], key)),
-                     "raw": raw[LOSS].iloc[0], "merge": best_merge, "decay": decay[LOSS].min(),
-                     "merge_gain": raw[LOSS].iloc[0] - best_merge, "decay_gain": raw[LOSS].iloc[0] - decay[LOSS].min(),
-                     "switch": int(last - key[3])})
-    return pd.DataFrame(rows)
-
-
-def quadratic_r2(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """R² of y ~ a + b·x + c·x² and its coefficients (highest power first); NaN with under 4 points or < 2 levels.
-
-    >>> r2, coef = quadratic_r2(np.array([0., 1, 2, 3]), np.array([0., 1, 4, 9]))
-    >>> round(r2, 6), [round(float(c), 6) + 0.0 for c in coef]
-    (1.0, [1.0, 0.0, 0.0])
-    """
-    levels = len(np.unique(x))
-    if len(x) < 4 or levels < 2 or np.ptp(y) == 0:
-        return math.nan, np.array([math.nan] * 3)
-    degree = min(2, levels - 1)
-    coef = np.polyfit(x, y, degree)
-    residual = y - np.polyval(coef, x)
-    coef = np.concatenate([np.zeros(2 - degree), coef])
-    return float(1 - residual.var() / y.var()), coef
-
-
-def _log_scale(values: np.ndarray) -> np.ndarray:
-    """log10, with zeros (λ = 0) placed half a decade below the smallest positive value."""
-    positive = values[values > 0]
-    floor = positive.min() / math.sqrt(10) if len(positive) else 1.0
-    return np.log10(np.where(values > 0, values, floor))
-
-
-def scale_fits(gains: pd.DataFrame, target: str) -> pd.DataFrame:
-    """For each candidate scale: R² of one quadratic in log10(scale), and where that fit peaks."""
-    rows = []
-    for name, scale in SCALES.items():
-        raw_x = np.array([scale(p) for _, p in gains.iterrows()], dtype=float)
-        x, y = _log_scale(raw_x), gains[target].to_numpy(dtype=float)
-        r2, (c2, c1, _) = quadratic_r2(x, y)
-        vertex = -c1 / (2 * c2) if c2 and not math.isnan(c2) else math.nan
-        inside = bool(c2 < 0 and x.min() < vertex < x.max()) if not math.isnan(vertex) else False
-        levels, parameters = len(np.unique(x)), min(2, len(np.unique(x)) - 1)
-        adjusted = 1 - (1 - r2) * (len(y) - 1) / (len(y) - parameters - 1) if len(y) > parameters + 1 else math.nan
-        rows.append({"gain": target, "scale": name, "r2": r2, "r2_adjusted": adjusted, "levels": levels,
-                     "peak_inside": inside, "peak_at": 10 ** vertex if inside else math.nan})
-    return pd.DataFrame(rows)
-
-
-def _noise(models: pd.DataFrame, out: Path | None) -> Section:
+def _noise(models: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thresholds()) -> Section:
     claim = CLAIMS["noise"]
     gains = probe_gains(models)
     if not gains.empty:  # a noise grid: several (η, B, λ) at one branch length
@@ -364,16 +296,27 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
     if best is None:
         row = _row(claim, evidence="too few grid points for a fit")
     else:
-        collapses = best["r2_adjusted"] >= R2_COLLAPSE
-        observed = (f"{best['scale']} adjusted R² {best['r2_adjusted']:.2f}, peak "
-                    f"{'inside' if best['peak_inside'] else 'not inside'} the grid")
-        if seeds < 2:
-            text = f"unconfirmed (1 seed; observed: {observed})"
+        low, high, inside = best_scale_interval(gains)
+        cut = thresholds.r2_collapse
+        observed = (f"{best['scale']} adjusted R² {best['r2_adjusted']:.2f}, 95% bootstrap interval [{low:.2f}, "
+                    f"{high:.2f}] with the best of {len(SCALES)} scales re-picked per resample; peak inside the grid "
+                    f"in {inside:.0%} of resamples")
+        # reproduced: R² surely above the cut-off and the peak surely inside; not reproduced: R² surely below
+        # it, or surely above it with the peak surely outside; anything else (a null among them) inconclusive
+        if math.isnan(low):
+            text = "inconclusive"
+        elif low >= cut and inside >= 0.975:
+            text = "reproduced"
+        elif high < cut or (low >= cut and inside <= 0.025):
+            text = "not reproduced"
         else:
-            text = "reproduced" if collapses and best["peak_inside"] else "not reproduced"
-        row = _row(claim, evidence=f"best scale for the merge gain: {observed}; "
-                   + ", ".join(f"{r['scale']} {r['r2_adjusted']:.2f}" for _, r in merge_fits.iterrows()),
-                   verdict_text=text, seeds=seeds)
+            text = "inconclusive"
+        coverage = "grid points and seeds resampled" if seeds >= 2 else "grid points resampled (1 seed)"
+        row = {**_row(claim, evidence=f"best scale for the merge gain: {observed} ({coverage}); "
+                      + ", ".join(f"{r['scale']} {r['r2_adjusted']:.2f}" for _, r in merge_fits.iterrows()),
+                      verdict_text=text, seeds=seeds),
+               "verdict": f"{text} on the bootstrap of {coverage}", "difference": round(best["r2_adjusted"] - cut, 4),
+               "ci95": interval(low - cut, high - cut, 4)}
     table = gains.groupby(["lr", "batch_size", "weight_decay", "steps"])[
         ["raw", "merge", "decay", "merge_gain", "decay_gain"]].mean().reset_index()
     fig, axes = plt.subplots(2, len(SCALES), figsize=(3.0 * len(SCALES), 5.4), sharey="row")
@@ -381,7 +324,7 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
         for col, (name, scale) in enumerate(SCALES.items()):
             ax = axes[r, col]
             raw_x = np.array([scale(p) for _, p in gains.iterrows()], dtype=float)
-            x = _log_scale(raw_x)
+            x = log_scale(raw_x)
             ax.scatter(x, gains[target], s=14)
             r2, coef = quadratic_r2(x, gains[target].to_numpy(dtype=float))
             if not math.isnan(r2):
@@ -399,7 +342,8 @@ def _noise(models: pd.DataFrame, out: Path | None) -> Section:
             f"(λ = 0 sits half a decade below the smallest λ > 0; a scale with two levels gets a line; "
             f"the adjusted R² charges each scale for its fitted terms, so scales with more levels compete "
             f"fairly):\n\n{_md(fits)}\n\n"
-            f"One scale collapses the merge gain (adjusted R² ≥ {R2_COLLAPSE}) and it peaks inside the grid: "
+            f"One scale collapses the merge gain (adjusted R² ≥ {thresholds.r2_collapse}, analysis.rules.Thresholds) "
+            f"and it peaks inside the grid (difference and interval: R² − cut-off): "
             f"**{row['verdict']}** ({row['evidence']}).")
     return Section(text, {"beyond_noise": table, "beyond_noise_fits": fits}, figures, pd.Series(row))
 
@@ -413,6 +357,9 @@ def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
         knobs = ["lr", "batch_size", "weight_decay"]
         counts = gains.groupby(knobs)["steps"].nunique()
         gains = gains.merge(counts[counts >= 2].rename("lengths").reset_index(), on=knobs)
+        if not gains.empty:  # one probe point (the one with the most lengths): other points are not extra seeds
+            top = gains.sort_values(["lengths", *knobs], ascending=[False, True, True, True]).iloc[0]
+            gains = gains[(gains[knobs] == top[knobs]).all(axis=1)]
     if gains.empty:
         return Section("### Long decays\n\n_needs the long_decay sweep (several merge.branch_steps)._",
                        findings=pd.Series(_row(claim, evidence="needs the long_decay sweep")))
@@ -423,7 +370,9 @@ def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
     signs = np.sign(table["advantage"].to_numpy())
     crossing = next((i for i in range(1, len(signs)) if signs[i] != signs[i - 1]), None)
     longest = gains[gains["steps"] == gains["steps"].max()]
-    c = verdict(longest.sort_values("seed")["decay"].tolist(), longest.sort_values("seed")["merge"].tolist())
+    merges_per_point = int(probes_merges(models, longest))
+    c = verdict(longest.sort_values("seed")["decay"].tolist(), longest.sort_values("seed")["merge"].tolist(),
+                candidates=max(merges_per_point, 1))
     where = ("the sign of the advantage does not change over the lengths tried" if crossing is None else
              f"the advantage changes sign between S = {table['steps'].iloc[crossing - 1]} and "
              f"S = {table['steps'].iloc[crossing]} ({table['fraction'].iloc[crossing - 1]:.0%} → "

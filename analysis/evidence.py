@@ -5,9 +5,13 @@ A metric is ``"overall"`` (percent, mean over accuracy tasks), ``"heldout_bpb"``
 task name (its primary metric; percent for accuracies). A missing samples file falls back to the
 seed-only statistics, and the comparison says so.
 
+Held-out text cut into pieces is clustered by the samples' ``source`` column (the text a piece came
+from); without it each document is its own cluster. Tasks not significantly above chance (one-sided,
+simultaneous over the models) carry no verdict.
+
 Example:
-    >>> higher_is_better("heldout_bpb"), higher_is_better("overall"), higher_is_better("wsm_math_bpb")
-    (False, True, False)
+    >>> Evidence(pd.DataFrame(columns=["status", "task"]), pd.DataFrame()).chance.columns.tolist()[-2:]
+    ['documents', 'at_chance']
 """
 
 from __future__ import annotations
@@ -20,21 +24,21 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import DESIGN, HELDOUT_TASK, task_rows
-from analysis.stats import DocNoise, compare, paired_difference, quantile
+from analysis.rules import higher_is_better
+from analysis.stats import Comparison, DocNoise, cluster_influence, compare
 from wsm_exp.evaluation.chance import chance_level
-
-
-def higher_is_better(metric: str) -> bool:
-    return not (metric == "heldout_bpb" or metric.endswith("_bpb"))
 
 
 class Evidence:
     """Per-model values and samples of one results frame (one group)."""
 
-    def __init__(self, frame: pd.DataFrame, scores: pd.DataFrame):
+    def __init__(self, frame: pd.DataFrame, scores: pd.DataFrame, samples: dict | None = None):
+        """``samples``: per-document values by model hash, held in memory (else read from the sweep folders)."""
         self.frame, self.scores = frame, scores
         self.rows = task_rows(frame)
         self._samples: dict[tuple[str, str], pd.DataFrame | None] = {}
+        self._given = samples
+        self._tasks: dict[tuple, pd.DataFrame | None] = {}
 
     @cached_property
     def task_metric(self) -> dict[str, str]:
@@ -46,33 +50,62 @@ class Evidence:
 
     @cached_property
     def chance(self) -> pd.DataFrame:
-        """Per task: its chance level and whether every model's interval includes it. The intervals are
-        simultaneous over the models (Bonferroni), so a task truly at chance is marked so ≥ 95% of the time."""
+        """Per task: its chance level, its documents (``pieces`` where the held-out text is cut) and whether it is
+        *not* significantly above chance for any model (one-sided, Bonferroni over the models), so a task at or
+        below chance never carries a verdict."""
+        from scipy.stats import norm
+
         out = []
+        columns = ["task", "category", "metric", "chance", "models", "mean", "documents", "at_chance"]
+        if self.rows.empty:
+            return pd.DataFrame(columns=columns)
         for task, rows in self.rows.groupby("task"):
-            z = quantile(math.inf, len(rows))
+            z = float(norm.ppf(1 - 0.05 / len(rows)))
             level = chance_level(task) if rows["metric"].iloc[0] != "bits_per_byte" else None
-            covers = (rows["value"] - z * rows["stderr"] <= level) & (level <= rows["value"] + z * rows["stderr"]) \
-                if level is not None else pd.Series(dtype=bool)
             known = level is not None and rows["stderr"].notna().all()
+            above = bool(((rows["value"] - z * rows["stderr"]) > level).any()) if known else True
             out.append({"task": task, "category": rows["category"].iloc[0], "metric": rows["metric"].iloc[0],
                         "chance": level, "models": len(rows), "mean": rows["value"].mean(),
-                        "at_chance": bool(known and covers.all())})
-        return pd.DataFrame(out, columns=["task", "category", "metric", "chance", "models", "mean", "at_chance"])
+                        "documents": self.documents(task), "at_chance": not above})
+        return pd.DataFrame(out, columns=columns)
+
+    def documents(self, task: str) -> str:
+        """How many documents a task scored (``"78 pieces of 60 texts"`` for cut held-out text), from samples."""
+        for _, model in self.scores.iterrows():
+            samples = self.samples(model) if "model_hash" in model else None
+            if samples is None:
+                continue
+            rows = samples[samples["task"] == task].drop_duplicates("doc_id")
+            if rows.empty:
+                return ""
+            texts = rows["source"].replace("", pd.NA).dropna().nunique() if "source" in rows else 0
+            return f"{len(rows)} pieces of {texts} texts" if texts else f"{len(rows)} documents"
+        return ""
 
     def at_chance(self, metric: str) -> bool:
-        """True when the metric rests only on tasks at chance for every model (it carries no verdict)."""
+        """True when the metric rests only on tasks not significantly above chance (it carries no verdict)."""
         flagged = set(self.chance.loc[self.chance["at_chance"], "task"])
         tasks = self.accuracy_tasks if metric == "overall" else [metric]
         return bool(tasks) and set(tasks) <= flagged
 
     def models(self, design: pd.Series) -> pd.DataFrame:
         """The models (one per seed) of a design; seed NaNs are not seeds."""
-        mask = pd.Series(True, index=self.scores.index)
-        for key in [c for c in DESIGN if c in self.scores]:
-            mask &= (self.scores[key] == design[key]) | (self.scores[key].isna() & pd.isna(design[key]))
-        models = self.scores[mask & self.scores["seed"].notna()]
-        return models.drop_duplicates("seed", keep="last").set_index("seed")
+        found = self._designs.get(_key(design, self._keys))
+        if found is None:
+            return self.scores.iloc[:0].set_index("seed")
+        return found
+
+    @cached_property
+    def _keys(self) -> list[str]:
+        return [c for c in DESIGN if c in self.scores]
+
+    @cached_property
+    def _designs(self) -> dict[tuple, pd.DataFrame]:
+        seeded = self.scores[self.scores["seed"].notna()] if "seed" in self.scores else self.scores.iloc[:0]
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, row) in enumerate(seeded.iterrows()):
+            groups.setdefault(_key(row, self._keys), []).append(i)
+        return {k: seeded.iloc[v].drop_duplicates("seed", keep="last").set_index("seed") for k, v in groups.items()}
 
     def value(self, model: pd.Series, metric: str) -> float:
         if metric in ("overall", "heldout_bpb"):
@@ -85,6 +118,8 @@ class Evidence:
 
     def samples(self, model: pd.Series) -> pd.DataFrame | None:
         key = (str(model.get("samples_dir", "")), str(model["model_hash"]))
+        if self._given is not None:
+            return self._given.get(key[1])
         if key not in self._samples:
             path = Path(key[0]) / f"{key[1]}.parquet"
             self._samples[key] = pd.read_parquet(path) if key[1] and path.is_file() else None
@@ -100,39 +135,124 @@ class Evidence:
         scale = 1.0 if self.task_metric.get(metric) == "bits_per_byte" else 100.0
         return [(metric, self.task_metric.get(metric, ""), scale)]
 
-    def doc_noise(self, pairs: list[tuple[pd.Series, pd.Series]], metric: str) -> DocNoise | None:
-        """Paired per-document difference A − B, pooled over the seed pairs; None without samples."""
-        effects, variances, docs = [], [], []
+    def _task_differences(self, pairs, task: str, name: str) -> pd.DataFrame | None:
+        """Per document of one task: the A − B difference averaged over the seed pairs, its weight and cluster."""
+        diffs, first = [], None
         for a, b in pairs:
-            sa, sb = self.samples(a), self.samples(b)
-            if sa is None or sb is None:
+            da, db = self._values(a, task, name), self._values(b, task, name)
+            if da is None or db is None:
                 return None
-            effect = variance = 0.0
-            for task, name, coef in self.parts(metric):
-                da = sa[(sa["task"] == task) & (sa["metric"] == name)]
-                db = sb[(sb["task"] == task) & (sb["metric"] == name)]
-                joined = da.merge(db, on="doc_id", suffixes=("_a", "_b"))
-                if len(joined) < 2:
-                    return None
-                e, se = paired_difference(joined["value_a"].to_numpy(), joined["value_b"].to_numpy(),
-                                          joined["weight_a"].to_numpy())
-                effect += coef * float(e)
-                variance += (coef * float(se)) ** 2
-                docs.append(len(joined))
-            effects.append(effect)
-            variances.append(variance)
-        if not effects:
+            first = da if first is None else first
+            diffs.append(da["value"] - db["value"].reindex(da.index))
+        joined = pd.concat(diffs, axis=1).dropna()  # documents every seed pair scored
+        if len(joined) < 2:
             return None
-        return DocNoise(float(np.mean(effects)), math.sqrt(sum(variances)) / len(effects), min(docs), len(effects))
+        return pd.DataFrame({"diff": joined.mean(axis=1), "weight": first["weight"].reindex(joined.index),
+                             "source": first["source"].reindex(joined.index)})
 
-    def compare(self, a: pd.Series, b: pd.Series, metric: str, *, candidates: int = 1, claimed_higher=None):
-        """A vs B on ``metric``, joined by seed id; ``claimed_higher`` overrides the metric's direction."""
+    def _values(self, model: pd.Series, task: str, name: str) -> pd.DataFrame | None:
+        """One model's per-document values of one task, indexed by doc_id (sorted), with weight and source."""
+        key = (str(model.get("samples_dir", "")), str(model["model_hash"]), task, name)
+        if key not in self._tasks:
+            samples = self.samples(model)
+            if samples is None:
+                self._tasks[key] = None
+            else:
+                rows = samples[(samples["task"] == task) & (samples["metric"] == name)]
+                source = rows["source"].fillna("").astype(str) if "source" in rows else ""
+                self._tasks[key] = rows.assign(source=source).set_index("doc_id")[["value", "weight", "source"]] \
+                    .sort_index()
+        return self._tasks[key]
+
+    def doc_noise(self, pairs: list[tuple[pd.Series, pd.Series]], metric: str) -> DocNoise | None:
+        """Paired per-document difference A − B of the seed-averaged values, clustered by source text where the
+        samples name one (pieces of one text are correlated); None without samples."""
+        if not pairs:
+            return None
+        effect, influence, docs, clusters, unit = 0.0, {}, [], [], "documents"
+        for task, name, coef in self.parts(metric):
+            per_doc = self._task_differences(pairs, task, name)
+            if per_doc is None:
+                return None
+            sources = per_doc["source"]
+            clustered = bool((sources != "").all())
+            groups = sources.to_numpy() if clustered else None
+            e, u = cluster_influence(per_doc["diff"].to_numpy(), per_doc["weight"].to_numpy(), groups)
+            effect += coef * e
+            keys = np.unique(groups.astype(str)) if clustered else per_doc.index.astype(str)
+            influence.update({(task, k): coef * v for k, v in zip(keys, u)})
+            docs.append(len(per_doc))
+            clusters.append(len(u))
+            unit = "pieces" if clustered and len(u) < len(per_doc) else unit
+        if not docs:
+            return None
+        se = math.sqrt(sum(v * v for v in influence.values()))
+        return DocNoise(effect, se, min(docs), len(pairs), min(clusters), unit, influence)
+
+    def paired(self, a: pd.Series, b: pd.Series, metric: str):
+        """(seeds, A's values, B's values, document noise) of two designs joined by seed id."""
         models_a, models_b = self.models(a), self.models(b)
         seeds = sorted(set(models_a.index) & set(models_b.index))
         va = [self.value(models_a.loc[s], metric) for s in seeds]
         vb = [self.value(models_b.loc[s], metric) for s in seeds]
         keep = [i for i in range(len(seeds)) if not (math.isnan(va[i]) or math.isnan(vb[i]))]
         pairs = [(models_a.loc[seeds[i]], models_b.loc[seeds[i]]) for i in keep]
+        return ([seeds[i] for i in keep], [va[i] for i in keep], [vb[i] for i in keep],
+                self.doc_noise(pairs, metric))
+
+    def compare(self, a: pd.Series, b: pd.Series, metric: str, *, claimed_higher=None, power: float = 0.8):
+        """A vs B on ``metric``, joined by seed id; ``claimed_higher`` overrides the metric's direction."""
+        _, va, vb, noise = self.paired(a, b, metric)
         direction = higher_is_better(metric) if claimed_higher is None else claimed_higher
-        return compare([va[i] for i in keep], [vb[i] for i in keep], higher_is_better=direction,
-                       candidates=candidates, eval_noise=self.doc_noise(pairs, metric) if pairs else None)
+        return compare(va, vb, higher_is_better=direction, eval_noise=noise, power=power)
+
+    def compare_best(self, candidates: pd.DataFrame, reference: pd.Series, metric: str, *, by: str | None = None,
+                     claimed_higher=None, power: float = 0.8) -> tuple[pd.Series | None, Comparison]:
+        """The best of ``candidates`` (by ``by``, default ``metric``, in the claimed direction) against
+        ``reference``, its interval corrected for the pick by max-t over every candidate's joint differences
+        (per-document influence and per-seed differences): K = the candidates, all picked in the claim's favour."""
+        direction = higher_is_better(metric) if claimed_higher is None else claimed_higher
+        by = by or metric
+        tested = []
+        for _, row in candidates.iterrows():
+            seeds, va, vb, noise = self.paired(row, reference, metric)
+            if seeds:
+                tested.append((row, seeds, va, vb, noise))
+        if not tested:
+            return None, compare([], [])
+        if by == metric:
+            sign = 1 if direction else -1
+            best = max(range(len(tested)), key=lambda i: sign * float(np.mean(np.subtract(tested[i][2], tested[i][3]))))
+        else:
+            values = [float(t[0][by]) for t in tested]
+            best = (int(np.nanargmax(values)) if higher_is_better(by) else int(np.nanargmin(values)))
+        row, _, va, vb, noise = tested[best]
+        k = len(tested)
+        correlation = _correlation([t[1:] for t in tested]) if k > 1 else None
+        return row, compare(va, vb, higher_is_better=direction, candidates=k, eval_noise=noise,
+                            correlation=correlation, power=power)
+
+
+def _key(row: pd.Series, keys: list[str]) -> tuple:
+    """A design's identity as a hashable key in which every missing value is the same None."""
+    return tuple(None if pd.isna(row[k]) else row[k] for k in keys)
+
+
+def _correlation(tested) -> np.ndarray | None:
+    """Correlation of K candidates' estimated differences: documents' joint influence plus the per-seed
+    differences' covariance / S (seeds every candidate has)."""
+    k = len(tested)
+    cov = np.zeros((k, k))
+    noises = [t[3] for t in tested]
+    if all(n is not None for n in noises):
+        keys = sorted(set().union(*(n.influence for n in noises)))
+        u = np.array([[n.influence.get(key, 0.0) for key in keys] for n in noises])
+        cov += u @ u.T
+    per_seed = [dict(zip(t[0], np.subtract(t[1], t[2]))) for t in tested]
+    common = sorted(set.intersection(*(set(p) for p in per_seed)))
+    if len(common) >= 2:
+        cov += np.cov(np.array([[p[s] for s in common] for p in per_seed])) / len(common)
+    sd = np.sqrt(np.diag(cov))
+    if not np.all(sd > 0):
+        return np.eye(k)  # unknown correlation: independence (the max-t bound is then about Bonferroni's)
+    return cov / np.outer(sd, sd)

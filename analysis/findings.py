@@ -2,9 +2,10 @@
 
 Every "better" claim is judged on the suite's primary metric (``eval.primary``: held-out bits per byte
 for ``tiny``, the overall score otherwise); the other metric is shown beside it in the evidence.
-Merges are N ≥ 2 (N = 1 is the raw checkpoint). Picking the best of K candidates is paid for with a
-Bonferroni interval (analysis.stats). A claim of several parts needs every part. A score claim whose
-tasks all sit at chance carries no verdict.
+Merges are N ≥ 2 (N = 1 is the raw checkpoint). Picking the best of K candidates in the claim's favour
+is paid for with the max-t quantile over the K candidates (analysis.stats). A claim of several parts
+gets one row per part (its own interval) and a row with the combining rule. A score claim whose tasks
+are all not significantly above chance carries no verdict. Margins and cut-offs: analysis.rules.Thresholds.
 
 Example:
     >>> import pandas as pd
@@ -14,15 +15,17 @@ Example:
 
 from __future__ import annotations
 
-import math
+import re
 
 import pandas as pd
 
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
+from analysis.prose import ALL_PARTS_RULE, AT_LEAST_RULE, COLUMNS, EQUIVALENCE_RULE, claim_row, say
+from analysis.rules import Thresholds, best
 from analysis.sft import CLAIM as SFT_PERSISTS
 from analysis.sft import sft_verdict, table2
-from analysis.stats import Comparison, compare
+from analysis.stats import AT_CHANCE, Comparison, all_parts, compare
 from analysis.tables import by_design, label, merges
 
 WSM_BEATS_WSD = "WSM beats WSD"
@@ -33,65 +36,35 @@ GRANULARITY = "finer granularity is slightly better at fixed duration"
 DECAY_THEN_MERGE = "decay-then-merge gives no gain over the decay"
 MERGE_THEN_DECAY = "merge-then-decay gives no gain"
 CLAIMS = [WSM_BEATS_WSD, LOSS_VS_SCORE, DURATION, CURVES, GRANULARITY, DECAY_THEN_MERGE, MERGE_THEN_DECAY]
-CONTRAST = {  # what "difference" subtracts, per claim
-    WSM_BEATS_WSD: "best merge − best decay", LOSS_VS_SCORE: "best merge − best decay (score part)",
-    DURATION: "R²(D) − R²(rival)", CURVES: "mean − EMA (second part)", GRANULARITY: "finest Δ − coarsest Δ",
+LOSS_PART, SCORE_PART = f"{LOSS_VS_SCORE}: loss part", f"{LOSS_VS_SCORE}: score part"
+AT_LEAST_PART, ABOVE_PART = f"{CURVES}: 1-sqrt ≥ mean", f"{CURVES}: mean > EMA"
+CONTRAST = {  # what "difference" subtracts, per claim and part
+    WSM_BEATS_WSD: "best merge − best decay", LOSS_VS_SCORE: "both parts below",
+    LOSS_PART: "best merge − best decay (loss; the claim: higher)", SCORE_PART: "best merge − best decay (score)",
+    DURATION: "R²(D) − R²(rival)", CURVES: "both parts below", AT_LEAST_PART: "best 1-sqrt − best mean",
+    ABOVE_PART: "best mean − best EMA", GRANULARITY: "finest Δ − coarsest Δ",
     DECAY_THEN_MERGE: "best merge inside the decay − the decay's end",
     MERGE_THEN_DECAY: "decay from the merge − decay from its newest checkpoint",
     SFT_PERSISTS: "WSM base's best SFT epoch − WSD base's (Overall)",
 }
-
-# "No gain" and "≥" claims are equivalence claims: reproduced when the whole 95% interval of the gain
-# stays below this margin. Overall score: the paper reports such differences within ~0.3 points.
-# Held-out bits per byte: a tenth of the ~0.05 bpb by which merges beat the decay on the tiny study.
-MARGIN = {"overall": 0.5, "heldout_bpb": 0.005}
-AT_CHANCE = "at chance (no verdict)"
-COLUMNS = ["claim", "metric", "contrast", "verdict", "difference", "ci95", "noise", "eval_ci95", "seed_ci95", "candidates",
-           "seeds", "ci_low", "ci_high", "evidence"]
 UNITS = {"overall": "overall score (points)", "heldout_bpb": "held-out bits per byte"}
 
 
-def _interval(low: float, high: float, digits: int) -> str:
-    return "" if math.isnan(low) else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
-
-
-def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", verdict: str | None = None,
-         metric: str = "") -> dict:
-    if comparison is None:
-        return {"claim": claim, "metric": metric, "contrast": CONTRAST[claim], "verdict": verdict or "not tested",
-                "difference": math.nan,
-                "ci95": "", "noise": "", "eval_ci95": "", "seed_ci95": "", "candidates": 0, "seeds": 0,
-                "ci_low": math.nan, "ci_high": math.nan,
-                "evidence": evidence or "the sweeps in this report do not cover it"}
-    digits = 4 if "bpb" in metric else 2
-    return {"claim": claim, "metric": metric, "contrast": CONTRAST[claim], "verdict": verdict or comparison.verdict,
-            "difference": round(comparison.mean, digits + 1), "ci95": _interval(comparison.ci_low, comparison.ci_high, digits),
-            "noise": comparison.noise, "eval_ci95": _interval(comparison.eval_low, comparison.eval_high, digits),
-            "seed_ci95": _interval(comparison.seed_low, comparison.seed_high, digits),
-            "candidates": comparison.candidates, "seeds": comparison.seeds, "ci_low": comparison.ci_low,
-            "ci_high": comparison.ci_high, "evidence": evidence}
-
-
-def _best(designs: pd.DataFrame, metric: str) -> pd.Series | None:
-    designs = designs[designs[metric].notna()]
-    if designs.empty:
-        return None
-    return designs.sort_values(metric, ascending=metric == "heldout_bpb").iloc[0]
+def _row(claim: str, comparison: Comparison | None = None, evidence: str = "", outcome: str | None = None,
+         metric: str = "", rule: str | None = None, worded_by: Comparison | None = None) -> dict:
+    return claim_row(claim, CONTRAST[claim], comparison, evidence, outcome, metric,
+                     **({"rule": rule} if rule else {}), worded_by=worded_by)
 
 
 def _other(primary: str) -> str:
     return "overall" if primary == "heldout_bpb" else "heldout_bpb"
 
 
-def _say(c: Comparison, metric: str) -> str:
-    digits = 4 if "bpb" in metric else 2
-    interval = _interval(c.ci_low, c.ci_high, digits) or "no interval"
-    return f"{metric} {c.mean:+.{digits}f} {interval}: {c.verdict}"
-
-
-def findings(scores: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per claim: verdict (reproduced / not reproduced / inconclusive / unconfirmed / at chance /
-    not tested), the difference on the primary metric, its interval and the noise the interval covers."""
+def findings(scores: pd.DataFrame, frame: pd.DataFrame | None = None, thresholds: Thresholds = Thresholds(),
+             samples: dict | None = None) -> pd.DataFrame:
+    """One row per claim (and per part of a claim of several): verdict worded with what its interval covers,
+    the difference on the primary metric, its interval, the smallest detectable difference and the rule.
+    ``samples`` (model hash → per-document values) replaces the sweep folders' files (simulations)."""
     if scores.empty or "overall" not in scores:
         return pd.DataFrame([_row(c) for c in CLAIMS], columns=COLUMNS)
     frame = frame if frame is not None else pd.DataFrame(columns=["status", "task", "metric", "value", "stderr",
@@ -99,116 +72,110 @@ def findings(scores: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.Data
     primary = str(frame["primary"].iloc[0]) if "primary" in frame and len(frame) else "overall"
     if primary == "heldout_bpb" and scores["heldout_bpb"].isna().all():
         primary = "overall"
-    ev = Evidence(frame, scores)
+    ev, t = Evidence(frame, scores, samples), thresholds
     designs = by_design(scores)
     wsm = merges(designs)
     wsd = designs[(designs["kind"] == "wsd") & designs["branch"].astype(str).str.startswith("wsd_")]
-    rows = [*_wsm_beats_wsd(ev, wsm, wsd, primary), _duration_matters_most(scores, primary),
-            _curves(ev, wsm, primary), _granularity(ev, wsm, primary),
-            _decay_then_merge(ev, designs, wsd, primary), _merge_then_decay(ev, designs, primary)]
+    rows = [*_wsm_beats_wsd(ev, wsm, wsd, primary, t), _duration_matters_most(scores, primary, t),
+            *_curves(ev, wsm, primary, t), _granularity(ev, wsm, primary, t),
+            _decay_then_merge(ev, designs, wsd, primary, t), _merge_then_decay(ev, designs, primary, t)]
     if "kind" in frame and (frame["kind"] == "sft").any():  # the SFT sweep's claim (paper Table 2)
         rows.append(_sft_persists(frame))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _sft_persists(frame: pd.DataFrame) -> dict:
-    best = table2(frame)
-    if best.empty or set(best["row"]) != {"WSD", "WSM"}:
+    best_rows = table2(frame)
+    if best_rows.empty or set(best_rows["row"]) != {"WSD", "WSM"}:
         return _row(SFT_PERSISTS, metric="overall", evidence="needs SFT rows of both bases (sweep sft)")
-    epochs = ", ".join(f"{r['row']} epochs {r['best_epochs']}" for _, r in best.iterrows())
+    epochs = ", ".join(f"{r['row']} epochs {r['best_epochs']}" for _, r in best_rows.iterrows())
     return _row(SFT_PERSISTS, sft_verdict(frame), f"best epoch per base and seed by Overall ({epochs}); "
-                "paired by seed", metric="overall")
+                "paired by seed; no per-document values from the SFT sweep yet", metric="overall")
 
 
-def _judged(ev: Evidence, a, b, metric: str, candidates: int = 1, claimed_higher=None) -> tuple[Comparison, str | None]:
-    """The comparison and, when the metric rests on tasks at chance, the verdict that replaces its own."""
-    c = ev.compare(a, b, metric, candidates=candidates, claimed_higher=claimed_higher)
-    return c, (AT_CHANCE if metric != "heldout_bpb" and ev.at_chance(metric) else None)
+def _chance(ev: Evidence, metric: str) -> str | None:
+    """The outcome that replaces a score claim's own when its tasks are not significantly above chance."""
+    return AT_CHANCE if metric != "heldout_bpb" and not metric.startswith("R²") and ev.at_chance(metric) else None
 
 
-def _wsm_beats_wsd(ev: Evidence, wsm, wsd, primary: str) -> list[dict]:
-    best_wsm, best_wsd = _best(wsm, primary), _best(wsd, primary)
-    if best_wsm is None or best_wsd is None:
+def _wsm_beats_wsd(ev: Evidence, wsm, wsd, primary: str, t: Thresholds) -> list[dict]:
+    best_wsd = best(wsd, primary)
+    pool = wsm[wsm[primary].notna()]
+    if pool.empty or best_wsd is None:
         return [_row(WSM_BEATS_WSD, metric=primary), _row(LOSS_VS_SCORE, metric="heldout_bpb + overall")]
-    k = len(wsm[wsm[primary].notna()]) * len(wsd[wsd[primary].notna()])
-    c, override = _judged(ev, best_wsm, best_wsd, primary, candidates=k)
-    other, other_override = _judged(ev, best_wsm, best_wsd, _other(primary), candidates=k)
-    beside = f"{_other(primary)}: {other_override}" if other_override else _say(other, _other(primary))
-    evidence = (f"best merge {label(best_wsm)} vs best decay {label(best_wsd)}, each chosen by {primary} among "
-                f"{len(wsm)} merges (N ≥ 2) × {len(wsd)} decays; beside it, {beside}")
-    rows = [_row(WSM_BEATS_WSD, c, evidence, verdict=override, metric=primary)]
+    best_wsm, c = ev.compare_best(pool, best_wsd, primary, power=t.power)
+    other = _other(primary)
+    other_c = ev.compare(best_wsm, best_wsd, other, power=t.power)
+    beside = f"{other}: {_chance(ev, other)}" if _chance(ev, other) else say(other_c, other)
+    evidence = (f"best merge {label(best_wsm)} among {len(pool)} merges (N ≥ 2; the pick is corrected) vs best "
+                f"decay {label(best_wsd)} among {len(wsd)} decays (picking the best decay works against the "
+                f"claim: no correction); beside it, {beside}")
+    rows = [_row(WSM_BEATS_WSD, c, evidence, outcome=_chance(ev, primary), metric=primary)]
     # higher loss (merge − decay > 0) and better score (> 0): both parts needed
-    loss, _ = _judged(ev, best_wsm, best_wsd, "heldout_bpb", candidates=k, claimed_higher=True)
-    score, score_override = _judged(ev, best_wsm, best_wsd, "overall", candidates=k)
-    if math.isnan(loss.mean):
-        rows.append(_row(LOSS_VS_SCORE, metric="heldout_bpb + overall", evidence="needs held-out bits per byte"))
-    else:
-        verdict = score_override or all_parts([loss.verdict, score.verdict])
-        rows.append(_row(LOSS_VS_SCORE, score, f"loss part: {_say(loss, 'heldout_bpb')}; score part: "
-                         f"{score_override or _say(score, 'overall')}", verdict=verdict, metric="overall"))
-    return rows
+    loss = ev.compare(best_wsm, best_wsd, "heldout_bpb", claimed_higher=True, power=t.power)
+    if loss.outcome == "not tested":
+        return rows + [_row(LOSS_VS_SCORE, metric="heldout_bpb + overall", evidence="needs held-out bits per byte")]
+    _, score = ev.compare_best(pool, best_wsd, "overall", by=primary, power=t.power)
+    score_outcome = _chance(ev, "overall") or score.outcome
+    parts = [_row(LOSS_PART, loss, "the merge chosen by the primary metric; its loss must be higher",
+                  metric="heldout_bpb"),
+             _row(SCORE_PART, score, "same two models; corrected for the merge pick", outcome=score_outcome,
+                  metric="overall")]
+    outcome = all_parts([loss.outcome, score_outcome])
+    summary = f"loss part: {say(loss, 'heldout_bpb')}; score part: {say(score, 'overall', score_outcome)}"
+    return rows + [_row(LOSS_VS_SCORE, evidence=summary, outcome=outcome, metric="heldout_bpb + overall",
+                        rule=ALL_PARTS_RULE, worded_by=score), *parts]
 
 
-def all_parts(verdicts: list[str]) -> str:
-    """Verdict of a claim made of several parts: reproduced only when every part is.
-
-    >>> all_parts(["reproduced", "inconclusive"]), all_parts(["reproduced", "not reproduced"])
-    ('inconclusive', 'not reproduced')
-    """
-    if AT_CHANCE in verdicts:
-        return AT_CHANCE
-    if "not reproduced" in verdicts:
-        return "not reproduced"
-    if all(v == "reproduced" for v in verdicts):
-        return "reproduced"
-    if "not tested" in verdicts:
-        return "not tested"
-    unconfirmed = [v for v in verdicts if v.startswith("unconfirmed")]
-    return unconfirmed[0] if unconfirmed else "inconclusive"
-
-
-def _at_least(c: Comparison, metric: str) -> str:
-    """Verdict of "A ≥ B": reproduced when the interval rules out A being worse by more than the margin."""
-    if c.verdict.startswith(("unconfirmed", "not tested")):
-        return c.verdict
-    margin = MARGIN.get(metric, 0.0)
+def _at_least(c: Comparison, metric: str, t: Thresholds) -> str:
+    """Outcome of "A ≥ B": reproduced when the interval rules out A being worse by more than the margin."""
+    if c.outcome in ("unconfirmed", "not tested"):
+        return c.outcome
+    margin = t.margin(metric)
     worst = c.ci_low if c.higher_is_better else -c.ci_high
-    best = c.ci_high if c.higher_is_better else -c.ci_low
+    best_case = c.ci_high if c.higher_is_better else -c.ci_low
     if worst > -margin:
         return "reproduced"
-    return "not reproduced" if best < 0 else "inconclusive"
+    return "not reproduced" if best_case < 0 else "inconclusive"
 
 
-def _curves(ev: Evidence, wsm, primary: str) -> dict:
+def _curves(ev: Evidence, wsm, primary: str, t: Thresholds) -> list[dict]:
     pools = {curve: pool[pool[primary].notna()] for curve, pool in wsm.groupby("curve")}
     pools["mean"] = pools.get("mean", pools.get("linear"))
     if not all(pools.get(c) is not None and not pools[c].empty for c in ("1-sqrt", "mean", "ema")):
-        return _row(CURVES, metric=primary, evidence="needs the method sweep (1-sqrt, mean and EMA merges, N ≥ 2)")
-    best = {c: _best(pools[c], primary) for c in ("1-sqrt", "mean", "ema")}
-    k = len(pools["1-sqrt"]) * len(pools["mean"]) * len(pools["ema"])
-    first, override = _judged(ev, best["1-sqrt"], best["mean"], primary, candidates=k)
-    second, _ = _judged(ev, best["mean"], best["ema"], primary, candidates=k)
-    parts = [_at_least(first, primary), second.verdict]
-    evidence = f"1-sqrt ≥ mean: {_say(first, primary)} → {parts[0]}; mean > EMA: {_say(second, primary)}"
-    return _row(CURVES, second, evidence, verdict=override or all_parts(parts), metric=primary)
+        return [_row(CURVES, metric=primary, evidence="needs the method sweep (1-sqrt, mean and EMA merges, N ≥ 2)")]
+    override = _chance(ev, primary)
+    _, first = ev.compare_best(pools["1-sqrt"], best(pools["mean"], primary), primary, power=t.power)
+    _, second = ev.compare_best(pools["mean"], best(pools["ema"], primary), primary, power=t.power)
+    outcomes = [override or _at_least(first, primary, t), override or second.outcome]
+    margin = t.margin(primary)
+    parts = [_row(AT_LEAST_PART, first, f"best 1-sqrt of {len(pools['1-sqrt'])} vs the best mean", outcomes[0],
+                  primary, AT_LEAST_RULE.format(margin=margin)),
+             _row(ABOVE_PART, second, f"best mean of {len(pools['mean'])} vs the best EMA", outcomes[1], primary)]
+    evidence = f"1-sqrt ≥ mean: {say(first, primary, outcomes[0])}; mean > EMA: {say(second, primary, outcomes[1])}"
+    return [_row(CURVES, evidence=evidence, outcome=all_parts(outcomes), metric=primary, rule=ALL_PARTS_RULE,
+                 worded_by=second), *parts]
 
 
-def _granularity(ev: Evidence, wsm, primary: str) -> dict:
-    granular = None
-    for duration, pool in wsm.groupby("duration_steps"):
-        if pool["interval_steps"].nunique() >= 2:
-            ordered = pool.sort_values("interval_steps")
-            granular = (duration, ordered.iloc[0], ordered.iloc[-1])
-    if granular is None:
+def _granularity(ev: Evidence, wsm, primary: str, t: Thresholds) -> dict:
+    """Finest vs coarsest Δ within one window family (same curve, D, end, series), the family chosen by design
+    (most intervals, then the longest D), never by outcome, so no selection correction is due."""
+    families = [(pool["interval_steps"].nunique(), key[1], key, pool)
+                for key, pool in wsm.groupby(["curve", "duration_steps", "end_step", "branch"])
+                if pool["interval_steps"].nunique() >= 2]
+    if not families:
         return _row(GRANULARITY, metric=primary,
                     evidence="needs several intervals at one duration with N ≥ 2 (the interval sweep)")
-    duration, fine, coarse = granular
-    c, override = _judged(ev, fine, coarse, primary)
-    return _row(GRANULARITY, c, f"D={duration}: Δ={fine['interval_steps']} (N={fine['quantity']}) vs "
-                f"Δ={coarse['interval_steps']} (N={coarse['quantity']})", verdict=override, metric=primary)
+    _, _, (curve, duration, end, _), pool = max(families, key=lambda f: (f[0], f[1]))
+    ordered = pool.sort_values("interval_steps")
+    fine, coarse = ordered.iloc[0], ordered.iloc[-1]
+    c = ev.compare(fine, coarse, primary, power=t.power)
+    return _row(GRANULARITY, c, f"{curve}, D={duration}, end={end}: Δ={fine['interval_steps']} (N={fine['quantity']}) "
+                f"vs Δ={coarse['interval_steps']} (N={coarse['quantity']}); the family chosen by design among "
+                f"{len(families)}", outcome=_chance(ev, primary), metric=primary)
 
 
-def _duration_matters_most(scores: pd.DataFrame, primary: str) -> dict:
+def _duration_matters_most(scores: pd.DataFrame, primary: str, t: Thresholds) -> dict:
     """R²(D) against the larger of R²(Δ), R²(N), per seed, so the verdict respects the noise."""
     metric = primary
     importance = factor_importance(scores, metric).set_index("factor")["r2"]
@@ -221,54 +188,68 @@ def _duration_matters_most(scores: pd.DataFrame, primary: str) -> dict:
     rival = importance.drop("duration D").idxmax()
     per_seed = [factor_importance(group, metric).set_index("factor")["r2"]
                 for _, group in scores[scores["seed"].notna()].groupby("seed")]
-    c = compare([r["duration D"] for r in per_seed], [r[rival] for r in per_seed])
+    c = compare([r["duration D"] for r in per_seed], [r[rival] for r in per_seed], power=t.power)
     evidence = f"R² of {metric} on log2 factor (N ≥ 2 merges, all seeds): " + \
                ", ".join(f"{k} {v:.2f}" for k, v in importance.items())
     evidence += f"; per-seed R²(D) − R²({rival.split()[-1]}) (seed noise only: R² has no per-document form)"
     return _row(DURATION, c, evidence, metric=f"R² of {metric}")
 
 
-def _decay_then_merge(ev: Evidence, designs, wsd, primary: str) -> dict:
+def _decay_then_merge(ev: Evidence, designs, wsd, primary: str, t: Thresholds) -> dict:
     """Best merge of a decay branch's checkpoints vs that decay's last checkpoint (Figure 5b)."""
     pool = merges(designs, kind="decay_merge")
-    best = _best(pool, primary)
-    if best is None:
+    first = best(pool, primary)
+    if first is None:
         return _row(DECAY_THEN_MERGE, metric=primary, evidence="needs the decay_then_merge sweep (paper Figure 5b)")
-    ends = wsd[wsd["branch"] == best["branch"]]
+    ends = wsd[wsd["branch"] == first["branch"]]
     if ends.empty:
-        return _row(DECAY_THEN_MERGE, metric=primary, evidence=f"no evaluated end of {best['branch']} to compare with")
-    return _no_gain(ev, DECAY_THEN_MERGE, best, ends.sort_values("end_step").iloc[-1], primary, len(pool))
+        return _row(DECAY_THEN_MERGE, metric=primary, evidence=f"no evaluated end of {first['branch']} to compare with")
+    pool = pool[(pool["branch"] == first["branch"]) & pool[primary].notna()]
+    return _no_gain(ev, DECAY_THEN_MERGE, pool, ends.sort_values("end_step").iloc[-1], primary, t)
 
 
-def _merge_then_decay(ev: Evidence, designs, primary: str) -> dict:
-    """Best decay started from a merge vs the same decay started from the merge's newest checkpoint (Figure 5c)."""
-    pool = designs[designs["kind"] == "merge_then_decay"]
-    best = _best(pool, primary)
-    if best is None:
+def _merge_then_decay(ev: Evidence, designs, primary: str, t: Thresholds) -> dict:
+    """Best decay started from a merge vs the same decay (same shape, length and end) started from the merge's
+    newest checkpoint (Figure 5c)."""
+    pool = designs[(designs["kind"] == "merge_then_decay") & designs[primary].notna()]
+    first = best(pool, primary)
+    if first is None:
         return _row(MERGE_THEN_DECAY, metric=primary, evidence="needs the merge_then_decay sweep (paper Figure 5c)")
+    shape = _decay_shape(ev, first)
     plain = designs[(designs["kind"] == "wsd") & (designs["branch_kind"] == "fidelity") &
-                    (designs["end_step"] == best["end_step"]) & (designs["duration_steps"] == best["duration_steps"])]
+                    (designs["end_step"] == first["end_step"]) & (designs["duration_steps"] == first["duration_steps"])
+                    & ((designs["curve"] == shape) if shape else True)]
     if plain.empty:
         return _row(MERGE_THEN_DECAY, metric=primary,
-                    evidence=f"no evaluated plain decay ending at step {best['end_step']}")
-    return _no_gain(ev, MERGE_THEN_DECAY, best, plain.iloc[0], primary, len(pool))
+                    evidence=f"no evaluated plain {shape or ''} decay ending at step {first['end_step']}")
+    same = pool[(pool["end_step"] == first["end_step"]) & (pool["duration_steps"] == first["duration_steps"])]
+    return _no_gain(ev, MERGE_THEN_DECAY, same, plain.iloc[0], primary, t)
 
 
-def _no_gain(ev: Evidence, claim: str, best: pd.Series, reference: pd.Series, primary: str, k: int) -> dict:
-    """``best`` gains nothing over ``reference``: reproduced when the interval of the gain stays below the
-    margin, refuted by a gain beyond the noise, inconclusive otherwise."""
-    c, override = _judged(ev, best, reference, primary, candidates=max(k, 1))
+def _decay_shape(ev: Evidence, design: pd.Series) -> str:
+    """A merge-then-decay's decay shape, from its variant name (``…-E<end>-<shape>-D<steps>-s<seed>``)."""
+    models = ev.models(design)
+    found = re.search(r"-E\d+-(.+)-D\d+-s\d+$", str(models["variant"].iloc[0])) if not models.empty else None
+    return found.group(1) if found else ""
+
+
+def _no_gain(ev: Evidence, claim: str, pool: pd.DataFrame, reference: pd.Series, primary: str, t: Thresholds) -> dict:
+    """The best of ``pool`` gains nothing over ``reference``: reproduced when the interval of the gain (corrected
+    for the pick) stays below the margin, refuted by a gain beyond the noise, inconclusive otherwise."""
+    first, c = ev.compare_best(pool, reference, primary, power=t.power)
     gain_low = c.ci_low if c.higher_is_better else -c.ci_high
     gain_high = c.ci_high if c.higher_is_better else -c.ci_low
-    if c.verdict.startswith(("unconfirmed", "not tested")):
-        verdict = c.verdict
+    if c.outcome in ("unconfirmed", "not tested"):
+        outcome = c.outcome
     elif gain_low > 0:
-        verdict = "not reproduced"
+        outcome = "not reproduced"
     else:
-        verdict = "reproduced" if gain_high < MARGIN.get(primary, 0.0) else "inconclusive"
+        outcome = "reproduced" if gain_high < t.margin(primary) else "inconclusive"
     other = _other(primary)
     beside = ""
-    if pd.notna(best.get(other)) and pd.notna(reference.get(other)):
-        beside = f"; {other} {best[other]:.4f} vs {reference[other]:.4f}"
-    return _row(claim, c, f"best {label(best)} vs {label(reference)}{beside}", verdict=override or verdict,
-                metric=primary)
+    if first is not None and pd.notna(first.get(other)) and pd.notna(reference.get(other)):
+        beside = f"; {other} {first[other]:.4f} vs {reference[other]:.4f}"
+    name = label(first) if first is not None else "?"
+    return _row(claim, c, f"best {name} of {len(pool)} vs {label(reference)}{beside}",
+                outcome=_chance(ev, primary) or outcome, metric=primary,
+                rule=EQUIVALENCE_RULE.format(margin=t.margin(primary)))

@@ -29,6 +29,8 @@ from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.findings import findings
 from analysis.load import DESIGN, ReportError, failed, load_results, model_scores
+from analysis.prose import headline
+from analysis.prose import markdown as _md
 from analysis.sft import table2_section
 from analysis.tables import (
     WORSE_SHOWN,
@@ -140,44 +142,6 @@ def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix:
     return [p for p in made if p is not None]
 
 
-def _md(table: pd.DataFrame, digits: int = 2) -> str:
-    """Markdown; a column ``c`` with a ``c_std`` twin shows as "mean ± std" (CSVs keep both)."""
-    if table.empty:
-        return "_(no rows)_\n"
-    places = {c: max(digits, 4) if "bpb" in c else digits for c in table.columns}  # losses need 4 decimals
-    table = table.round(places)
-    for std in [c for c in table.columns if c.endswith("_std") and c[:-4] in table.columns]:
-        mean, n = std[:-4], places[std]
-        if table[std].notna().any():
-            table[mean] = [m if pd.isna(s) or pd.isna(m) else f"{m:.{n}f} ± {s:.{n}f}"
-                           for m, s in zip(table[mean], table[std])]
-        table = table.drop(columns=std)
-    return table.to_markdown(index=False) + "\n"
-
-
-def headline(claims: pd.DataFrame) -> list[str]:
-    """One sentence per tested claim (the metric, the effect, the interval, the noise it covers and the verdict);
-    the claims this design cannot test in one closing line (their reasons are in the Findings table)."""
-    lines, untested = [], []
-    for _, row in claims.iterrows():
-        if pd.isna(row["difference"]):
-            if row["verdict"] == "not tested":
-                untested.append(row["claim"])
-            else:
-                lines.append(f"- **{row['claim']}**: {row['verdict']} ({row['evidence']}).")
-            continue
-        digits = 4 if "bpb" in str(row["metric"]) else 2
-        direction = " (lower is better)" if str(row["metric"]).endswith("bpb") else ""
-        interval = f"95% interval {row['ci95']} covering {row['noise']}" if row["ci95"] else f"no interval: {row['noise']}"
-        if row["candidates"] and row["candidates"] > 1:
-            interval += f", Bonferroni-adjusted for picking the best of {int(row['candidates'])} candidate pairs"
-        lines.append(f"- **{row['claim']}**: on {row['metric']}{direction}, {row['contrast']} = "
-                     f"{row['difference']:+.{digits}f}, {interval}: **{row['verdict']}**.")
-    if untested:
-        lines.append(f"- Not tested by this design (reasons under Findings): {'; '.join(untested)}.")
-    return lines
-
-
 def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: list[Path], out: Path,
            design: Design | None = None, extra: beyond.Section | None = None, heading: str | None = None) -> str:
     """The markdown of one group: design, claims, then only the parts the design supports (analysis.design),
@@ -206,7 +170,9 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         "(each benchmark once, the paper's weighting); bits-per-byte tasks are in the loss table. "
         "The paper's numbers are shown beside ours: a different scale, so compare directions and rankings. "
         "Merges are N ≥ 2 throughout (N = 1 is the raw checkpoint).",
-        "" if len(seeds) > 1 else "One seed: intervals cover evaluation noise only (documents), not training seeds.",
+        "" if len(seeds) > 1 else "One seed: intervals cover evaluation noise only (documents, clustered by source "
+        "text where held-out pieces share one), not training seeds; a verdict may not survive a rerun with other "
+        "seeds. Rerun with seed=0,1,2 to cover them (the smallest detectable difference is in each sentence).",
         "",
         "## Findings", "", _md(claims.drop(columns=["ci_low", "ci_high"]), 4),
         "## Tasks and chance levels", "",

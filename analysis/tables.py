@@ -18,6 +18,9 @@ import pandas as pd
 
 from analysis.design import EMULATES, WINDOW, decay_ends, plain_merges
 from analysis.load import CATEGORIES, DESIGN, task_rows
+from analysis.rules import best as best_row
+from analysis.rules import higher_is_better
+from analysis.stats import summary
 
 COLUMNS = [*CATEGORIES, "overall"]
 AXIS_COLUMNS = ["curve", "duration_steps", "interval_steps", "quantity", "end_step"]  # the design's axes, every table
@@ -46,8 +49,6 @@ def by_design(scores: pd.DataFrame) -> pd.DataFrame:
 
 def _half_width(values: list[float]) -> float:
     """Half width of the 95% t-interval of the mean (NaN for fewer than two seeds)."""
-    from analysis.stats import summary
-
     mean, _, low, _ = summary(values)
     return mean - low
 
@@ -85,11 +86,6 @@ def axes(row: pd.Series) -> dict:
     return values
 
 
-def _pick_best(designs: pd.DataFrame, primary: str = "overall") -> pd.Series | None:
-    designs = designs[designs[primary].notna()] if primary in designs else designs
-    return None if designs.empty else designs.sort_values(primary, ascending=primary == "heldout_bpb").iloc[0]
-
-
 def table1(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     """WSD vs WSM by category: best-vs-best and at the WSD token budget (matched tokens)."""
     designs = by_design(scores)
@@ -102,7 +98,7 @@ def table1(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
         ("matched tokens", wsd[wsd["end_step"] == budget_end], wsm[wsm["end_step"] == budget_end]),
     ):
         for name, pool in (("WSD", wsd_pool), ("WSM", wsm_pool)):
-            best = _pick_best(pool, primary)
+            best = best_row(pool, primary)
             if best is not None:
                 rows.append({"comparison": comparison, "row": name, "model": label(best),
                              **axes(best), **{c: best[c] for c in COLUMNS}, "overall_std": best["overall_std"],
@@ -120,7 +116,7 @@ def table3(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     designs = by_design(scores)
     columns = ["row", *AXIS_COLUMNS, *COLUMNS, "heldout_bpb", "overall_std", "overall_ci95", *STD_COLUMNS]
     rows = []
-    decay = _pick_best(designs[(designs["kind"] == "wsd") & (designs["branch"] == "wsd_1-sqrt")], primary)
+    decay = best_row(designs[(designs["kind"] == "wsd") & (designs["branch"] == "wsd_1-sqrt")], primary)
     if decay is not None:
         rows.append({"row": "decay_1-sqrt (WSD)", **decay.to_dict(), **axes(decay)})
     pool = merges(designs)
@@ -128,10 +124,10 @@ def table3(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
         shared = pool.groupby(WINDOW, dropna=False)["curve"].transform("nunique")
         if shared.max() > 1:
             pool = pool[shared == shared.max()]
-            best = _pick_best(pool, primary)
+            best = best_row(pool, primary)
             pool = pool[(pool[WINDOW] == best[WINDOW]).all(axis=1)]
         for _, group in pool.groupby("curve"):
-            best = _pick_best(group, primary)
+            best = best_row(group, primary)
             if best is not None:
                 rows.append({**best.to_dict(), "row": f"merge_{best['curve']}"})
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
@@ -147,7 +143,7 @@ def decay_pairs(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
     for _, decay in decays.sort_values("curve").iterrows():
         same = pool[pool["curve"].isin(EMULATES.get(decay["curve"], (decay["curve"],)))]
         span = same[same["duration_steps"] == decay["duration_steps"]]
-        merge = _pick_best(span if not span.empty else same, primary)
+        merge = best_row(span if not span.empty else same, primary)
         if merge is None:
             continue
         rows.append({"shape": decay["curve"], "decay_steps": decay["duration_steps"], "merge_curve": merge["curve"],
@@ -175,7 +171,7 @@ def worse_than_raw(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFra
         reference = raw.get((merge["branch"], merge["end_step"])) if raw is not None else None
         if reference is None or pd.isna(reference) or pd.isna(merge[primary]):
             continue
-        worse = merge[primary] - reference if primary == "heldout_bpb" else reference - merge[primary]
+        worse = reference - merge[primary] if higher_is_better(primary) else merge[primary] - reference
         if worse > 0:
             rows.append({"model": label(merge), **{c: merge[c] for c in keys}, "merge": merge[primary],
                          "raw": reference, "worse_by": worse})
@@ -206,7 +202,7 @@ def duration_curves(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFr
     if pool.empty:
         return pd.DataFrame(columns=columns)
     grouped = pool.groupby(["curve", "duration_steps"])[primary]
-    idx = grouped.idxmin() if primary == "heldout_bpb" else grouped.idxmax()
+    idx = grouped.idxmax() if higher_is_better(primary) else grouped.idxmin()
     return pool.loc[idx, columns]
 
 

@@ -26,7 +26,7 @@ PAPER_COLUMNS = ["general_knowledge", "language", "math", "code", "professional_
 
 
 def verdict(table, claim):
-    return table.set_index("claim").loc[claim, "verdict"]
+    return table.set_index("claim").loc[claim, "outcome"]
 
 
 def test_large_wsm_advantage_is_reproduced(tmp_path):
@@ -52,7 +52,8 @@ def test_single_seed_verdicts_are_unconfirmed(tmp_path):
     table = findings(scores)
     for claim in ("WSM beats WSD", "merged models can have higher loss yet better scores",
                   "merge duration matters more than interval and quantity"):
-        assert verdict(table, claim).startswith("unconfirmed (1 seed"), claim
+        assert verdict(table, claim) == "unconfirmed", claim
+        assert table.set_index("claim").loc[claim, "verdict"].startswith("unconfirmed (1 seed"), claim
 
 
 @pytest.mark.parametrize("gain, expected", [(0.08, "reproduced"), (-0.05, "not reproduced")])
@@ -87,7 +88,7 @@ def test_no_gain_verdicts(tmp_path, claim, gain, expected):
     option, named, not_leaked = NO_GAIN_CLAIMS[claim]
     scores = model_scores(load_results(write_sweep(tmp_path, seed_noise=0.005, **{option: gain})))
     table = findings(scores).set_index("claim")
-    assert table.loc[claim, "verdict"] == expected, table.loc[claim, "evidence"]
+    assert table.loc[claim, "outcome"] == expected, table.loc[claim, "evidence"]
     assert all(text in table.loc[claim, "evidence"] for text in named)
     assert not any(text in table.loc["WSM beats WSD", "evidence"] for text in not_leaked)
 

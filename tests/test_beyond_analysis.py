@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.beyond import probe_gains, quadratic_r2, scale_fits, section
+from analysis.beyond import section
+from analysis.probe import probe_gains, quadratic_r2, scale_fits
 from analysis.beyond import _models  # noqa: PLC2701 — the frame the parts read
 from wsm_exp.study.branch_spec import Probe
 from wsm_exp.sweep.record.results import make_row
@@ -48,9 +49,9 @@ def test_extrapolation_rule(effect, expected):
         data += merge_rows("mean-ex-0.5", base + 0.01, seed, alpha=-0.5)
     result = finding(frame(data), 0)
     if expected:
-        assert result["verdict"] == expected
+        assert result["outcome"] == expected
     else:  # a null: the interval straddles zero
-        assert result["verdict"] in ("inconclusive", "not reproduced") and "α = 0" in result["evidence"]
+        assert result["outcome"] in ("inconclusive", "not reproduced") and "α = 0" in result["evidence"]
 
 
 @pytest.mark.parametrize("shape_effect, expected", [(0.03, "reproduced"), (-0.03, "not reproduced")])
@@ -65,7 +66,7 @@ def test_controls_rule_needs_both_contrasts(shape_effect, expected):
         data += merge_rows("mean", base + 0.001, seed, weights=(1 / 3,) * 3)
         data += merge_rows("mean-reverse", base + 0.001, seed, order="reverse", weights=(1 / 3,) * 3)
     result = finding(frame(data), 1)
-    assert result["verdict"] == expected
+    assert result["outcome"] == expected
     assert "1-sqrt vs its reverse" in result["evidence"] and "mean vs its" not in result["evidence"]
 
 
@@ -97,17 +98,19 @@ def test_noise_rule_finds_a_planted_peak_in_eta_over_b():
     merge = fits[fits["gain"] == "merge_gain"].set_index("scale")
     assert merge["r2_adjusted"].idxmax() == "η/B" and merge.loc["η/B", "r2_adjusted"] > 0.95
     assert merge.loc["η/B", "peak_inside"] and merge.loc["η/B", "peak_at"] == pytest.approx(0.01 / 8, rel=0.05)
-    assert part.findings.iloc[2]["verdict"] == "reproduced"
+    assert part.findings.iloc[2]["outcome"] == "reproduced"
 
 
 def test_noise_rule_refuses_a_null_and_a_monotone_trend():
     null = noise_frame(lambda lr, b, wd: 0.02, noise=0.003)
-    assert section(null, None).findings.iloc[2]["verdict"] == "not reproduced"
+    row = section(null, None).findings.iloc[2]  # no scale explains the gains: R² is surely below the cut-off,
+    assert row["outcome"] == "not reproduced" and float(row["ci95"].split(",")[1].rstrip("]")) < 0  # with an interval
     monotone = noise_frame(lambda lr, b, wd: 0.1 * math.log10(lr))  # collapses on η but never peaks
     result = section(monotone, None).findings.iloc[2]
-    assert result["verdict"] == "not reproduced" and "η adjusted R²" in result["evidence"]
+    assert result["outcome"] == "not reproduced" and "η adjusted R²" in result["evidence"]
     one_seed = noise_frame(lambda lr, b, wd: 0.02, seeds=(0,), noise=0.003)
-    assert section(one_seed, None).findings.iloc[2]["verdict"].startswith("unconfirmed (1 seed")
+    verdict = section(one_seed, None).findings.iloc[2]["verdict"]  # one seed: the interval covers the grid points
+    assert verdict.endswith("on the bootstrap of grid points resampled (1 seed)")
 
 
 def test_long_decay_rule_reports_where_the_advantage_crosses():
@@ -119,7 +122,7 @@ def test_long_decay_rule_reports_where_the_advantage_crosses():
     table = part.tables["beyond_long_decay"]
     assert table["advantage"].round(6).tolist() == [-0.03, -0.01, 0.02, 0.04]
     result = part.findings.iloc[3]
-    assert result["verdict"] == "reproduced" and "changes sign between S = 128 and S = 256" in result["evidence"]
+    assert result["outcome"] == "reproduced" and "changes sign between S = 128 and S = 256" in result["evidence"]
     assert part.findings.iloc[2]["verdict"] == "not tested"  # lengths alone are not a noise grid
 
 

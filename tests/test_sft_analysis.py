@@ -65,7 +65,7 @@ def test_epoch_zero_is_never_the_reported_epoch():
     (0.0, 0.05, "inconclusive"),       # null: same SFT scores plus noise
 ])
 def test_verdict_follows_the_planted_effect(lead, noise, verdict):
-    assert sft_verdict(sft_frame(rising(lead, noise))).verdict == verdict
+    assert sft_verdict(sft_frame(rising(lead, noise))).outcome == verdict
 
 
 def test_one_seed_is_unconfirmed():
@@ -83,7 +83,7 @@ def test_report_shows_table2_beside_the_paper(tmp_path):
     section = text.split("## Table 2")[1].split("##")[0]
     assert "knowledge" not in section.split("Paper:")[0]  # columns without a task are left out of ours
     claims = report.tables["findings"].set_index("claim")  # the claim heads the report like the paper's others
-    assert claims.loc["WSM's advantage persists after SFT", "verdict"] == "reproduced"
+    assert claims.loc["WSM's advantage persists after SFT", "outcome"] == "reproduced"
     assert "- **WSM's advantage persists after SFT**: on overall" in text.split("## Findings")[0]
 
 

@@ -1,7 +1,8 @@
 """Per-document values behind each score: what paired tests between two models need.
 
 lm-eval's per-sample outputs (``log_samples=True``) become tidy rows: task, doc_id, metric, value,
-weight. A mean metric (acc, acc_norm, exact_match) keeps its per-document value with weight 1; a
+weight, source. ``source`` is the doc's own ``source`` field where the task declares one (the held-out
+text a ~600-character piece was cut from, so errors can be clustered by it), else empty. A mean metric (acc, acc_norm, exact_match) keeps its per-document value with weight 1; a
 bits-per-byte task keeps each document's bits per byte with its byte count as weight, so the
 weighted mean Σ value·weight / Σ weight is exactly lm-eval's aggregate (total bits / total bytes).
 Corpus-level metrics that are not such means (perplexities) are not kept. A sweep folder stores one
@@ -25,7 +26,8 @@ import pandas as pd
 
 from wsm_exp.atomic import temp_path
 
-COLUMNS = {"task": "string", "doc_id": "string", "metric": "string", "value": "float64", "weight": "float64"}
+COLUMNS = {"task": "string", "doc_id": "string", "metric": "string", "value": "float64", "weight": "float64",
+           "source": "string"}
 BYTE_WEIGHTED = {"bits_per_byte"}  # (log-likelihood, bytes) per document, aggregated as total bits / total bytes
 FOLDER = "samples"
 
@@ -36,16 +38,19 @@ def sample_rows(task: str, logged: dict[str, list[dict[str, Any]]]) -> list[dict
     for subtask, samples in sorted(logged.items()):
         for sample in samples:
             doc_id = str(sample["doc_id"]) if len(logged) == 1 else f"{subtask}/{sample['doc_id']}"
+            doc = sample.get("doc")
+            source = str(doc["source"]) if isinstance(doc, dict) and doc.get("source") is not None else ""
             for metric in sample.get("metrics", []):
                 value = sample.get(metric)
                 if metric in BYTE_WEIGHTED and isinstance(value, (tuple, list)) and len(value) == 2:
                     loglikelihood, n_bytes = float(value[0]), float(value[1])
                     rows.append({"task": task, "doc_id": doc_id, "metric": metric,
-                                 "value": -loglikelihood / (n_bytes * math.log(2)), "weight": n_bytes})
+                                 "value": -loglikelihood / (n_bytes * math.log(2)), "weight": n_bytes,
+                                 "source": source})
                 elif isinstance(value, (bool, int, float)) and metric not in {"perplexity", "byte_perplexity",
                                                                                 "word_perplexity"}:
                     rows.append({"task": task, "doc_id": doc_id, "metric": metric, "value": float(value),
-                                 "weight": 1.0})
+                                 "weight": 1.0, "source": source})
     return rows
 
 

@@ -56,7 +56,8 @@ def heldout(heldout_path: str | None = None, **_) -> datasets.DatasetDict:
             "extra_data={'heldout': path}."
         )
     rows = [json.loads(line) for line in Path(heldout_path).read_text().splitlines() if line.strip()]
-    return _test([{"text": piece} for r in rows for piece in _pieces(r["text"])])
+    # "source" names the text a piece was cut from: pieces of one text are correlated (analysis clusters on it)
+    return _test([{"text": piece, "source": str(i)} for i, r in enumerate(rows) for piece in _pieces(r["text"])])
 
 
 def _pieces(text: str, size: int = 600) -> list[str]:
