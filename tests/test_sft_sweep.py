@@ -66,6 +66,15 @@ def test_both_bases_get_the_same_sft_and_every_epoch_is_evaluated(sft, main_job)
     assert json.loads(wsd["steps"]) == [main[main["kind"] == "wsd"]["end_step"].max()] and wsd["curve"] == "1-sqrt"
     # each epoch is another model; the bases before SFT are the main job's models
     assert frame.groupby("branch")["model_hash"].nunique().to_dict() == {"sft_wsd": 3, "sft_wsm": 3}
+    # every evaluated epoch keeps its per-document values, so the one-seed Table 2 verdict has an interval
+    for model_hash in frame["model_hash"].unique():
+        docs = pd.read_parquet(folder / "samples" / f"{model_hash}.parquet")
+        assert set(docs["task"]) == set(frame["task"]) and set(docs["metric"]) == {"exact_match"}
+        per_task = docs.groupby("task")["doc_id"].agg(["nunique", "size"])
+        assert (per_task["nunique"] == per_task["size"]).all() and (per_task["size"] > 1).all()
+        means = docs.groupby("task")["value"].mean()
+        scored = frame[frame["model_hash"] == model_hash].set_index("task")["value"]
+        assert means.to_dict() == pytest.approx(scored.to_dict())  # the documents behind each score
     report = (folder / "report.md").read_text()
     assert "## Table 2: after SFT" in report and "WSM's advantage persists after SFT**:" in report
     assert "84.78" in report

@@ -158,7 +158,8 @@ class _Evaluator:
         return {**fields, "epoch": epoch, "sweep": self.sweep, "sweep_dir": str(self.sweep_dir)}
 
     def evaluate(self, variant: Variant, epoch: int, path: Path) -> bool:
-        from wsm_exp.evaluation import evaluate_model, model_identity
+        from wsm_exp.evaluation import evaluate, model_identity
+        from wsm_exp.evaluation.samples import write_samples
 
         with variant_lock(self.sweep_dir, variant.name):
             try:
@@ -168,9 +169,10 @@ class _Evaluator:
                 if results.finished_job(self.sweep_dir, variant.name, fingerprint):
                     return True
                 heldout = self.source.heldout() if "wsm_heldout_bpb" in self.suite.tasks else None
-                scores = evaluate_model(path, self.suite, cache_dir=self.scores, model_hash=model_hash,
-                                        extra_data={"heldout": heldout} if heldout else None)
-                rows = results.score_rows(scores, **self._fields(variant, epoch), model_hash=model_hash)
+                evaluation = evaluate(path, self.suite, cache_dir=self.scores, model_hash=model_hash,
+                                      extra_data={"heldout": heldout} if heldout else None)
+                write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values: intervals
+                rows = results.score_rows(evaluation.scores, **self._fields(variant, epoch), model_hash=model_hash)
                 tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
             except Exception as err:  # noqa: BLE001 — a failed row; a rerun retries it
                 self.record_failure(variant, epoch, err)
