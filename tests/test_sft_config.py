@@ -44,3 +44,35 @@ def test_runs_need_epoch_folders_with_a_config(tmp_path):
     for role in ("wsd", "wsm"):
         (tmp_path / role / "epoch_1" / "config.json").write_text("{}")
     assert check_sft(cfg(**runs))[0].runs == runs["runs"]
+
+
+def test_the_sft_base_is_the_best_plain_merge_not_a_control_or_an_extrapolation(tmp_path):
+    """A reversed-order or extrapolated merge with a lower bpb is not the recipe the SFT claim tests."""
+    import json
+
+    from wsm_exp.sweep.planning.sft_plan import best_merge
+    from wsm_exp.sweep.record import folder, results
+    from wsm_exp.sweep.spec.schemas import SFTJobConfig
+
+    class Source:
+        def identity(self):
+            return {"study": "micro", "seed": 0}
+
+    def row(variant, value, **fields):
+        base = dict(variant=variant, kind="wsm", branch="wsm", curve="mean", quantity=4, seed=0,
+                    steps=json.dumps([8, 16, 24, 32]), weights=json.dumps([0.25] * 4), interval_steps=8,
+                    duration_steps=32, task="wsm_heldout_bpb", metric="bits_per_byte", value=value)
+        return results.make_row(**{**base, **fields})
+
+    frame = results.to_frame([
+        row("wsm-mean-N4-reverse", 2.10, merge_order="reverse"),
+        row("wsm-mean-N4-ex+0.5", 2.05, extrapolate=0.5),
+        row("raw-like-N1", 2.00, quantity=1),
+        row("wsm-mean-N4-plain", 2.20),
+        row("wsm-mean-N4-other-seed", 1.90, seed=1),
+    ])
+    frame.to_parquet(tmp_path / "results.parquet")
+    key, payload = folder.identity(Source().identity(), {})
+    folder.claim(tmp_path, key, payload)
+    chosen = best_merge(SFTJobConfig(select_from=str(tmp_path)), Source(), seed=0)
+    assert chosen is not None and chosen.name == "wsm-mean-N4-plain"

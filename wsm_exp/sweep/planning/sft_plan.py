@@ -87,7 +87,8 @@ def given_epochs(path: Path) -> dict[int, Path]:
 
 
 def best_merge(job: SFTJobConfig, source, seed: int) -> Variant | None:
-    """The WSM merge with the lowest held-out bpb in the main job's results (same study, this seed)."""
+    """The plain WSM merge (N ≥ 2, the curve's own order, no extrapolation) with the lowest held-out bpb in the
+    main job's results (same study, this seed): controls and extrapolations are not the recipe under test."""
     import pandas as pd
 
     root = Path(job.select_from) if job.select_from else None
@@ -99,10 +100,13 @@ def best_merge(job: SFTJobConfig, source, seed: int) -> Variant | None:
         log.warning("SFT: %s holds another study; the WSM base is the fallback merge %s", root, job.fallback)
         return None
     frame = pd.read_parquet(root / "results.parquet")
-    rows = frame[(frame["kind"] == "wsm") & (frame["seed"] == seed) & (frame["status"] == "ok")
+    plain = ((frame["quantity"] >= 2) & (frame["extrapolate"].fillna(0.0) == 0.0)
+             & (frame["merge_order"].fillna("natural").isin(["natural", ""])))
+    rows = frame[(frame["kind"] == "wsm") & (frame["seed"] == seed) & (frame["status"] == "ok") & plain
                  & (frame["task"] == "wsm_heldout_bpb") & (frame["metric"] == "bits_per_byte")]
     if rows.empty:
-        log.info("SFT: no held-out bpb of a seed-%d merge in %s; using the fallback merge", seed, root)
+        log.info("SFT: no held-out bpb of a plain seed-%d merge (N >= 2, natural order, no extrapolation) in %s; "
+                 "using the fallback merge", seed, root)
         return None
     best = rows.sort_values(["value", "variant"]).iloc[0]
     log.info("SFT: WSM base = %s (held-out bpb %.4f, lowest of %d merges in %s)", best["variant"], best["value"],
