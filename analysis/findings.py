@@ -80,17 +80,17 @@ def findings(scores: pd.DataFrame, frame: pd.DataFrame | None = None, thresholds
             *_curves(ev, wsm, primary, t), _granularity(ev, wsm, primary, t),
             _decay_then_merge(ev, designs, wsd, primary, t), _merge_then_decay(ev, designs, primary, t)]
     if "kind" in frame and (frame["kind"] == "sft").any():  # the SFT sweep's claim (paper Table 2)
-        rows.append(_sft_persists(frame))
+        rows.append(_sft_persists(frame, samples))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _sft_persists(frame: pd.DataFrame) -> dict:
+def _sft_persists(frame: pd.DataFrame, samples: dict | None) -> dict:
     best_rows = table2(frame)
     if best_rows.empty or set(best_rows["row"]) != {"WSD", "WSM"}:
         return _row(SFT_PERSISTS, metric="overall", evidence="needs SFT rows of both bases (sweep sft)")
     epochs = ", ".join(f"{r['row']} epochs {r['best_epochs']}" for _, r in best_rows.iterrows())
-    return _row(SFT_PERSISTS, sft_verdict(frame), f"best epoch per base and seed by Overall ({epochs}); "
-                "paired by seed; no per-document values from the SFT sweep yet", metric="overall")
+    return _row(SFT_PERSISTS, sft_verdict(frame, samples), f"best epoch per base and seed by Overall ({epochs}); "
+                "paired by seed and by document", metric="overall")
 
 
 def _chance(ev: Evidence, metric: str) -> str | None:

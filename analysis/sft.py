@@ -4,8 +4,10 @@ Reads result rows of kind ``sft`` (wsm_exp/sweep/run/sft_job.py): branch ``sft_w
 base, ``epoch`` the SFT epoch (0 = the base before SFT). Per base and seed the best epoch ≥ 1 by
 Overall (the mean over tasks of the primary metric, in percent) is kept, as the paper reports the
 best of 5 epochs; the table averages those over seeds. The verdict on "WSM's advantage persists
-after SFT" pairs the two bases' best-epoch Overall by seed (``sft_verdict``: the one place to switch
-to another test).
+after SFT" pairs the two bases' best-epoch Overall by seed and, where the sweep folder kept them, their
+per-document values (``sft_verdict``: the one place to switch to another test), so one seed gets an
+interval on evaluation noise as every other claim does. The best epoch is picked for each base alike, on
+the same items, so the pick favours neither side and needs no correction.
 
 Example:
     >>> table2(pd.DataFrame(columns=["kind"])).empty
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis.evidence import Evidence
 from analysis.load import primary_metrics
 from analysis.stats import Comparison, compare
 
@@ -77,13 +80,27 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sft_verdict(frame: pd.DataFrame) -> Comparison:
-    """WSM's best-epoch Overall minus WSD's, paired by seed (seeds with both bases only)."""
+def sft_verdict(frame: pd.DataFrame, samples: dict | None = None) -> Comparison:
+    """WSM's best-epoch Overall minus WSD's, paired by seed (seeds with both bases only) and by document where
+    the per-document values are there (``samples``: model hash → values, else the sweep folder's files)."""
     best = best_epochs(sft_scores(frame))
     wide = best.pivot_table(index="seed", columns="row", values="overall").dropna()
     if not {"WSD", "WSM"} <= set(wide.columns):
         return compare([], [])
-    return compare(wide["WSM"].tolist(), wide["WSD"].tolist())
+    models = frame.drop_duplicates("variant").set_index("variant")
+    chosen = best.set_index(["seed", "row"])["variant"]
+    pairs = [(_model(models, chosen[(seed, "WSM")]), _model(models, chosen[(seed, "WSD")])) for seed in wide.index]
+    sft_rows = frame[frame["kind"] == "sft"] if "kind" in frame else frame
+    noise = Evidence(sft_rows, pd.DataFrame(), samples).doc_noise(pairs, "overall")
+    return compare(wide["WSM"].tolist(), wide["WSD"].tolist(), eval_noise=noise)
+
+
+def _model(models: pd.DataFrame, variant: str) -> pd.Series:
+    """A model's identity as Evidence reads it: its hash and where its per-document values are."""
+    row = models.loc[variant]
+    folder = row["samples_dir"] if "samples_dir" in row and row["samples_dir"] else \
+        (f"{row['sweep_dir']}/samples" if "sweep_dir" in row else "")
+    return pd.Series({"model_hash": row.get("model_hash", ""), "samples_dir": folder})
 
 
 def table2_section(frame: pd.DataFrame, md, paper: pd.DataFrame) -> list[str]:

@@ -92,3 +92,33 @@ def test_reports_without_sft_rows_have_no_table2(tmp_path):
                                metric="bits_per_byte", value=2.0, category="heldout")])
     frame.to_parquet(tmp_path / "results.parquet")
     assert "Table 2" not in write_report([tmp_path]).path.read_text()
+
+
+def per_document(frame: pd.DataFrame, lead: float, docs: int = 120, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Give every SFT model a hash and 0/1 per-document exact matches whose mean is its score (WSM ``lead``
+    above WSD on every task); returns the frame and the per-document values by model hash."""
+    rng = np.random.default_rng(seed)
+    frame = frame.assign(model_hash=frame["variant"])
+    samples = {}
+    for variant, rows in frame.groupby("variant"):
+        wsm = rows["branch"].iloc[0] == "sft_wsm"
+        parts = [pd.DataFrame({"task": task, "doc_id": [str(i) for i in range(docs)], "metric": "exact_match",
+                               "value": (rng.random(docs) < 0.4 + (lead if wsm else 0.0)).astype(float),
+                               "weight": 1.0}) for task in TASKS]
+        samples[variant] = pd.concat(parts, ignore_index=True)
+        means = samples[variant].groupby("task")["value"].mean()
+        frame.loc[frame["variant"] == variant, "value"] = frame.loc[frame["variant"] == variant, "task"].map(means)
+    return frame, samples
+
+
+@pytest.mark.parametrize("lead, expected", [(0.25, "reproduced"), (0.0, None)])
+def test_one_seed_sft_verdict_has_an_interval_on_evaluation_noise(lead, expected):
+    """One seed with per-document values: an interval (evaluation noise), planted effect found, null not."""
+    frame, samples = per_document(sft_frame(lambda *_: 0.0, seeds=(0,)), lead)
+    verdict = sft_verdict(frame, samples)
+    assert verdict.seeds == 1 and np.isfinite(verdict.ci_low) and np.isfinite(verdict.ci_high)
+    assert "evaluation noise only" in verdict.noise and verdict.ci_low < verdict.mean < verdict.ci_high
+    if expected:
+        assert verdict.outcome == expected and verdict.ci_low > 0
+    else:
+        assert verdict.outcome != "reproduced"
