@@ -31,6 +31,7 @@ from analysis.findings import findings
 from analysis.load import DESIGN, ReportError, failed, load_results, model_scores
 from analysis.prose import headline
 from analysis.prose import markdown as _md
+from analysis.rules import Thresholds
 from analysis.sft import table2_section
 from analysis.tables import (
     WORSE_SHOWN,
@@ -57,14 +58,14 @@ class Report:
     figures: list[Path] = field(default_factory=list)
 
 
-def build_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def build_tables(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) -> dict[str, pd.DataFrame]:
     """Every table of the report, from a tidy results frame of one group (study and suite)."""
     scores = model_scores(frame)
     primary = str(frame["primary"].iloc[0]) if "primary" in frame and len(frame) else "overall"
     if primary == "heldout_bpb" and scores["heldout_bpb"].isna().all():
         primary = "overall"
     return {
-        "models": scores, "findings": findings(scores, frame), "tasks": Evidence(frame, scores).chance,
+        "models": scores, "findings": findings(scores, frame, thresholds), "tasks": Evidence(frame, scores).chance,
         "losses": loss_table(frame, scores), "table1": table1(scores, primary), "table3": table3(scores, primary),
         "table4": table4(scores), "table5": table5(scores, primary), "duration": duration_curves(scores, primary),
         "factors": factor_importance(scores, primary), "failed": failed(frame), "pairs": decay_pairs(scores, primary),
@@ -73,9 +74,10 @@ def build_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None, *,
-                 allow_mixed: bool = False) -> Report:
+                 allow_mixed: bool = False, thresholds: Thresholds = Thresholds()) -> Report:
     """Build the report of one or more sweep folders (several seeds or sweeps combine; different studies
-    or suites only with ``allow_mixed``, then side by side). Raises ReportError with the reason."""
+    or suites only with ``allow_mixed``, then side by side), with the verdicts' margins and cut-offs of
+    ``thresholds`` (the config's ``analysis.*``). Raises ReportError with the reason."""
     if not sweep_dirs:
         raise ReportError("No sweep folder given: pass at least one folder holding results.parquet.")
     out = Path(out_dir or sweep_dirs[0])
@@ -92,13 +94,13 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
     for group in groups:
         part = frame[frame["group"] == group]
         suffix = "" if len(groups) == 1 else "__" + re.sub(r"[^A-Za-z0-9]+", "_", group).strip("_")
-        tables = build_tables(part)
+        tables = build_tables(part, thresholds)
         design = design_of(tables["models"])
         group_figures = _figures(out, tables, design, suffix)
         for name, table in tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
-        extra = beyond.section(part, out)  # extrapolation, controls, noise probe, long decays (docs/beyond.md)
+        extra = beyond.section(part, out, thresholds)  # extrapolation, controls, noise probe, long decays (docs/beyond.md)
         for name, table in extra.tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from wsm_exp.sweep.spec.schemas import AnalysisConfig
+
 
 def higher_is_better(metric: str) -> bool:
     """Scores and R² are better high; bits per byte (any ``*_bpb`` metric) are better low."""
@@ -38,14 +40,9 @@ def best(designs: pd.DataFrame, metric: str) -> pd.Series | None:
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Margins and cut-offs of the verdicts (suggested config keys: ``analysis.<field>``)."""
-
-    margin_overall: float = 0.5  # "≥"/"no gain" equivalence margin, Overall points: the paper's such gaps are ≤ ~0.3
-    margin_bpb: float = 0.005  # the same on bits per byte: a tenth of the ~0.05 bpb merges gain on the tiny study
-    r2_collapse: float = 0.8  # one noise scale "governs" the merge gain when its quadratic explains this share (adj. R²)
-    power: float = 0.8  # the power at which the smallest detectable difference is stated (the usual 80%)
-    draws: int = 20_000  # seeded Monte-Carlo draws of the max-t selection quantile (its error < 0.01 in t)
+class Thresholds(AnalysisConfig):
+    """Margins and cut-offs of the verdicts: the config's ``analysis.*`` keys (defaults and reasons in
+    wsm_exp.sweep.spec.schemas.AnalysisConfig), with the rule that picks a metric's margin."""
 
     def margin(self, metric: str) -> float:
         """The equivalence margin of ``metric`` (0 for a metric without one)."""

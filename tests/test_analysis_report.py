@@ -163,3 +163,26 @@ def test_report_cli_writes_markdown_tables_and_figures(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "nope")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "results.parquet does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("margin, expected", [(0.0, "inconclusive"), (0.5, "reproduced")])
+def test_the_equivalence_margin_is_a_setting_that_reaches_the_verdict(tmp_path, margin, expected):
+    """analysis.margin_bpb (the config key) decides "no gain": a wide margin accepts the same data a zero one cannot."""
+    from analysis.rules import Thresholds
+
+    folder = write_sweep(tmp_path, decay_merge_gain=0.0)
+    write_report([folder], thresholds=Thresholds(margin_bpb=margin))
+    table = pd.read_csv(folder / "tables" / "findings.csv").set_index("claim")
+    row = table.loc["decay-then-merge gives no gain over the decay"]
+    assert row["outcome"] == expected and f"margin {margin}" in row["rule"]
+
+
+def test_analysis_settings_are_config_keys_checked_before_work():
+    from wsm_exp.sweep.spec.schemas import AnalysisConfig
+
+    from analysis.rules import Thresholds
+
+    assert {f for f in AnalysisConfig.__dataclass_fields__} <= set(Thresholds.__dataclass_fields__)
+    done = subprocess.run([sys.executable, "-m", "wsm_exp", "plan=true", "analysis.power=1.5", "paths.sweeps=/nonexistent/x"],
+                          capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1])
+    assert done.returncode == 2 and "analysis.power=1.5" in done.stderr + done.stdout

@@ -11,6 +11,7 @@ becomes a failed row. Any failed variant makes the command exit non-zero after a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -76,7 +77,7 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     from wsm_exp.sweep.record import results, tracking
     from wsm_exp.sweep.record.console import FILE_ONLY
     from wsm_exp.sweep.run.workspace import sweep_paths
-    from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node
+    from wsm_exp.sweep.spec.schemas import AnalysisConfig, LoggerConfig, from_node
 
     sweep, sweep_dir = sweep_paths(config)
     if not (sweep_dir / "jobs").is_dir():
@@ -86,8 +87,10 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     report, report_error = None, ""
     try:
         from analysis import log_report_to_wandb, write_report
+        from analysis.rules import Thresholds
 
-        report = write_report([sweep_dir])
+        margins = from_node(AnalysisConfig, config.get("analysis") or {}, key="analysis")
+        report = write_report([sweep_dir], thresholds=Thresholds(**dataclasses.asdict(margins)))
     except Exception as err:  # noqa: BLE001 — the results are safe; say why the report is missing
         log.info("report failed", exc_info=True, extra=FILE_ONLY)
         report_error = f"{type(err).__name__}: {err}"

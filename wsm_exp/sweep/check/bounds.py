@@ -29,6 +29,10 @@ POSITIVE = (  # counts where 0 or less cannot work (None, where allowed, means "
     "data.max_chars_anneal", "data.heldout_docs", "merge.branch_batch_size", "merge.branch_steps",
 )
 NON_NEGATIVE = ("eval.num_fewshot", "series.branch_start", "train.warmup_steps", "merge_stage_tasks")
+FRACTIONS = {  # analysis.* margins and cut-offs: (lowest, highest, whether the ends are allowed)
+    "analysis.margin_overall": (0.0, float("inf"), True), "analysis.margin_bpb": (0.0, float("inf"), True),
+    "analysis.r2_collapse": (0.0, 1.0, True), "analysis.power": (0.0, 1.0, False),
+}
 PATHS = ("sweeps", "cache", "studies", "merges", "scores", "sweep_dir")
 CACHES = ("cache", "studies", "merges", "scores")
 NAME_BYTES = 255  # the longest file name common file systems take
@@ -58,6 +62,13 @@ def check_values(tree: dict[str, Any]) -> None:
                     ", or null to leave it unset." if key == "eval.limit" or key.startswith(("series.", "merge."))
                     else ", or drop the override for the default.")
             raise ConfigError(f"{key}={value}: must be a whole number of {what}. Give e.g. {key}={max(least, 1)}{rest}")
+    for key, (low, high, ends) in FRACTIONS.items():
+        value = _get(tree, key)
+        inside = value is not None and (low <= value <= high if ends else low < value < high)
+        if value is not None and not inside:
+            span = f"from {low:g} to {high:g}" if ends else f"strictly between {low:g} and {high:g}"
+            raise ConfigError(f"{key}={value}: must be a number {span} (docs/analysis.md); drop the override for "
+                              "the default.")
 
 
 def check_sweep_name(name: Any) -> None:
@@ -144,6 +155,6 @@ def check_config(cfg: Any) -> None:
 
     tree = {key: OmegaConf.select(cfg, key) for key in ("sweep_name", "seed", "merge_stage_tasks")}
     tree.update({group: OmegaConf.to_container(cfg[group], resolve=True)
-                 for group in ("eval", "series", "train", "model", "data", "merge") if group in cfg})
+                 for group in ("eval", "series", "train", "model", "data", "merge", "analysis") if group in cfg})
     check_values(tree)
     check_paths(OmegaConf.to_container(cfg.paths, resolve=True))

@@ -51,7 +51,7 @@ def reference() -> str:
     run = schemas()["run"]
     hints = typing.get_type_hints(run)
     out = ["### Root keys (`conf/config.yaml`, schema `RunConfig`)", "", *table("", run)]
-    for name in ("baselines", "paths"):
+    for name in ("baselines", "paths", "analysis"):
         out += ["", f"### `{name}.*` (schema `{hints[name].__name__}`)", "", *table(f"{name}.", hints[name])]
     for group in GROUPS:
         cls = schemas()[group]

@@ -103,6 +103,16 @@ class SFTJobConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Margins and cut-offs of the report's verdicts (analysis.rules.Thresholds; docs/analysis.md)."""
+
+    margin_overall: float = 0.5  # "≥"/"no gain" equivalence margin, Overall points: the paper's such gaps are ≤ ~0.3
+    margin_bpb: float = 0.005  # the same on bits per byte: a tenth of the ~0.05 bpb merges gain on the tiny study
+    r2_collapse: float = 0.8  # one noise scale "governs" the merge gain when its quadratic explains this share (adj. R²)
+    power: float = 0.8  # the power at which the smallest detectable difference is stated (the usual 80%)
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     """Where sweeps and the content-keyed cache live."""
 
@@ -134,6 +144,7 @@ class RunConfig:
     merge_shard_mib: float = 2048.0  # merged models' shard size (MiB): bounded memory, a few shards for 7B to split
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)  # reference models beside the merges
     paths: PathsConfig = field(default_factory=PathsConfig)  # sweep folders and the shared cache
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)  # the report's verdict margins and cut-offs
 
 
 def schemas() -> dict[str, type]:
