@@ -11,8 +11,8 @@ import pandas as pd
 
 from analysis.findings import findings
 from analysis.load import model_scores, prepared
-from wsm_exp.sweep import results
-from wsm_exp.sweep.variants import merge_variant, wsd_variant
+from wsm_exp.sweep.record import results
+from wsm_exp.sweep.spec.variants import merge_variant, wsd_variant
 
 MERGES = ((2, 16), (4, 16), (4, 32))  # (N, D): correlated merges of one series
 
