@@ -53,3 +53,16 @@ def claim_outcome(frame, samples, claim="WSM beats WSD") -> str:
     """The outcome the report gives the claim (analysis.findings, the function the report calls)."""
     table = findings(model_scores(frame), frame, samples=samples)
     return str(table.set_index("claim").loc[claim, "outcome"])
+
+
+def rate(seeds: int, effect: float, draws: int, seed: int = 0, seed_sd: float = 0.01) -> float:
+    """Share of synthetic studies whose report says "WSM beats WSD: reproduced" (analysis.findings itself:
+    max-t over the 3 merges, clustered pieces, seeds + documents combined)."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([claim_outcome(*study(rng, seeds=seeds, effect=effect, seed_sd=seed_sd)) == "reproduced"
+                          for _ in range(draws)]))
+
+
+def null_bound(draws: int, level: float = 0.025) -> float:
+    """The one-sided level plus three Monte-Carlo standard errors of a rate measured over ``draws``."""
+    return level + 3 * float(np.sqrt(level * (1 - level) / draws))
