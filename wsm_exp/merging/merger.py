@@ -138,6 +138,7 @@ def merge_plans(
     provenance: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
     progress: bool = True, hf_config: str | Path | None = None, workers: int = 1, executor=None,
+    sinks: Sequence[Any] | None = None,
 ) -> list[MergeResult]:
     """Several merges in one streaming pass over the union of their checkpoints.
 
@@ -153,6 +154,8 @@ def merge_plans(
     the result is bit-identical to one process. A merge with one output shard (or DCP output, or
     outputs whose shards differ) runs in one process. ``executor`` (anything with ``map(fn, *iterables)``)
     runs those workers instead of local processes: the sweep's Slurm array (wsm_exp.sweep.merge_array).
+    ``sinks`` (one per plan, ``memory_sink.MemorySink``) take each output's shards in place of its files,
+    in this process; the folder then holds only the side files and merge.json (``memory_sink.merge_in_memory``).
     """
     started = time.perf_counter()
     out_dirs = [Path(o) for o in out_dirs]
@@ -165,6 +168,9 @@ def merge_plans(
     input_dtypes = sorted({st for st, _ in layout.values()})
     _check_float_dtypes(layout, input_dtypes, inputs[0])
     as_dcp = hf_config is None and inputs[0].files[0].name == DCP_METADATA
+    if sinks is not None and (as_dcp or len(sinks) != len(plans)):
+        raise MergeError("An in-memory merge needs one sink per merge and a Hugging Face output: for DCP "
+                         "checkpoints pass hf_config (the model's folder with config.json and tokenizer).")
     side_files = Path(hf_config) if hf_config is not None else None
     if side_files is not None and not (side_files / "config.json").is_file():
         raise MergeError(f"--hf-config {side_files} has no config.json: give the folder of the Hugging Face model "
@@ -174,8 +180,10 @@ def merge_plans(
         for plan, out_dir in zip(plans, out_dirs):
             outputs.append(_Output(plan, out_dir, inputs, layout, input_dtypes, shard_size_bytes, as_dcp,
                                    side_files))
+        for output, sink in zip(outputs, sinks or ()):
+            output.open_writer = sink.open
         streams = [StreamingIdentity(c) for c in inputs]
-        groups = _worker_groups(outputs, workers)
+        groups = _worker_groups(outputs, 1 if sinks is not None else workers)
         if groups is None and workers > 1:
             log.info("merging in one process, not %d: the outputs have one shard each or are DCP (a smaller "
                      "shard size gives more shards to split)", workers)
@@ -370,6 +378,7 @@ class _Output:
         self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
         self.writer, self.shard, self.digests = None, -1, {}  # digests: shard index -> its files' digests
         self.pool = None  # the pass's writer thread (set by _stream)
+        self.open_writer = SafetensorsWriter  # or a sink's open (merge_plans' sinks): same bytes, kept in memory
         self.pending, self.slot = collections.deque(), 0  # writes in flight, oldest first
         if tmp is not None:  # a worker writing some shards of a folder its parent made
             self.tmp = tmp
@@ -386,7 +395,7 @@ class _Output:
             self.shard = self.shard_of[name]
             file_name, names = self.shards[self.shard]
             entries = [(n, _out_st_dtype(self.layout[n][0], self.plan.dtype), self.layout[n][1]) for n in names]
-            self.writer = SafetensorsWriter(self.tmp / file_name, entries, self.metadata)
+            self.writer = self.open_writer(self.tmp / file_name, entries, self.metadata)
         self.in_st = self.layout[name][0]
         self.out_st = _out_st_dtype(self.in_st, self.plan.dtype)
         self.summed = self.in_st in FLOAT_DTYPES

@@ -31,9 +31,11 @@ from wsm_exp.merging.st_io import tensor_nbytes
 
 class SafetensorsWriter:
     """Writes ``entries`` (name, safetensors dtype, shape), in that order, to ``path``; ``digest()`` is the
-    file's identity digest (``identity.file_digest``), computed from the bytes as they are written."""
+    file's identity digest (``identity.file_digest``), computed from the bytes as they are written.
+    ``file``: a binary file object to write to instead of opening ``path`` (``memory_sink.MemoryFile``)."""
 
-    def __init__(self, path: str | Path, entries: Sequence[tuple[str, str, Sequence[int]]], metadata: dict[str, str]):
+    def __init__(self, path: str | Path, entries: Sequence[tuple[str, str, Sequence[int]]], metadata: dict[str, str],
+                 file=None):
         header: dict = {"__metadata__": metadata}
         offset = 0
         for name, st_dtype, shape in entries:
@@ -45,7 +47,7 @@ class SafetensorsWriter:
         self._expected = [(name, st_dtype, tensor_nbytes(st_dtype, shape)) for name, st_dtype, shape in entries]
         self._next, self._written, self._hash = 0, 0, tensor_hasher()
         self._tree = TreeDigest(blob, [name for name, _, _ in entries])
-        self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
+        self._file = open(path, "wb") if file is None else file  # noqa: SIM115 (closed in close())
         self._file.write(struct.pack("<Q", len(blob)) + blob)
 
     def write(self, name: str, data: np.ndarray) -> None:
