@@ -20,3 +20,22 @@ def tiny_lm(folder: Path, seed: int = 0) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_series(root: Path, steps: list[int], seed: int = 0) -> Path:
+    """A series of ``tiny_lm`` checkpoints (config + tokenizer in each) whose weights take seeded random steps."""
+    from safetensors.torch import load_file, save_file
+
+    first = tiny_lm(root / f"step_{steps[0]}", seed)
+    state = load_file(first / "model.safetensors")
+    gen = torch.Generator().manual_seed(seed + 1)
+    for step in steps[1:]:
+        state = {k: v + 0.05 * torch.randn(v.shape, generator=gen) for k, v in state.items()}
+        folder = root / f"step_{step}"
+        folder.mkdir(parents=True)
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        for side in first.iterdir():
+            if side.name != "model.safetensors":
+                (folder / side.name).write_bytes(side.read_bytes())
+    (root / "series.json").write_text('{"tokens_per_step": 1000}')
+    return root

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from wsm_exp.atomic import file_lock, write_json_atomic
+from wsm_exp.evaluation.in_memory import ModelInMemory, build_model
 from wsm_exp.evaluation.samples import sample_rows, to_frame
 from wsm_exp.evaluation.suites import TASK_DIR, SuiteConfig
 from wsm_exp.keys import content_key, package_versions
@@ -53,6 +54,8 @@ class Score:
     harness_version: str
     seconds: float
     from_cache: bool = False
+    tokens: int = 0  # tokens the model read for this task (throughput.CountingLM); 0 in entries cached before
+    tokens_per_second: float = math.nan  # tokens / seconds of the task's run
 
 
 @dataclass(frozen=True)
@@ -108,17 +111,23 @@ def task_manager(builtin: bool, metadata_json: str):
     return TaskManager(include_path=str(TASK_DIR), include_defaults=builtin, metadata=json.loads(metadata_json))
 
 
-def evaluate_model(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str | Path | None,
+def evaluate_model(model_dir: str | Path | ModelInMemory, suite: SuiteConfig, *, cache_dir: str | Path | None,
                    extra_data: dict[str, Path] | None = None, model_hash: str | None = None) -> list[Score]:
     """Scores of ``model_dir`` on every task of ``suite``, from the cache where possible."""
     return evaluate(model_dir, suite, cache_dir=cache_dir, extra_data=extra_data, model_hash=model_hash).scores
 
 
-def evaluate(model_dir: str | Path, suite: SuiteConfig, *, cache_dir: str | Path | None,
+def evaluate(model_dir: str | Path | ModelInMemory, suite: SuiteConfig, *, cache_dir: str | Path | None,
              extra_data: dict[str, Path] | None = None, model_hash: str | None = None) -> Evaluation:
-    """Scores and per-document values of ``model_dir`` on every task of ``suite`` (cached together)."""
-    model_dir = Path(model_dir)
-    model_hash = model_hash or model_identity(model_dir)
+    """Scores and per-document values of ``model_dir`` on every task of ``suite`` (cached together).
+
+    ``model_dir`` is a Hugging Face folder, or a ``ModelInMemory`` (e.g. a merge never written:
+    ``in_memory.from_merge``), whose identity keys the cache unless ``model_hash`` is given."""
+    if isinstance(model_dir, ModelInMemory):
+        model_hash = model_hash or model_dir.identity
+    else:
+        model_dir = Path(model_dir)
+        model_hash = model_hash or model_identity(model_dir)
     metadata = {}
     data_identity = ""
     if extra_data and extra_data.get("heldout"):
@@ -190,16 +199,20 @@ def _check_code_execution(tasks: list[str], suite: SuiteConfig) -> None:
         )
 
 
-def _load_model(model_dir: Path, suite: SuiteConfig):
-    from lm_eval.models.huggingface import HFLM
+def _load_model(model_dir: Path | ModelInMemory, suite: SuiteConfig):
+    from wsm_exp.evaluation.throughput import CountingLM
 
-    return HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=suite.device, dtype=suite.dtype,
-                batch_size=suite.batch_size)
+    if isinstance(model_dir, ModelInMemory):
+        return CountingLM(pretrained=build_model(model_dir, suite.dtype, suite.device),
+                          tokenizer=str(model_dir.folder), batch_size=suite.batch_size)
+    return CountingLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=suite.device, dtype=suite.dtype,
+                      batch_size=suite.batch_size)
 
 
 def _run_task(lm, manager, task: str, suite: SuiteConfig) -> tuple[list[Score], list[dict]]:
     import lm_eval
 
+    lm.tokens = 0
     started = time.perf_counter()
     result = lm_eval.simple_evaluate(
         model=lm, tasks=[task], task_manager=manager, limit=suite.limit_for(task), num_fewshot=suite.num_fewshot,
@@ -210,6 +223,8 @@ def _run_task(lm, manager, task: str, suite: SuiteConfig) -> tuple[list[Score], 
         confirm_run_unsafe_code=suite.allow_code_execution,
     )
     seconds = time.perf_counter() - started
+    tokens, rate = lm.tokens, lm.tokens / seconds if seconds > 0 else math.nan
+    log.info("%s: %d tokens in %.1f s, %.0f tokens/s", task, tokens, seconds, rate)
     metrics = result["results"][task]
     samples = result.get("n-samples", {})
     n = samples.get(task, {}).get("effective") or sum(v.get("effective", 0) for v in samples.values())
@@ -224,7 +239,8 @@ def _run_task(lm, manager, task: str, suite: SuiteConfig) -> tuple[list[Score], 
             task=task, category=suite.category_of(task), metric=metric, value=float(value),
             stderr=binary_stderr(float(value), int(n)) if metric in BINARY else math.nan,
             higher_is_better=metric not in LOWER_IS_BETTER, n_samples=int(n), task_version=version,
-            task_hash=task_hash, harness_version=harness_version(), seconds=seconds,
+            task_hash=task_hash, harness_version=harness_version(), seconds=seconds, tokens=tokens,
+            tokens_per_second=rate,
         ))
     if not out:
         raise RuntimeError(f"lm-eval returned no metric for task {task!r} (got {sorted(metrics)}).")

@@ -56,6 +56,7 @@ def merge_plans(
     provenance: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     overwrite: bool = False, shard_size_bytes: int = DEFAULT_SHARD_BYTES, allow_nonfinite: bool = False,
     progress: bool = True, hf_config: str | Path | None = None, workers: int = 1, executor=None,
+    sinks: Sequence[Any] | None = None,
 ) -> list[MergeResult]:
     """Several merges in one streaming pass over the union of their checkpoints.
 
@@ -73,6 +74,8 @@ def merge_plans(
     the result is bit-identical to one process. A merge with one output shard (or DCP output, or
     outputs whose shards differ) runs in one process. ``executor`` (anything with ``map(fn, *iterables)``)
     runs those workers instead of local processes: the sweep's Slurm array (wsm_exp.sweep.stage.merge_array).
+    ``sinks`` (one per plan, ``memory_sink.MemorySink``) take each output's shards in place of its files,
+    in this process; the folder then holds only the side files and merge.json (``memory_sink.merge_in_memory``).
     """
     started = time.perf_counter()
     out_dirs = [Path(o) for o in out_dirs]
@@ -85,6 +88,9 @@ def merge_plans(
     input_dtypes = sorted({st for st, _ in layout.values()})
     _check_float_dtypes(layout, input_dtypes, inputs[0])
     as_dcp = hf_config is None and inputs[0].files[0].name == DCP_METADATA
+    if sinks is not None and (as_dcp or len(sinks) != len(plans)):
+        raise MergeError("An in-memory merge needs one sink per merge and a Hugging Face output: for DCP "
+                         "checkpoints pass hf_config (the model's folder with config.json and tokenizer).")
     side_files = Path(hf_config) if hf_config is not None else None
     if side_files is not None and not (side_files / "config.json").is_file():
         raise MergeError(f"--hf-config {side_files} has no config.json: give the folder of the Hugging Face model "
@@ -93,9 +99,11 @@ def merge_plans(
     try:
         for plan, out_dir in zip(plans, out_dirs):
             outputs.append(FolderOutput(plan, out_dir, layout, shard_size_bytes, as_dcp, side_files))
+        for output, sink in zip(outputs, sinks or ()):
+            output.open_writer = sink.open
         accumulators = [Accumulator(plan, inputs, layout, input_dtypes) for plan in plans]
         streams = [StreamingIdentity(c) for c in inputs]
-        groups = _worker_groups(outputs, workers)
+        groups = _worker_groups(outputs, 1 if sinks is not None else workers)
         if groups is None and workers > 1:
             log.info("merging in one process, not %d: the outputs have one shard each or are DCP (a smaller "
                      "shard size gives more shards to split)", workers)

@@ -58,6 +58,7 @@ class FolderOutput:
         self.shard_of = {n: i for i, (_, names) in enumerate(self.shards) for n in names}
         self.metadata = {"format": "pt", "wsm_merge": json.dumps(plan.recipe(), sort_keys=True)}
         self.writer, self.shard, self.digests = None, -1, {}  # digests: shard index -> its files' digests
+        self.open_writer = SafetensorsWriter  # or a sink's open (merge_plans' sinks): same bytes, kept in memory
         if tmp is not None:
             self.tmp = tmp
             return
@@ -74,7 +75,7 @@ class FolderOutput:
             self.shard = self.shard_of[name]
             file_name, names = self.shards[self.shard]
             entries = [(n, out_st_dtype(self.layout[n][0], self.plan.dtype), self.layout[n][1]) for n in names]
-            self.writer = SafetensorsWriter(self.tmp / file_name, entries, self.metadata)
+            self.writer = self.open_writer(self.tmp / file_name, entries, self.metadata)
 
     def write(self, name: str, data) -> None:
         """The next piece of tensor ``name`` (a DCP output takes whole tensors)."""

@@ -32,9 +32,11 @@ from wsm_exp.merging.st_io import tensor_nbytes
 
 class SafetensorsWriter:
     """Writes ``entries`` (name, safetensors dtype, shape), in that order, to ``path``; ``digest()`` is the
-    file's identity digest (``identity.file_digest``), computed from the bytes as they are written."""
+    file's identity digest (``identity.file_digest``), computed from the bytes as they are written.
+    ``file``: a binary file object to write to instead of opening ``path`` (``memory_sink.MemoryFile``)."""
 
-    def __init__(self, path: str | Path, entries: Sequence[tuple[str, str, Sequence[int]]], metadata: dict[str, str]):
+    def __init__(self, path: str | Path, entries: Sequence[tuple[str, str, Sequence[int]]], metadata: dict[str, str],
+                 file=None):
         header: dict = {"__metadata__": metadata}
         offset = 0
         for name, st_dtype, shape in entries:
@@ -46,7 +48,8 @@ class SafetensorsWriter:
         self._expected = [(name, st_dtype, tensor_nbytes(st_dtype, shape)) for name, st_dtype, shape in entries]
         self._next, self._written, self._hash = 0, 0, tensor_hasher()
         self._tree = TreeDigest(blob, [name for name, _, _ in entries])
-        self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
+        self._owned = file is None
+        self._file = open(path, "wb") if file is None else file  # noqa: SIM115 (closed in close())
         self._file.write(struct.pack("<Q", len(blob)) + blob)
 
     def write(self, name: str, data: np.ndarray) -> None:
@@ -81,8 +84,9 @@ class SafetensorsWriter:
         if self._next != len(self._expected):
             self.abort()
             raise ValueError(f"SafetensorsWriter closed after {self._next} of {len(self._expected)} tensors")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._owned:  # a file of ours: durable before the merge publishes it (a given file object: its owner's)
+            self._file.flush()
+            os.fsync(self._file.fileno())
         self._file.close()
 
     def __enter__(self) -> SafetensorsWriter:
