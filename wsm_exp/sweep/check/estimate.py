@@ -1,0 +1,67 @@
+"""Seconds a plan will take, from past evaluations recorded on this machine (pure arithmetic, no I/O).
+
+Evaluation: a task costs ``TASK_SECONDS`` plus seconds per document, measured by earlier evaluations
+of that task on the same device (wsm_exp.evaluation.timings): the median of the most recent records
+of the model size nearest to the one planned, scaled by parameters^``PARAMETER_EXPONENT``. Without a
+record for the task and device: the documented prior ``PRIOR_SECONDS_PER_DOCUMENT`` (the tiny model on
+2 CPU cores), scaled the same way.
+Each evaluated model also costs ``LOAD_SECONDS`` (loading it into lm-eval; merging it when needed).
+
+Training (the embedded study): the measured step rate of the tiny and small studies on 2 CPU cores,
+scaled by tokens per step and parameters^``PARAMETER_EXPONENT``.
+
+Example:
+    >>> from wsm_exp.evaluation.timings import Timing
+    >>> past = [Timing("wsm_piqa", 200, 4.0, 1_000_000, "cpu")]
+    >>> task_seconds("wsm_piqa", 400, 1_000_000, "cpu", past)
+    (7.2, 'measured')
+    >>> task_seconds("wsm_piqa", 400, 1_000_000, "cuda", past)[1]
+    'prior'
+    >>> rough_study_seconds(steps=2012, tokens_per_step=2048, parameters=164_352)
+    185.1
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from wsm_exp.evaluation.timings import Timing
+
+# Measured on 2 CPU cores: the tiny study (164k parameters, 2048 tokens/step) trains at ~0.092 s per
+# step; the small one (12.2M parameters, 4096 tokens/step) at ~2.8 s: cost ∝ tokens · parameters^0.63.
+TINY_SECONDS_PER_STEP, TINY_TOKENS, TINY_PARAMETERS, PARAMETER_EXPONENT = 0.092, 2048, 164_352, 0.63
+PRIOR_SECONDS_PER_DOCUMENT = 0.01  # lm-eval on the tiny model, 2 CPU cores: ~2 s per task at 200 documents
+TASK_SECONDS = 0.8  # per task and model, whatever its size: lm-eval building the task (micro model, 2 cores)
+LOAD_SECONDS = 1.0  # per evaluated model: lm-eval loading a small model on CPU
+RECENT = 20  # records per task and size the median is taken over: the machine's present speed
+
+
+def task_seconds(task: str, documents: int, parameters: int, device: str,
+                 past: Sequence[Timing]) -> tuple[float, str]:
+    """Seconds to evaluate ``documents`` of ``task`` on a model of ``parameters`` on ``device``, and whether
+    the rate was ``measured`` (past records of the task on the device) or the ``prior``.
+
+    A task costs a fixed part (building it) plus a part per document that grows with the model; the
+    fixed part is ``TASK_SECONDS``, or less where a past run of the task took less in all.
+    """
+    same = [t for t in past if t.task == task and t.device == device]
+    if not same:
+        return TASK_SECONDS + documents * _scaled(PRIOR_SECONDS_PER_DOCUMENT, TINY_PARAMETERS, parameters), "prior"
+    distance = {t: abs(math.log(t.parameters / parameters)) for t in same}
+    nearest = min(distance.values())
+    chosen = [t for t in same if distance[t] <= nearest + 1e-9][-RECENT:]
+    fixed = min(TASK_SECONDS, 0.9 * min(t.seconds for t in chosen))
+    rate = statistics.median(_scaled((t.seconds - fixed) / t.documents, t.parameters, parameters) for t in chosen)
+    return round(fixed + documents * rate, 3), "measured"
+
+
+def _scaled(rate: float, measured_at: int, parameters: int) -> float:
+    return rate * (parameters / measured_at) ** PARAMETER_EXPONENT
+
+
+def rough_study_seconds(*, steps: int, tokens_per_step: int, parameters: int) -> float:
+    """Seconds to train ``steps`` steps of the embedded study on 2 CPU cores."""
+    scale = (tokens_per_step / TINY_TOKENS) * (parameters / TINY_PARAMETERS) ** PARAMETER_EXPONENT
+    return round(steps * TINY_SECONDS_PER_STEP * scale, 1)
