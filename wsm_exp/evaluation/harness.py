@@ -4,7 +4,7 @@ A score is keyed by model content hash + task definitions hash + harness version
 and few-shot settings (+ the held-out file's content for the loss task). The per-document values
 behind the scores (wsm_exp.evaluation.samples) are cached in the same file, under the same key.
 A rerun evaluates only what is missing; each task actually run appends its seconds to the
-calibration store (wsm_exp.evaluation.timings) that ``plan=true`` estimates from. lm-eval's own
+calibration store (wsm_exp.timings) that ``plan=true`` estimates from. lm-eval's own
 response cache is never used, so nothing is
 shared across models.
 
@@ -33,7 +33,7 @@ import pandas as pd
 from wsm_exp.atomic import file_lock, write_json_atomic
 from wsm_exp.evaluation.samples import sample_rows, to_frame
 from wsm_exp.evaluation.suites import TASK_DIR, SuiteConfig
-from wsm_exp.evaluation.timings import Timing, record_timing
+from wsm_exp.timings import Timing, record_timing
 from wsm_exp.keys import content_key, package_versions
 
 log = logging.getLogger(__name__)

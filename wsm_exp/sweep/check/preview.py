@@ -18,8 +18,8 @@ import struct
 from pathlib import Path
 
 from wsm_exp.evaluation.documents import documents
-from wsm_exp.evaluation.timings import read as read_timings
-from wsm_exp.sweep.check.estimate import LOAD_SECONDS, rough_study_seconds, task_seconds
+from wsm_exp.timings import read as read_timings
+from wsm_exp.sweep.check.estimate import LOAD_SECONDS, STARTUP_SECONDS, study_seconds, task_seconds
 from wsm_exp.sweep.check.preflight import CheckedJob
 from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
 
@@ -48,16 +48,18 @@ def render(jobs: list[CheckedJob]) -> str:
         branches.setdefault(int(job.cfg.seed), set()).update(job.plan.branches)
         for variant in [job.plan.variant, *job.plan.baselines]:
             variants.setdefault(variant.name, (variant, job))
-    train_seconds = 0.0
+    train_seconds, train_origin = 0.0, "prior"
     if jobs[0].source.trains_branches:  # the embedded study
+        trained = read_timings(jobs[0].source.cache_root)
         for seed, names in sorted(branches.items()):
             job = next(j for j in jobs if int(j.cfg.seed) == seed)
             cached, missing = _study_state(job.source, sorted(names))
             lines.append(f"  study seed {seed}: cached {', '.join(cached) or '-'}; "
                          f"to train: {', '.join(missing) or '-'}")
             steps = (job.source.branch_start if missing else 0) + job.source.branch_steps * len(missing)
-            train_seconds += rough_study_seconds(steps=steps, tokens_per_step=job.source.tokens_per_step,
-                                                 parameters=model_parameters(job.source))
+            seconds, train_origin = study_seconds(steps=steps, tokens_per_step=job.source.tokens_per_step,
+                                                  parameters=model_parameters(job.source), past=trained)
+            train_seconds += seconds
     else:
         lines.append(f"  series: {first.series.path} (your own run; nothing to train)")
     suite, source = jobs[0].keys.suite, jobs[0].source
@@ -88,8 +90,10 @@ def render(jobs: list[CheckedJob]) -> str:
     measured = sum(c[2] == "measured" for c in cost.values())
     lines.append(f"  eval suite {eval_cfg.name!r}: {len(eval_cfg.tasks)} task(s), {docs} documents per model "
                  f"({', '.join(f'{t} {c[0]}' for t, c in cost.items())}); {size:,} parameters on {eval_cfg.device}")
+    eval_seconds += STARTUP_SECONDS if scored else 0.0
     lines.append(f"  time per document: {measured} of {len(cost)} task(s) from {len(past)} past evaluation(s) "
-                 f"in {Path(first.paths.scores) / 'timings.jsonl'}, the rest from the prior (docs/config.md)")
+                 f"in {Path(first.paths.scores) / 'timings.jsonl'}, the rest from the prior (docs/config.md)"
+                 + (f"; training: {train_origin}" if train_seconds else ""))
     lines.append(f"  estimated time: ~{_minutes(train_seconds + eval_seconds)} (training ~{_minutes(train_seconds)}, "
                  f"evaluation of {scored} model(s) ~{_minutes(eval_seconds)})")
     lines.append("Nothing was written. Run the same command without plan=true to start.")

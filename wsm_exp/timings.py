@@ -1,7 +1,9 @@
-"""The calibration store: measured seconds of every task evaluation, kept beside the score cache.
+"""The calibration store: measured seconds of every task evaluation and every trained study segment.
 
-Each evaluation of one task on one model appends one JSON line to ``<scores>/timings.jsonl``:
-task, documents, seconds, the model's parameter count and the device. One ``os.write`` of one
+Each evaluation of one task on one model appends one JSON line to ``<paths.scores>/timings.jsonl``:
+task, documents, seconds, the model's parameter count and the device; each segment of the embedded
+study trained appends one to ``<paths.studies>/timings.jsonl`` (task ``TRAIN_TASK``, documents =
+steps, with its tokens). One ``os.write`` of one
 line on a file opened with ``O_APPEND`` is atomic against other appenders (two sweeps at once), and
 a reader skips any line it cannot parse, so the store never blocks or breaks a run. ``plan=true``
 (wsm_exp/sweep/check/preview.py) turns these records into seconds per document.
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 FILE = "timings.jsonl"
+TRAIN_TASK = "(train)"  # the task name of a training record
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,8 @@ class Timing:
     documents: int
     seconds: float
     parameters: int
-    device: str  # the suite's eval.device: cpu, cuda, cuda:1, ...
+    device: str  # the suite's eval.device (cpu, cuda, cuda:1, ...) or the training device
+    tokens: int = 0  # tokens processed, where known (training: steps × tokens per step)
 
     @property
     def seconds_per_document(self) -> float:
@@ -79,7 +83,7 @@ def _parse(line: str) -> Timing | None:
     except (ValueError, TypeError):
         return None
     types = ((timing.task, str), (timing.device, str), (timing.documents, int), (timing.parameters, int),
-             (timing.seconds, (int, float)))
+             (timing.seconds, (int, float)), (timing.tokens, int))
     if not all(isinstance(v, t) and not isinstance(v, bool) for v, t in types):
         return None
     return timing if timing.documents > 0 and timing.parameters > 0 and timing.seconds >= 0 else None
