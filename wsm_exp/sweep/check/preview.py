@@ -17,9 +17,10 @@ import json
 import struct
 from pathlib import Path
 
-from wsm_exp.evaluation.documents import documents
+from wsm_exp.evaluation.documents import documents, subtasks
 from wsm_exp.timings import read as read_timings
-from wsm_exp.sweep.check.estimate import LOAD_SECONDS, STARTUP_SECONDS, study_seconds, task_seconds
+from wsm_exp.sweep.check.estimate import (COMMAND_SECONDS, LOAD_SECONDS, STARTUP_SECONDS, STUDY_SETUP_SECONDS,
+                                          study_seconds, task_seconds)
 from wsm_exp.sweep.check.preflight import CheckedJob
 from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
 
@@ -59,7 +60,7 @@ def render(jobs: list[CheckedJob]) -> str:
             steps = (job.source.branch_start if missing else 0) + job.source.branch_steps * len(missing)
             seconds, train_origin = study_seconds(steps=steps, tokens_per_step=job.source.tokens_per_step,
                                                   parameters=model_parameters(job.source), past=trained)
-            train_seconds += seconds
+            train_seconds += seconds + (STUDY_SETUP_SECONDS if missing and not train_seconds else 0.0)
     else:
         lines.append(f"  series: {first.series.path} (your own run; nothing to train)")
     suite, source = jobs[0].keys.suite, jobs[0].source
@@ -73,9 +74,14 @@ def render(jobs: list[CheckedJob]) -> str:
     lines.append(f"  variants: {len(variants)} ({len(done)} already in {sweep_dir / 'jobs'}, "
                  f"{len(variants) - len(done)} to run)")
     eval_seconds, scored = 0.0, 0
+    models: dict[tuple, str] = {}  # an unmerged checkpoint evaluated once: a second variant of it reuses the scores
     for name, (variant, job) in variants.items():
         if name in done:
             lines.append(f"    done    {name:<44} {_describe(variant)}: reused, costs nothing")
+            continue
+        same = None if needs_merge(variant) else models.setdefault((variant.branch, tuple(variant.steps)), name)
+        if same not in (None, name):
+            lines.append(f"    cached  {name:<44} {_describe(variant)}: the model of {same}, scored once; ~0 s")
             continue
         cached = set(_cached_scores(variant, job, heldout))
         todo = [t for t in eval_cfg.tasks if t not in cached]
@@ -94,8 +100,9 @@ def render(jobs: list[CheckedJob]) -> str:
     lines.append(f"  time per document: {measured} of {len(cost)} task(s) from {len(past)} past evaluation(s) "
                  f"in {Path(first.paths.scores) / 'timings.jsonl'}, the rest from the prior (docs/config.md)"
                  + (f"; training: {train_origin}" if train_seconds else ""))
-    lines.append(f"  estimated time: ~{_minutes(train_seconds + eval_seconds)} (training ~{_minutes(train_seconds)}, "
-                 f"evaluation of {scored} model(s) ~{_minutes(eval_seconds)})")
+    total = COMMAND_SECONDS + train_seconds + eval_seconds
+    lines.append(f"  estimated time: ~{_minutes(total)} (start and report ~{_minutes(COMMAND_SECONDS)}, "
+                 f"training ~{_minutes(train_seconds)}, evaluation of {scored} model(s) ~{_minutes(eval_seconds)})")
     lines.append("Nothing was written. Run the same command without plan=true to start.")
     return "\n".join(lines)
 
@@ -124,7 +131,7 @@ def _task_cost(task: str, eval_cfg, size: int, heldout: str | None, past,
         limit = unbuilt if limit is None else min(int(limit), unbuilt)
     docs = documents(task, None if limit is None else int(limit), heldout)
     docs = int(limit or 0) if docs is None else docs
-    seconds, origin = task_seconds(task, docs, size, str(eval_cfg.device), past)
+    seconds, origin = task_seconds(task, docs, size, str(eval_cfg.device), past, subtasks=len(subtasks(task)))
     return docs, seconds, origin
 
 

@@ -105,7 +105,7 @@ def scores_text(models, primary: str, reused: set[str]) -> str:
       b  Overall -  held-out bpb 2.0000  reused
     """
     name = {"overall": "Overall", "heldout_bpb": "held-out bpb"}
-    order = [primary, *(c for c in ("overall", "heldout_bpb") if c != primary)]
+    order = [primary, *(c for c in ("overall", "heldout_bpb") if c != primary and models[c].notna().any())]
     width = max(len(str(v)) for v in models["variant"])
     lines = [f"Scores (as in the report; primary: {name.get(primary, primary)}):"]
     for row in models.sort_values("variant").to_dict("records"):
