@@ -21,7 +21,7 @@ def test_plan_names_the_variants_the_sweep_evaluates(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert plan.returncode == 0, plan.stderr
     assert not any(tmp_path.iterdir()), "a plan writes nothing"
-    planned = set(re.findall(r"^\s+run\s+(\S+)", plan.stdout, flags=re.MULTILINE))
+    planned = set(re.findall(r"^\s+(?:run|cached)\s+(\S+)", plan.stdout, flags=re.MULTILINE))
     assert "to train: wsd_1-sqrt, wsm" in plan.stdout
     run = run_sweep(tmp_path, *args, name="q", cache=tmp_path / "_cache")
     assert run.returncode == 0, run.stderr[-3000:]
