@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from helpers.sweep import MICRO, ROOT, run_sweep
+from helpers.sweep import MICRO, ROOT, micro_branch, run_sweep
 from wsm_exp.sweep.check.preview import estimated_eval_seconds
 
 
@@ -83,3 +83,13 @@ def test_plan_estimates_the_run_and_the_console_is_the_report(tmp_path):
         assert " ".join(str(evidence).split()) in console
     again = run_sweep(tmp_path, *args, name="second", cache=tmp_path / "_cache")
     assert "6 variant(s): 0 computed, 6 reused, 0 failed." in again.stdout
+    # a user series (the study's WSM branch by path) with its held-out text: planned, then run
+    series, heldout = micro_branch(tmp_path / "_cache", "wsm"), next((tmp_path / "_cache").rglob("heldout.jsonl"))
+    own = [f"series.path={series}", f"series.heldout={heldout}", "baselines.wsd_shapes=[]", "logger=none",
+           "+sweep=quantity", "merge.interval=8", "merge.quantity=2,3"]
+    plan = _plan(tmp_path, "own", *own)
+    assert "your own run" in plan and "3 of 3 task(s) from" in plan and "26,720 parameters" in plan
+    run = run_sweep(tmp_path, *own, name="own", cache=tmp_path / "_cache")
+    assert run.returncode == 0, run.stderr[-3000:]
+    estimated, measured = estimated_eval_seconds(plan), _evaluated_seconds(run.stdout + run.stderr)
+    assert 0.5 <= estimated / measured <= 2, (estimated, measured, plan)

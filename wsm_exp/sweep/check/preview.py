@@ -71,9 +71,7 @@ def render(jobs: list[CheckedJob]) -> str:
     unbuilt = None if heldout or not source.trains_branches else int(source.data_cfg.heldout_docs)
     cost = {task: _task_cost(task, eval_cfg, size, heldout, past, unbuilt) for task in eval_cfg.tasks}
     done = {name for name in variants if variant_done(sweep_dir, name, suite)}
-    lines.append(f"  variants: {len(variants)} ({len(done)} already in {sweep_dir / 'jobs'}, "
-                 f"{len(variants) - len(done)} to run)")
-    eval_seconds, scored = 0.0, 0
+    summary, eval_seconds, scored = len(lines), 0.0, 0
     models: dict[tuple, str] = {}  # an unmerged checkpoint evaluated once: a second variant of it reuses the scores
     for name, (variant, job) in variants.items():
         if name in done:
@@ -92,6 +90,8 @@ def render(jobs: list[CheckedJob]) -> str:
         note = (f"scores of {', '.join(sorted(cached))} in the score cache; " if cached and todo
                 else "every score in the score cache; " if cached else "")
         lines.append(f"    {state:<6}  {name:<44} {_describe(variant)}: {note}~{_minutes(seconds)}")
+    lines.insert(summary, f"  variants: {len(variants)} ({len(done)} already in {sweep_dir / 'jobs'}, "
+                          f"{len(variants) - len(done) - scored} with every score cached, {scored} to evaluate)")
     docs = sum(c[0] for c in cost.values())
     measured = sum(c[2] == "measured" for c in cost.values())
     lines.append(f"  eval suite {eval_cfg.name!r}: {len(eval_cfg.tasks)} task(s), {docs} documents per model "
@@ -236,4 +236,4 @@ def _study_state(source, names: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s" if seconds < 300 else f"{seconds / 60:.0f} min"
