@@ -168,7 +168,7 @@ def test_plan_prints_variants_and_cache_state_and_writes_nothing(tmp_path, capsy
     assert gate.run_command([f"paths.sweeps={tmp_path}", "+sweep=quantity", "plan=true"], entry.CONF) is None
     out = capsys.readouterr().out
     assert "5 job(s)" in out and "wsm-mean-N16-I8" in out and "to train: wsd_1-sqrt, wsm" in out
-    assert "rough time" in out and not any(tmp_path.iterdir())
+    assert "estimated time" in out and not any(tmp_path.iterdir())
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -3,7 +3,9 @@
 A score is keyed by model content hash + task definitions hash + harness version + limit, seed
 and few-shot settings (+ the held-out file's content for the loss task). The per-document values
 behind the scores (wsm_exp.evaluation.samples) are cached in the same file, under the same key.
-A rerun evaluates only what is missing. lm-eval's own response cache is never used, so nothing is
+A rerun evaluates only what is missing; each task actually run appends its seconds to the
+calibration store (wsm_exp.timings) that ``plan=true`` estimates from. lm-eval's own
+response cache is never used, so nothing is
 shared across models.
 
 Example:
@@ -32,6 +34,7 @@ from wsm_exp.atomic import file_lock, write_json_atomic
 from wsm_exp.evaluation.in_memory import ModelInMemory, build_model
 from wsm_exp.evaluation.samples import sample_rows, to_frame
 from wsm_exp.evaluation.suites import TASK_DIR, SuiteConfig
+from wsm_exp.timings import Timing, record_timing
 from wsm_exp.keys import content_key, package_versions
 
 log = logging.getLogger(__name__)
@@ -161,11 +164,20 @@ def evaluate(model_dir: str | Path | ModelInMemory, suite: SuiteConfig, *, cache
                         lm = _load_model(model_dir, suite)
                     manager = task_manager(suite.builtin, json.dumps(metadata, sort_keys=True))
                     fresh, rows = _run_task(lm, manager, task, suite)
+                    record_timing(cache_dir, Timing(task=task, documents=fresh[0].n_samples, seconds=fresh[0].seconds,
+                                                     parameters=_parameters(lm), device=suite.device))
                     if path is not None:
                         write_json_atomic(path, {"scores": [asdict(s) for s in fresh], "samples": rows})
                 scores += fresh
                 samples += rows
     return Evaluation(scores, to_frame(samples))
+
+
+def cached_tasks(model_hash: str, suite: SuiteConfig, cache_dir: str | Path, heldout: Path | None = None) -> list[str]:
+    """The tasks of ``suite`` whose scores for ``model_hash`` are in the score cache (nothing is evaluated)."""
+    data_identity = hashlib.sha256(Path(heldout).read_bytes()).hexdigest()[:16] if heldout else ""
+    return [task for task in suite.tasks
+            if _read_cache(_cache_path(cache_dir, model_hash, task, suite, data_identity)) is not None]
 
 
 @contextlib.contextmanager
@@ -207,6 +219,11 @@ def _load_model(model_dir: Path | ModelInMemory, suite: SuiteConfig):
                           tokenizer=str(model_dir.folder), batch_size=suite.batch_size)
     return CountingLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=suite.device, dtype=suite.dtype,
                       batch_size=suite.batch_size)
+
+
+def _parameters(lm) -> int:
+    """The evaluated model's parameter count (what the calibration store scales by)."""
+    return int(sum(p.numel() for p in lm.model.parameters()))
 
 
 def _run_task(lm, manager, task: str, suite: SuiteConfig) -> tuple[list[Score], list[dict]]:

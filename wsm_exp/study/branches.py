@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wsm_exp.keys import content_key
+from wsm_exp.timings import TRAIN_TASK, Timing, record_timing
 from wsm_exp.study.branch_spec import WSD, Fidelity, MergeThenDecay, Probe, check_branch, parse_branch
 from wsm_exp.study.config import DataConfig, ModelConfig, TrainConfig
 from wsm_exp.study.data import build_data, data_key
@@ -61,6 +63,13 @@ def ensure_branches(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: Tra
         if missing:
             _Study(model_cfg, data_cfg, train_cfg, seed, Path(cache_root), root, logger).train(missing)
     return {b: root / b for b in branches}
+
+
+def _steps_done(folder: Path, start: int, end: int) -> int:
+    """Steps of [start, end) a resumed segment does not train again (its newest checkpoint inside)."""
+    steps = [int(p.name.removeprefix("step_")) for p in folder.glob("step_*") if p.name[5:].isdigit()]
+    inside = [s for s in steps if start < s <= end]
+    return max(inside) - start if inside else 0
 
 
 def study_root(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig, *, seed: int,
@@ -119,9 +128,16 @@ class _Study:
                               shape=shape, min_ratio=cfg.min_lr_ratio))
             load_state(model, optimizer, parent, optimizer_from=optimizer_parent)
             optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # a probe's λ, not the parent's
+        started, done_before = time.perf_counter(), _steps_done(self.root / name, start, end)
         lrs = train_segment(model, optimizer, self.tokenizer, tokens, cfg=cfg, seed=self.seed, start=start,
                             end=end, data_offset=offset, lr_at=lr_at, folder=self.root / name, save_every=every,
                             logger=self.logger, desc=name)
+        steps = end - start - done_before
+        if steps > 0:  # the study's step rate, which plan=true estimates training from
+            record_timing(self.root.parent, Timing(
+                task=TRAIN_TASK, documents=steps, seconds=time.perf_counter() - started,
+                parameters=sum(p.numel() for p in model.parameters()), device=str(training_device(cfg)),
+                tokens=steps * cfg.tokens_per_step))
         meta = {"branch": name, "parent": str(parent) if parent else None, "seed": self.seed,
                 "tokens_per_step": cfg.tokens_per_step, "branch_start": switch, "lr": {str(s): v for s, v in lrs.items()},
                 "config": {"model": asdict(self.model_cfg), "data": asdict(self.data_cfg), "train": asdict(cfg)},

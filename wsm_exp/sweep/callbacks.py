@@ -75,7 +75,7 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
     report.md is removed), and, through ``exit_on_failure``, when anything here raises.
     """
     from wsm_exp.sweep.record import results, tracking
-    from wsm_exp.sweep.record.console import FILE_ONLY
+    from wsm_exp.sweep.record.console import FILE_ONLY, findings_text, scores_text
     from wsm_exp.sweep.run.workspace import sweep_paths
     from wsm_exp.sweep.spec.schemas import AnalysisConfig, LoggerConfig, from_node
 
@@ -99,12 +99,17 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
                          also=None if report is None else functools.partial(log_report_to_wandb, report))
     failed = sorted(frame.loc[frame["status"] == "failed", "variant"].unique())
     ok = frame.loc[frame["status"] == "ok", "variant"].unique()
-    computed = {p.stem.rsplit("@", 1)[0] if "@" in p.stem else p.stem for p in (sweep_dir / "jobs").glob("*.json")
-                if p.stat().st_mtime >= since}  # <variant>@<suite>.json (variant names may hold an @ too)
+    computed = computed_here(sweep_dir, since)
     fresh = sum(name in computed for name in ok)
+    if report is not None and len(report.tables.get("models", [])):
+        models = report.tables["models"]
+        primary = frame_primary(sweep_dir)
+        if primary == "heldout_bpb" and models["heldout_bpb"].isna().all():
+            primary = "overall"  # as analysis.report.build_tables decides
+        print(scores_text(models, primary, reused=set(ok) - computed))
     findings = report.tables.get("findings") if report is not None else None
     if findings is not None and len(findings):
-        print(_findings_text(findings))
+        print(findings_text(findings))
     print(f"{len(ok) + len(failed)} variant(s): {fresh} computed, {len(ok) - fresh} reused, {len(failed)} failed.")
     for name in failed:
         error = frame.loc[frame["variant"] == name, "error"].iloc[0]
@@ -119,10 +124,29 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
         sys.exit(1)
 
 
-def _findings_text(findings) -> str:
-    """The findings table as plain text for the terminal."""
-    columns = [c for c in ("claim", "verdict", "evidence") if c in findings.columns]
-    return "Findings:\n" + findings[columns].to_string(index=False, max_colwidth=90)
+def computed_here(sweep_dir: Path, since: float) -> set[str]:
+    """Variants this run evaluated: job files written since it started, not served from the score cache."""
+    import json
+
+    names = set()
+    for path in (Path(sweep_dir) / "jobs").glob("*.json"):
+        if path.stat().st_mtime < since:
+            continue
+        try:
+            if json.loads(path.read_text()).get("from_cache"):
+                continue
+        except (OSError, ValueError):
+            pass
+        names.add(path.stem.rsplit("@", 1)[0] if "@" in path.stem else path.stem)  # <variant>@<suite>.json
+    return names
+
+
+def frame_primary(sweep_dir: Path) -> str:
+    """The suite's primary metric as the report reads it (analysis.load)."""
+    from analysis.load import load_results
+
+    frame = load_results(sweep_dir)
+    return str(frame["primary"].iloc[0]) if len(frame) else "overall"
 
 
 LOST = ("no result: its job ended without writing one (cancelled, killed, past its time or memory limit, or "

@@ -147,7 +147,7 @@ class UserSource:
 
     @property
     def tokens_per_step(self) -> int:
-        tokens = self.cfg.tokens_per_step or self._load("wsm").tokens_per_step
+        tokens = self.cfg.tokens_per_step or self.series_of("wsm").tokens_per_step
         if not tokens:
             raise ConfigError(
                 f"series.tokens_per_step: unknown for {self.cfg.path} (no series.json with tokens_per_step). "
@@ -162,7 +162,7 @@ class UserSource:
 
     @property
     def branch_steps(self) -> int:
-        steps = [c.step for c in self._load("wsm").checkpoints]
+        steps = [c.step for c in self.series_of("wsm").checkpoints]
         return steps[-1] - self.branch_start
 
     @property
@@ -190,7 +190,7 @@ class UserSource:
         series = {}
         for branch in ["wsm", *(f"wsd_{shape}" for shape in self.wsd)]:
             try:
-                series[branch] = self._load(branch).checkpoints
+                series[branch] = self.series_of(branch).checkpoints
             except SeriesError:
                 continue  # reported with its own message where the series is used
         check_pairing(self.cfg.hf_config, series)
@@ -199,7 +199,7 @@ class UserSource:
         return self.planned_steps("wsm")
 
     def planned_steps(self, branch: str) -> list[int]:
-        return [c.step for c in self._load(branch).checkpoints]
+        return [c.step for c in self.series_of(branch).checkpoints]
 
     def wsd_decay_steps(self, wsd_end: int) -> int:
         """Length of the WSD decay: series.wsd_decay_steps, else from branch_start to the run's end."""
@@ -231,7 +231,8 @@ class UserSource:
                 "wsd": {shape: str(Path(p).resolve()) for shape, p in sorted(self.wsd.items())},
                 "tokens_per_step": self.cfg.tokens_per_step, "branch_start": self.branch_start}
 
-    def _load(self, branch: str):
+    def series_of(self, branch: str):
+        """The loaded series of one branch (read once)."""
         if branch not in self._series:
             from wsm_exp.merging.series import load_series
 

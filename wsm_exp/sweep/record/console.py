@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
+import textwrap
 from collections.abc import Iterator
 
 FILE_ONLY = {"file_only": True}
@@ -60,3 +62,60 @@ def library_output_to_log() -> Iterator[None]:
         target = files[0].stream if files else stack.enter_context(open(os.devnull, "w"))
         stack.enter_context(contextlib.redirect_stderr(target))
         yield
+
+
+WIDTH = 100  # characters per console line: findings are wrapped at word boundaries, never cut
+
+
+def wrapped(text: str, indent: str = "    ") -> str:
+    """``text`` broken into lines of at most ``WIDTH`` characters at spaces only (a word longer than a line
+    stays whole on its own line): nothing a finding says is cut.
+
+    >>> print(wrapped("best decay 1-sqrt [wsd_1-sqrt] " * 3, indent="  "))  # doctest: +NORMALIZE_WHITESPACE
+      best decay 1-sqrt [wsd_1-sqrt] best decay 1-sqrt [wsd_1-sqrt] best decay 1-sqrt [wsd_1-sqrt]
+    """
+    return textwrap.fill(" ".join(str(text).split()), width=WIDTH, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def findings_text(findings) -> str:
+    """The report's findings table for the terminal: each claim, its verdict, and its whole evidence
+    (which names what its interval covers), wrapped at word boundaries.
+
+    Hook: ``analysis.prose.console_text`` (branch ``verdicts``) writes the same text from the verdicts
+    themselves; once it is merged the glue (wsm_exp/sweep/callbacks.py) should call it instead of this.
+    """
+    lines = ["Findings:"]
+    for row in findings.to_dict("records"):
+        lines.append(wrapped(f"{row.get('claim', '')}: {row.get('verdict', '')}", indent="  "))
+        if row.get("evidence"):
+            lines.append(wrapped(str(row["evidence"])))
+    return "\n".join(lines)
+
+
+def scores_text(models, primary: str, reused: set[str]) -> str:
+    """One line per variant: the suite's primary metric and Overall, the numbers of the report's ``models``
+    table (analysis.load.model_scores) as given, and whether this run computed or reused it.
+
+    >>> import pandas as pd
+    >>> models = pd.DataFrame({"variant": ["a", "b"], "overall": [25.76, float("nan")], "heldout_bpb": [2.1, 2.0]})
+    >>> print(scores_text(models, "overall", {"b"}))
+    Scores (as in the report; primary: Overall):
+      a  Overall 25.76  held-out bpb 2.1000  computed
+      b  Overall -  held-out bpb 2.0000  reused
+    """
+    name = {"overall": "Overall", "heldout_bpb": "held-out bpb"}
+    order = [primary, *(c for c in ("overall", "heldout_bpb") if c != primary and models[c].notna().any())]
+    width = max(len(str(v)) for v in models["variant"])
+    lines = [f"Scores (as in the report; primary: {name.get(primary, primary)}):"]
+    for row in models.sort_values("variant").to_dict("records"):
+        parts = [f"{name[c]} {_number(row.get(c), c)}" for c in order if c in row]
+        state = "reused" if row["variant"] in reused else "computed"
+        lines.append(f"  {str(row['variant']):<{width}}  {'  '.join(parts)}  {state}")
+    return "\n".join(lines)
+
+
+def _number(value, column: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4f}" if column == "heldout_bpb" else f"{value:.2f}"

@@ -127,10 +127,12 @@ def job_file(sweep_dir: Path, variant: str, suite: str = "") -> Path:
 
 
 def write_job(sweep_dir: Path, variant: str, fingerprint: str, rows: list[dict[str, Any]], *, suite: str = "",
-              inputs: dict[str, Any] | None = None) -> Path:
-    """Publish a variant's rows (all or nothing) with the fingerprint and the inputs that made them."""
+              inputs: dict[str, Any] | None = None, from_cache: bool = False) -> Path:
+    """Publish a variant's rows (all or nothing) with the fingerprint and the inputs that made them;
+    ``from_cache``: every score came from the score cache (the console counts the variant as reused)."""
     path = job_file(sweep_dir, variant, suite)
-    write_json_atomic(path, {"fingerprint": fingerprint, "inputs": inputs, "rows": [make_row(**r) for r in rows]})
+    write_json_atomic(path, {"fingerprint": fingerprint, "inputs": inputs, "from_cache": from_cache,
+                             "rows": [make_row(**r) for r in rows]})
     if suite:  # the same result stored before suites were part of the key
         job_file(sweep_dir, variant).unlink(missing_ok=True)
     return path

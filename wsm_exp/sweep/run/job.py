@@ -125,14 +125,18 @@ class _Context:
                 log.info("recomputed %s: %s", variant.name, freshness.what_changed(stored.get("inputs"), inputs))
             started = time.perf_counter()
             try:
-                rows = self._rows(variant, branch_paths)
+                rows, from_cache = self._rows(variant, branch_paths)
                 # W&B first: a kill between the two redoes the variant, whose run (same id) is replaced
                 tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
             except Exception as err:  # noqa: BLE001 — recorded as a failed row; a rerun retries it
                 self.record_failure(variant, err, fingerprint, inputs)
                 return False
-            results.write_job(self.sweep_dir, variant.name, fingerprint, rows, suite=self.keys.suite, inputs=inputs)
-            log.info("computed %s: %s (%.1f s)", variant.name, _headline(rows), time.perf_counter() - started)
+            results.write_job(self.sweep_dir, variant.name, fingerprint, rows, suite=self.keys.suite, inputs=inputs,
+                              from_cache=from_cache)
+            if from_cache:  # every score was in the score cache: nothing was evaluated
+                log.info("reused %s from the score cache: %s", variant.name, _headline(rows))
+            else:
+                log.info("computed %s: %s (%.1f s)", variant.name, _headline(rows), time.perf_counter() - started)
             return True
 
     def record_failure(self, variant: Variant, err: BaseException, fingerprint: str = "failed",
@@ -180,7 +184,8 @@ class _Context:
             )
         return [by_step[s] for s in variant.steps]
 
-    def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> list[dict[str, Any]]:
+    def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> tuple[list[dict[str, Any]], bool]:
+        """The variant's rows, and whether every score came from the score cache."""
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.cache import merge_or_reuse
@@ -204,18 +209,23 @@ class _Context:
             evaluation = evaluate(Path(model_dir), self.suite, cache_dir=self.scores,
                                   extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
         write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values for paired tests
-        return results.score_rows(evaluation.scores, sweep=self.sweep, sweep_dir=str(self.sweep_dir),
+        rows = results.score_rows(evaluation.scores, sweep=self.sweep, sweep_dir=str(self.sweep_dir),
                                   **self._fields(variant), model_hash=model_hash, merge_seconds=merge_seconds)
+        return rows, bool(evaluation.scores) and all(score.from_cache for score in evaluation.scores)
 
 
 def _headline(rows: list[dict[str, Any]]) -> str:
-    """The variant's one-line result: held-out bits per byte when measured, else the mean score."""
+    """The variant's one-line result: held-out bits per byte when measured, else how many tasks were scored.
+
+    Overall and the suite's primary metric are printed at the end of the sweep, from the report's own
+    table (wsm_exp/sweep/callbacks.py): the runner never averages scores itself.
+    """
     ok = [r for r in rows if r.get("status") == "ok"]
     for row in ok:
         if row["task"] == "wsm_heldout_bpb" and row["metric"] == "bits_per_byte":
             return f"held-out bpb {row['value']:.4f}"
-    scores = [r["value"] for r in ok if r["metric"] in ("acc", "acc_norm", "exact_match")]
-    return f"mean score {sum(scores) / len(scores):.4f} over {len(scores)} metrics" if scores else "no scores"
+    tasks = {r["task"] for r in ok}
+    return f"{len(tasks)} task(s) scored" if tasks else "no scores"
 
 
 def _exit_cleanly_on_sigterm() -> None:
