@@ -77,10 +77,12 @@ def test_plan_estimates_the_run_and_the_console_is_the_report(tmp_path):
         assert float(overall) == round(100 * rows["value"].mean(), 2) and len(rows) == 2  # piqa, arc_easy
         assert state == ("computed" if "N3" in variant or "N4" in variant or "N6" in variant else "reused")
     assert len(re.findall(r"^  \S+\s+held-out bpb", second.stdout, re.MULTILINE)) == 6
-    # findings: every word of each evidence, none cut
+    # findings: each verdict and what its interval covers, whole (wrapped at word boundaries, never cut)
     console = " ".join(second.stdout.split("Findings:\n", 1)[1].split())
-    for evidence in pd.read_csv(second.sweep_dir / "tables" / "findings.csv")["evidence"].dropna():
-        assert " ".join(str(evidence).split()) in console
+    claims = pd.read_csv(second.sweep_dir / "tables" / "findings.csv")
+    for text in [*claims["verdict"].dropna(), *claims["noise"].dropna()]:
+        assert " ".join(str(text).split()) in console, text
+    assert any("training seeds not covered" in str(v) for v in claims["verdict"])  # one seed says so
     again = run_sweep(tmp_path, *args, name="second", cache=tmp_path / "_cache")
     assert "6 variant(s): 0 computed, 6 reused, 0 failed." in again.stdout
     # a user series (the study's WSM branch by path) with its held-out text: planned, then run

@@ -109,7 +109,9 @@ def finalize(config: DictConfig, since: float = 0.0, config_name: str | None = N
         print(scores_text(models, primary, reused=set(ok) - computed))
     findings = report.tables.get("findings") if report is not None else None
     if findings is not None and len(findings):
-        print(findings_text(findings))
+        from analysis.prose import console_text
+
+        print(findings_text(console_text(findings)))
     print(f"{len(ok) + len(failed)} variant(s): {fresh} computed, {len(ok) - fresh} reused, {len(failed)} failed.")
     for name in failed:
         error = frame.loc[frame["variant"] == name, "error"].iloc[0]

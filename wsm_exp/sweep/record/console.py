@@ -78,19 +78,16 @@ def wrapped(text: str, indent: str = "    ") -> str:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def findings_text(findings) -> str:
-    """The report's findings table for the terminal: each claim, its verdict, and its whole evidence
-    (which names what its interval covers), wrapped at word boundaries.
+def findings_text(text: str) -> str:
+    """The findings for the terminal (``analysis.prose.console_text``: each claim's verdict worded with what its
+    interval covers), every line wrapped at word boundaries, so nothing a finding says is cut.
 
-    Hook: ``analysis.prose.console_text`` (branch ``verdicts``) writes the same text from the verdicts
-    themselves; once it is merged the glue (wsm_exp/sweep/callbacks.py) should call it instead of this.
+    >>> print(findings_text("Findings:\\n- WSM beats WSD: inconclusive across 3 training seeds (+ evaluation)"))
+    Findings:
+      - WSM beats WSD: inconclusive across 3 training seeds (+ evaluation)
     """
-    lines = ["Findings:"]
-    for row in findings.to_dict("records"):
-        lines.append(wrapped(f"{row.get('claim', '')}: {row.get('verdict', '')}", indent="  "))
-        if row.get("evidence"):
-            lines.append(wrapped(str(row["evidence"])))
-    return "\n".join(lines)
+    head, *claims = str(text).splitlines()
+    return "\n".join([head, *(wrapped(line, indent="  ").replace("\n  ", "\n      ") for line in claims)])
 
 
 def scores_text(models, primary: str, reused: set[str]) -> str:
