@@ -13,10 +13,12 @@ is kept for both):
 - one seed with per-document values: the paired per-document interval (evaluation noise only);
 - otherwise no interval.
 
-The smallest detectable difference (SDD) is the interval's half-width: the smallest ``d`` whose interval
-excludes zero. Outcomes: **reproduced** when ``d`` exceeds the SDD (the interval lies above 0);
-**not reproduced** when the interval lies below 0 (the best closed form is significantly better), or below
-an equivalence ``margin`` when one is given; **inconclusive** otherwise; **untested** without an interval.
+The smallest detectable difference (SDD) is the project's (issue #24, ``stats.detectable`` on main): the
+smallest true ``d`` this run finds with 80% power, ``(critical + z_0.8) · se``, shown beside ``d``. The
+outcome follows the project's three-way rule on the interval: **reproduced** when it lies above 0 (the
+fitted merge significantly better), **not reproduced** when it lies below 0 (the best closed form
+significantly better) or below an equivalence ``margin`` when one is given, **inconclusive** otherwise
+(then ``d`` against the SDD says whether more seeds could settle it); **untested** without an interval.
 
 Example (three seeds, fitted better by about 0.01 bpb in each):
     >>> rows = [dict(variant=f"{c}-s{s}", kind="wsm", curve=c, seed=s, steps="[1, 2]", task="wsm_heldout_bpb",
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from analysis.implied_schedule import implied_figure, implied_table
 from analysis.stats import paired_difference, quantile
@@ -43,6 +46,7 @@ from analysis.stats import paired_difference, quantile
 CLAIM = "fitted weights beat the best closed-form curve by more than the smallest detectable difference"
 HELDOUT_TASK, BPB = "wsm_heldout_bpb", "bits_per_byte"
 FITTED = "fitted"
+POWER = 0.8  # the smallest detectable difference is found with this probability (the project's default)
 NOT_CLOSED_FORM = (FITTED, "explicit", "none")
 
 
@@ -90,7 +94,7 @@ def fitted_claim(frame: pd.DataFrame, samples: Mapping[str, pd.DataFrame] | None
            "fitted_bpb": float(fitted.loc[seeds, "value"].mean()),
            "best_closed_form_bpb": float(rival.loc[seeds, "value"].mean()), "difference": float(diffs.mean())}
     if len(seeds) >= 2:
-        half = quantile(len(seeds) - 1, k) * float(diffs.std(ddof=1)) / math.sqrt(len(seeds))
+        se, critical = float(diffs.std(ddof=1)) / math.sqrt(len(seeds)), quantile(len(seeds) - 1, k)
         row["covers"] = f"training seeds + evaluation ({len(seeds)} seeds, t, Bonferroni K={k})"
     else:
         noise = _paired(samples, rival.loc[seeds[0], "model_hash"], fitted.loc[seeds[0], "model_hash"])
@@ -98,10 +102,11 @@ def fitted_claim(frame: pd.DataFrame, samples: Mapping[str, pd.DataFrame] | None
             return {**row, "covers": "none (1 seed, no per-document values)"}
         effect, se, docs = noise
         row["difference"] = effect
-        half = quantile(docs - 1, k) * se
+        critical = quantile(docs - 1, k)
         row["covers"] = f"evaluation noise only ({docs} test-split pieces, 1 seed, Bonferroni K={k})"
-    low, high = row["difference"] - half, row["difference"] + half
-    return {**row, "ci_low": low, "ci_high": high, "sdd": half, "outcome": outcome(low, high, margin)}
+    low, high = row["difference"] - critical * se, row["difference"] + critical * se
+    sdd = (critical + float(norm.ppf(POWER))) * se
+    return {**row, "ci_low": low, "ci_high": high, "sdd": sdd, "outcome": outcome(low, high, margin)}
 
 
 def outcome(low: float, high: float, margin: float | None = None) -> str:

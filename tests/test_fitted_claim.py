@@ -70,7 +70,9 @@ def test_row_names_the_best_closed_form_and_k():
     fitted = frame[frame["curve"] == "fitted"].set_index("seed")["value"]
     assert row["difference"] == pytest.approx(float((cosine - fitted).mean()))
     assert row["ci_low"] < row["difference"] < row["ci_high"]
-    assert row["sdd"] == pytest.approx(row["ci_high"] - row["difference"])
+    half = row["ci_high"] - row["difference"]  # critical · se, so SDD = half + z_0.8 · se
+    critical = 8.86  # t with 2 df at 1 - 0.05 / (2 · 4)
+    assert row["sdd"] == pytest.approx(half * (critical + 0.8416) / critical, rel=1e-3)
 
 
 def _samples(rng, effect: float, docs: int = 60) -> dict[str, pd.DataFrame]:
