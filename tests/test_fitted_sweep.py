@@ -65,6 +65,8 @@ def test_every_variant_is_scored_on_the_test_split(fitted, cache):
     scored = list((cache / "fits").glob("heldout-test-*.jsonl"))
     assert len(scored) == 1
     assert [json.loads(line)["text"] for line in scored[0].read_text().splitlines()] == split.test_texts()
+    record = json.loads((fitted.sweep_dir / "sweep.json").read_text())  # a suite of its own: never mixed with
+    assert "heldout_split" in json.dumps(record)                        # full-file held-out scores in a report
     test_bytes = sum(len(t.encode()) for t in split.test_texts())
     heldout = frame[frame["task"] == "wsm_heldout_bpb"]
     assert set(heldout["kind"]) == {"wsm", "wsd", "raw"}

@@ -87,7 +87,7 @@ class _Context:
         self.shard_size_bytes = shard_size_bytes(cfg)
         self.logger_cfg = logger_cfg
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
-        self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
+        self.eval_identity = folder.eval_identity(cfg)  # with the held-out split when scored on its test half
         self.keys = folder.Keys.of(source.identity(), self.eval_identity)
         self._series: dict[str, Any] = {}
         self._identities: dict[Path, str] = {}
