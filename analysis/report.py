@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import beyond, figures
+from analysis import beyond, figures, fitted_claim
 from analysis.design import Design, design_of, windows_line
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
@@ -104,7 +105,13 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
         for name, table in extra.tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
-        made += group_figures + extra.figures
+        fitted_md, fitted_tables, fitted_figures = fitted_claim.section(part, out)  # curve=fitted (docs/beyond.md §5)
+        for name, table in fitted_tables.items():
+            table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
+            all_tables[f"{name}{suffix}"] = table
+        if fitted_md:
+            extra = dataclasses.replace(extra, markdown=f"{fitted_md}\n\n{extra.markdown}")
+        made += group_figures + extra.figures + fitted_figures
         sections.append(render(part, tables, [*group_figures, made[0]], out, design, extra,
                                heading=group if len(groups) > 1 else None) + "\n")
     report = Report(out / "report.md", all_tables, made)

@@ -188,6 +188,13 @@ def test_command_line_mistake_is_one_paragraph_exit_2_no_traceback(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def _flat(key: str, value) -> list[str]:
+    """``merge: {fit: {score_on: test}}`` -> ``merge.fit.score_on`` (every level of a nested schema)."""
+    if not isinstance(value, dict):
+        return [key]
+    return [full for k, v in value.items() for full in _flat(f"{key}.{k}", v)]
+
+
 def test_config_doc_lists_every_key_as_generated():
     from wsm_exp.sweep.spec.config_doc import reference
 
@@ -204,7 +211,7 @@ def test_config_doc_lists_every_key_as_generated():
             if key == "defaults":
                 continue
             if group in ("sweep", "machine", "conf"):  # root keys, or nested keys of the root (_global_)
-                keys = [f"{key}.{k}" for k in value] if isinstance(value, dict) else [key]
+                keys = _flat(key, value)
             else:
                 keys = [f"{group}.{key}"]
             for full in keys:

@@ -172,7 +172,7 @@ def record_lost_variants(config: DictConfig, sweep: str, sweep_dir: Path, config
             plan = plan_job(cfg, source)
         except ConfigError:
             continue  # a job that cannot be planned reported its own error
-        keys = folder.Keys.of(source.identity(), OmegaConf.to_container(cfg.eval, resolve=True))
+        keys = folder.Keys.of(source.identity(), folder.eval_identity(cfg))
         for variant in [plan.variant, *plan.baselines]:
             if results.read_job(sweep_dir, variant.name, keys.suite) is not None:
                 continue

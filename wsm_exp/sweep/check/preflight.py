@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from wsm_exp.sweep.planning.job_plan import plan_job
 from wsm_exp.sweep.planning.sources import make_source
@@ -82,7 +82,7 @@ def check_job(overrides: list[str], cfg: DictConfig) -> CheckedJob:
     shard_size_bytes(cfg)
     source = make_source(cfg)
     plan = plan_job(cfg, source)
-    keys = folder.Keys.of(source.identity(), OmegaConf.to_container(cfg.eval, resolve=True))
+    keys = folder.Keys.of(source.identity(), folder.eval_identity(cfg))
     return CheckedJob(overrides, cfg, source, plan, keys)
 
 

@@ -219,7 +219,8 @@ def variant_done(sweep_dir: Path, name: str, suite: str) -> bool:
 def _describe(variant) -> str:
     if needs_merge(variant):
         first, last = variant.steps[0], variant.steps[-1]
-        return f"merge {variant.quantity} checkpoints of {variant.branch} (steps {first}..{last})"
+        fitted = " with weights fitted on the held-out fit split" if variant.curve == "fitted" else ""
+        return f"merge {variant.quantity} checkpoints of {variant.branch} (steps {first}..{last}){fitted}"
     return f"{variant.kind} checkpoint of {variant.branch} at step {variant.end_step}"
 
 

@@ -113,3 +113,46 @@ def probe_baselines(probe: Probe, base, source, variant, seed: int) -> list:
         baselines.append(wsd_variant(shape=shape, step=last, decay_steps=probe.steps, seed=seed,
                                      branch=probe.decay(shape).name, min_lr=source.decay_min_lr))
     return baselines
+
+
+SCORE_ON = ("all", "test")
+
+
+def fitted_settings(merge: MergeConfig, has_heldout: bool, tasks: Sequence[str]) -> dict | None:
+    """The fit's settings when ``merge.curve=fitted`` (else None), after checking ``merge.fit.*``.
+
+    ``merge.fit.score_on=test`` (every job of a fitted sweep) scores the held-out loss on the split's test
+    documents only; a fitted merge requires it, so it is never judged on the text it was fitted on.
+
+    >>> from wsm_exp.sweep.spec.schemas import MergeFitConfig
+    >>> fitted_settings(MergeConfig(curve="fitted", fit=MergeFitConfig(score_on="test")), True,
+    ...                 ["wsm_heldout_bpb"])["steps"]
+    6
+    """
+    from wsm_exp.merging.plan import FITTED
+    from wsm_exp.sweep.planning.variant_merge import fit_config
+
+    fit = merge.fit
+    if fit.score_on not in SCORE_ON:
+        raise ConfigError(f"merge.fit.score_on={fit.score_on!r}: allowed {', '.join(SCORE_ON)} (test: score the "
+                          "held-out loss on the fit split's test documents only, as a fitted sweep must).")
+    if fit.score_on == "test" and not (has_heldout and "wsm_heldout_bpb" in tasks):
+        raise ConfigError("merge.fit.score_on=test scores wsm_heldout_bpb on the held-out test split, but this job "
+                          "has no held-out text or its suite lacks wsm_heldout_bpb; give series.heldout and a suite "
+                          "with it (eval=tiny), or set merge.fit.score_on=all.")
+    if merge.curve != FITTED:
+        return None
+    clashing = [key for key, on in (("merge.weights", merge.weights is not None), ("merge.alpha", merge.alpha),
+                                    ("merge.min_lr", merge.min_lr), ("merge.extrapolate", merge.extrapolate),
+                                    ("merge.order", merge.order != "natural")) if on]
+    if clashing:
+        raise ConfigError(f"merge.curve=fitted: the fit decides the weights, so {', '.join(clashing)} cannot be set; "
+                          "drop them (or fit, then give the fitted weights as merge.weights).")
+    if fit.score_on != "test":
+        raise ConfigError("merge.curve=fitted needs merge.fit.score_on=test for every job of the sweep, so the fitted "
+                          "merge and the variants it is compared with are scored on held-out text the fit never saw "
+                          "(+sweep=fitted sets it).")
+    try:
+        return fit_config(fit).check().settings()
+    except WeightsError as err:
+        raise ConfigError(f"merge.fit: {err}") from None

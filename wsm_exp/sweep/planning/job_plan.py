@@ -15,10 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.merging.weights import merge_weights
 from wsm_exp.study.branch_spec import Fidelity
-from wsm_exp.sweep.planning.beyond_plan import final_weights, probe_baselines, probe_series, user_weights
+from wsm_exp.sweep.planning.beyond_plan import (
+    final_weights, fitted_settings, probe_baselines, probe_series, user_weights,
+)
 from wsm_exp.sweep.planning.sft_plan import check_sft
 from wsm_exp.sweep.planning.sources import SeriesSource
-from wsm_exp.sweep.spec.schemas import BaselinesConfig, ConfigError, MergeConfig, from_node
+from wsm_exp.sweep.planning.variant_merge import fit_config
+from wsm_exp.sweep.spec.schemas import BaselinesConfig, ConfigError, MergeConfig, MergeFitConfig, from_node
 from wsm_exp.sweep.spec.variants import Variant, merge_then_decay_variant, merge_variant, raw_variant, wsd_variant
 
 
@@ -62,9 +65,12 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
                                quantity=merge.quantity, interval=merge.interval, duration=merge.duration)
     except SeriesError as err:
         raise ConfigError(f"merge.quantity/interval/duration/end: {err}") from None
+    fit = fitted_settings(merge, source.has_heldout, list(cfg.eval.tasks))  # merge.curve=fitted (docs/beyond.md §5)
     try:
         if merge.weights is not None:
             weights = user_weights(merge, window.quantity)
+        elif fit is not None:  # the starting point; the job fits the weights
+            weights = merge_weights(fit["init"], window.quantity)
         else:
             weights = merge_weights(merge.curve, window.quantity, min_lr=merge.min_lr, alpha=merge.alpha)
     except WeightsError as err:
@@ -78,7 +84,8 @@ def plan_job(cfg: DictConfig, source: SeriesSource) -> JobPlan:
                             alpha=merge.alpha, explicit=merge.weights is not None, seed=seed,
                             branch=series if merge.branch == "wsm" else merge.branch,
                             dtype=merge.dtype, accumulate=merge.accumulate, order=merge.order,
-                            order_seed=merge.order_seed, extrapolate=merge.extrapolate, anchor=merge.anchor)
+                            order_seed=merge.order_seed, extrapolate=merge.extrapolate, anchor=merge.anchor,
+                            fit=fit, default_fit=fit_config(MergeFitConfig()).settings())
     if "wsm_heldout_bpb" in list(cfg.eval.tasks) and not source.has_heldout:
         raise ConfigError(
             "eval.tasks: the suite measures wsm_heldout_bpb, but your series has no held-out text. Give "
@@ -134,9 +141,9 @@ def _merge_then_decay(merge: MergeConfig, variant: Variant, source: SeriesSource
     if not source.trains_branches:
         raise ConfigError("baselines.merge_then_decay: decays started from a merge are trained by the embedded "
                           "study; set baselines.merge_then_decay=false for your own series.")
-    if variant.kind != "wsm" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype \
+    if variant.kind != "wsm" or merge.curve == "fitted" or merge.weights is not None or merge.alpha is not None or merge.min_lr or merge.dtype \
             or merge.extrapolate or merge.order != "natural":
-        raise ConfigError("baselines.merge_then_decay: needs a WSM merge by a named curve (merge.branch=wsm, no "
+        raise ConfigError("baselines.merge_then_decay: needs a WSM merge by a named curve (not fitted; merge.branch=wsm, no "
                           "merge.weights, merge.alpha, merge.min_lr, merge.dtype, merge.extrapolate or merge.order); "
                           "the decay's parent is named "
                           "by its curve and merged in the checkpoints' dtype.")

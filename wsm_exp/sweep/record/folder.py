@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from wsm_exp.atomic import write_json_atomic
 from wsm_exp.keys import content_key
-from wsm_exp.sweep.spec.schemas import ConfigError
+from wsm_exp.sweep.spec.schemas import ConfigError, MergeFitConfig
 
 RECORD = "sweep.json"
 
@@ -31,6 +33,22 @@ RECORD = "sweep.json"
 EXECUTION = ("device", "batch_size")
 """Eval settings that say how, not what, is measured: they may change within a folder (freshness still
 recomputes the variants they touch)."""
+
+
+def eval_identity(cfg) -> dict[str, Any]:
+    """What a job's suite measures: ``cfg.eval``, plus the held-out split when ``merge.fit.score_on=test``
+    scores the held-out loss on the test documents only (its rows never mix with full-file scores).
+
+    >>> eval_identity(OmegaConf.create({"eval": {"name": "tiny"}, "merge": {"fit": {"score_on": "test"}}}))
+    {'name': 'tiny', 'heldout_split': {'score_on': 'test', 'fit_fraction': 0.5, 'seed': 0}}
+    """
+    identity = OmegaConf.to_container(cfg.eval, resolve=True)
+    fit = OmegaConf.select(cfg, "merge.fit")
+    if fit is not None and fit.get("score_on") == "test":
+        defaults = MergeFitConfig()
+        identity["heldout_split"] = {"score_on": "test", "fit_fraction": fit.get("fit_fraction", defaults.fit_fraction),
+                                     "seed": fit.get("seed", defaults.seed)}
+    return identity
 
 
 def identity(source_identity: dict[str, Any], eval_identity: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -52,8 +52,10 @@ def start_run(cfg: LoggerConfig, sweep_dir: Path, sweep: str, name: str, *, job_
                       reinit="finish_previous", resume="allow" if resume else None)
 
 
-def log_variant(cfg: LoggerConfig, sweep_dir: Path, sweep: str, variant, rows: list[dict[str, Any]]) -> None:
-    """One run per variant: every variant field in config, scores as metrics against tokens."""
+def log_variant(cfg: LoggerConfig, sweep_dir: Path, sweep: str, variant, rows: list[dict[str, Any]],
+                fit: dict[str, Any] | None = None) -> None:
+    """One run per variant: every variant field in config, scores as metrics against tokens; a fitted merge's
+    ``fit`` provenance adds the fit's loss curve (``fit/*`` against ``fit/evaluation``), fresh or reused."""
     if cfg.kind == "none" or not rows:
         return
     first = rows[0]
@@ -64,6 +66,16 @@ def log_variant(cfg: LoggerConfig, sweep_dir: Path, sweep: str, variant, rows: l
     run = start_run(cfg, sweep_dir, sweep, variant.name, job_type=variant.kind, config=config)
     run.define_metric("tokens")
     run.define_metric("eval/*", step_metric="tokens")
+    if fit is not None:
+        run.define_metric("fit/evaluation")
+        run.define_metric("fit/*", step_metric="fit/evaluation")
+        best = float("inf")
+        for i, (loss, accepted, lr, weights) in enumerate(zip(fit["losses"], fit["accepted"], fit["lrs"],
+                                                               fit["history"])):
+            best = min(best, loss) if accepted else best
+            run.log({"fit/evaluation": i, "fit/loss": loss, "fit/best_loss": best, "fit/lr": lr,
+                     "fit/accepted": int(accepted), **{f"fit/w{j}": w for j, w in enumerate(weights)}})
+        run.summary["fit/test_loss_start"], run.summary["fit/test_loss_end"] = fit["test_loss_start"], fit["test_loss_end"]
     metrics = {f"eval/{r['task']}/{r['metric']}": r["value"] for r in rows}
     run.log({"tokens": first["end_tokens"], **metrics})
     run.finish()

@@ -14,7 +14,9 @@ Example (what ``python -m wsm_exp`` runs for each job):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import signal
 import sys
@@ -29,12 +31,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.sweep.planning.job_plan import plan_job
 from wsm_exp.sweep.planning.sources import SeriesSource, make_source
-from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
+from wsm_exp.sweep.planning.variant_merge import fit_config, is_fitted, needs_merge, variant_plan
 from wsm_exp.sweep.record import folder, freshness, results, tracking
 from wsm_exp.sweep.record.console import FILE_ONLY, library_output_to_log, quiet_terminal
 from wsm_exp.sweep.run.sft_job import run_sft_job
 from wsm_exp.sweep.run.workspace import sweep_paths, variant_lock
-from wsm_exp.sweep.spec.schemas import LoggerConfig, from_node, shard_size_bytes
+from wsm_exp.sweep.spec.schemas import LoggerConfig, MergeConfig, from_node, shard_size_bytes
 from wsm_exp.sweep.spec.variants import Variant
 
 log = logging.getLogger(__name__)
@@ -80,15 +82,16 @@ class _Context:
         from wsm_exp.evaluation import SuiteConfig
 
         self.sweep, self.sweep_dir, self.source = sweep, sweep_dir, source
-        self.merges, self.scores = Path(cfg.paths.merges), Path(cfg.paths.scores)
+        self.merges, self.scores, self.fits = Path(cfg.paths.merges), Path(cfg.paths.scores), Path(cfg.paths.fits)
+        self.fit_settings = from_node(MergeConfig, cfg.merge, key="merge").fit
         self.shard_size_bytes = shard_size_bytes(cfg)
         self.logger_cfg = logger_cfg
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
-        self.eval_identity = OmegaConf.to_container(cfg.eval, resolve=True)
+        self.eval_identity = folder.eval_identity(cfg)  # with the held-out split when scored on its test half
         self.keys = folder.Keys.of(source.identity(), self.eval_identity)
         self._series: dict[str, Any] = {}
         self._identities: dict[Path, str] = {}
-        self._heldout_hash: str | None = None
+        self._scored: Path | None = None
 
     def inputs(self, variant: Variant, branch_paths: dict[str, Path]) -> dict[str, Any]:
         """Every input that determines the variant's rows, by name (see wsm_exp.sweep.record.freshness)."""
@@ -110,6 +113,8 @@ class _Context:
         heldout = self.source.heldout()
         if heldout and "wsm_heldout_bpb" in self.suite.tasks:
             inputs["held-out file"] = self._heldout_digest(heldout)
+            if self.fit_settings.score_on == "test":
+                inputs["held-out test split"] = self._heldout_digest(self._scored_heldout())
         return inputs
 
     def evaluate(self, variant: Variant, branch_paths: dict[str, Path]) -> bool:
@@ -125,9 +130,9 @@ class _Context:
                 log.info("recomputed %s: %s", variant.name, freshness.what_changed(stored.get("inputs"), inputs))
             started = time.perf_counter()
             try:
-                rows, from_cache = self._rows(variant, branch_paths)
+                rows, variant, fit, from_cache = self._rows(variant, branch_paths)
                 # W&B first: a kill between the two redoes the variant, whose run (same id) is replaced
-                tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows)
+                tracking.log_variant(self.logger_cfg, self.sweep_dir, self.sweep, variant, rows, fit=fit)
             except Exception as err:  # noqa: BLE001 — recorded as a failed row; a rerun retries it
                 self.record_failure(variant, err, fingerprint, inputs)
                 return False
@@ -157,9 +162,28 @@ class _Context:
         return self._identities[checkpoint.path]
 
     def _heldout_digest(self, path: Path) -> str:
-        if self._heldout_hash is None:
-            self._heldout_hash = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-        return self._heldout_hash
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+    def _scored_heldout(self) -> Path | None:
+        """The held-out file every variant is scored on: the source's, or with ``merge.fit.score_on=test`` the
+        test split of the fit's split, written once under the fits folder (named by the file's digest and split)."""
+        heldout = self.source.heldout()
+        if heldout is None or self.fit_settings.score_on != "test":
+            return heldout
+        if self._scored is None:
+            from wsm_exp.atomic import temp_path
+            from wsm_exp.merging.heldout_split import split_heldout
+
+            fit = self.fit_settings
+            split = split_heldout(heldout, fit_fraction=fit.fit_fraction, seed=fit.seed)
+            path = self.fits / f"heldout-test-{split.digest}-f{fit.fit_fraction:g}-s{fit.seed}.jsonl"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temp_path(path)
+                tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in split.test_texts()))
+                tmp.replace(path)
+            self._scored = path
+        return self._scored
 
     def _fields(self, variant: Variant) -> dict[str, Any]:
         return {**variant.row_fields(tokens_per_step=self.source.tokens_per_step,
@@ -184,8 +208,25 @@ class _Context:
             )
         return [by_step[s] for s in variant.steps]
 
-    def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> tuple[list[dict[str, Any]], bool]:
-        """The variant's rows, and whether every score came from the score cache."""
+    def _fit(self, variant: Variant, checkpoints) -> tuple[list[float], dict[str, Any]]:
+        """A fitted variant's weights and provenance (fitted on the fit split, or reused from the fits folder);
+        the provenance is also kept in the sweep folder (``fits/<variant>.json``) for the report."""
+        from wsm_exp.atomic import write_json_atomic
+        from wsm_exp.merging.fit_lm import fit_or_reuse
+
+        with library_output_to_log():
+            fitted = fit_or_reuse(checkpoints, self.source.heldout(), fit_config(variant), self.fits,
+                                  device=self.fit_settings.device)
+        record = {"variant": variant.name, "seed": variant.seed, "steps": list(variant.steps),
+                  "weights": fitted.weights, "provenance": fitted.provenance}
+        (self.sweep_dir / "fits").mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.sweep_dir / "fits" / f"{variant.name}.json", record)
+        return fitted.weights, fitted.provenance
+
+    def _rows(self, variant: Variant, branch_paths: dict[str, Path]) -> tuple[list[dict[str, Any]], Variant,
+                                                                              dict[str, Any] | None, bool]:
+        """The variant's rows, the variant (a fitted one with its weights), its fit's provenance, and whether
+        every score came from the score cache."""
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
         from wsm_exp.merging.cache import merge_or_reuse
@@ -194,8 +235,12 @@ class _Context:
         checkpoints = self._checkpoints(variant, branch_paths)
         hf_config = hf_pairing.paired_config(self.source.hf_config, checkpoints)  # a DCP series: HF folders
         merge_seconds = 0.0
+        fitted = self._fit(variant, checkpoints) if is_fitted(variant) else None
+        if fitted is not None:  # from here on a normal merge of the fitted weights
+            variant = dataclasses.replace(variant, weights=tuple(fitted[0]))
         if needs_merge(variant) or hf_config is not None:
-            plan = (variant_plan(variant, checkpoints, self.source.tokens_per_step) if needs_merge(variant)
+            plan = (variant_plan(variant, checkpoints, self.source.tokens_per_step, fitted=fitted)
+                    if needs_merge(variant)
                     else hf_pairing.conversion_plan(checkpoints[0]))
             merged = merge_or_reuse(plan, hf_pairing.merges_dir(self.merges, hf_config),
                                     provenance=variant.merge_provenance, hf_config=hf_config,
@@ -204,14 +249,15 @@ class _Context:
             model_hash = merged.key if hf_config is None else hf_pairing.model_hash(merged.key, hf_config)
         else:
             model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])
-        heldout = self.source.heldout()
+        heldout = self._scored_heldout()
         with library_output_to_log():
             evaluation = evaluate(Path(model_dir), self.suite, cache_dir=self.scores,
                                   extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
         write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values for paired tests
         rows = results.score_rows(evaluation.scores, sweep=self.sweep, sweep_dir=str(self.sweep_dir),
                                   **self._fields(variant), model_hash=model_hash, merge_seconds=merge_seconds)
-        return rows, bool(evaluation.scores) and all(score.from_cache for score in evaluation.scores)
+        from_cache = bool(evaluation.scores) and all(score.from_cache for score in evaluation.scores)
+        return rows, variant, fitted[1] if fitted else None, from_cache
 
 
 def _headline(rows: list[dict[str, Any]]) -> str:

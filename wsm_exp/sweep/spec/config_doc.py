@@ -57,6 +57,9 @@ def reference() -> str:
         cls = schemas()[group]
         out += ["", f"### `{group}.*` (`conf/{group}/`, schema `{cls.__name__}` in `{cls.__module__}`)", "",
                 *table(f"{group}.", cls)]
+        for field, sub in typing.get_type_hints(cls).items():  # nested schemas (merge.fit) under their group
+            if dataclasses.is_dataclass(sub):
+                out += ["", f"### `{group}.{field}.*` (schema `{sub.__name__}`)", "", *table(f"{group}.{field}.", sub)]
     out += ["", "### `sft.*` (`conf/sft/`, the `sft` sweep only; `SFTJobConfig` in `wsm_exp.sweep.spec.schemas`; "
             "`sft.recipe.*`: `SFTConfig` in `wsm_exp.study.sft_train`)", "", *table("sft.", SFTJobConfig)]
     return "\n".join(out) + "\n"

@@ -28,6 +28,24 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class MergeFitConfig:
+    """``merge.fit.*``: how ``merge.curve=fitted`` fits the window's weights (``wsm_exp.merging.fit.FitConfig``)."""
+
+    steps: int = 6  # a handful: each step costs one forward/backward plus two streaming passes over the window
+    lr: float = 0.1  # largest change of one weight in the first step (projected), or of its log (mirror)
+    method: str = "projected"  # projected handles the monotone constraint; mirror keeps every weight > 0
+    monotone: str | None = None  # increasing or decreasing (oldest to newest); null: any point of the simplex
+    init: str = "linear"  # starting curve: the uniform mean, the paper's default merge
+    fit_fraction: float = 0.5  # share of held-out documents the fit sees; the rest is the test split
+    seed: int = 0  # seeds the fit/test split (fixed across training seeds: every seed is judged on the same text)
+    seq_len: int = 256  # tokens per sequence of the fit loss (within the tiny study's trained context)
+    batch_sequences: int = 8  # sequences per forward/backward: memory against time
+    dtype: str = "float32"  # the fitted model's dtype; float64 only for exact gradient checks
+    device: str = "cpu"  # where the model runs during the fit (cuda on a GPU machine); not in the fit's key
+    score_on: str = "all"  # held-out documents every variant is scored on: all, or test (the split's test half; required with curve=fitted)
+
+
+@dataclass(frozen=True)
 class MergeConfig:
     """One merge variant: which window of the WSM series and which weights."""
 
@@ -52,6 +70,7 @@ class MergeConfig:
     branch_batch_size: int | None = None  # noise probe: batch size B in sequences; None = train.batch_size
     branch_weight_decay: float | None = None  # noise probe: AdamW λ; None = train.weight_decay
     branch_steps: int | None = None  # long decays: branch length = the matched WSD decay; None = train.branch_steps
+    fit: MergeFitConfig = field(default_factory=MergeFitConfig)  # curve=fitted: the fit's settings (docs/beyond.md §5)
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,7 @@ class PathsConfig:
     cache: str = "${paths.sweeps}/_cache"  # content-keyed store shared by all sweeps
     studies: str = "${paths.cache}/studies"  # trained series of the embedded study (by training config + seed)
     merges: str = "${paths.cache}/merges"  # merged models (by checkpoint identities + weights + dtype)
+    fits: str = "${paths.cache}/fits"  # fitted merge weights (by inputs + held-out split + fit settings) and test splits
     scores: str = "${paths.cache}/scores"  # eval scores (by model hash + task config + harness version)
     sweep_dir: str = "${paths.sweeps}/${sweep_name}"  # results.parquet, report.md, figures/, wandb/, jobs/
 
@@ -215,4 +235,8 @@ def from_node(cls: type[T], node: DictConfig | dict[str, Any] | None, *, key: st
             f"Unknown config key(s) {', '.join(where + k for k in unknown)}. Allowed under "
             f"{key or cls.__name__}: {', '.join(sorted(allowed))}. Fix the spelling of the override."
         )
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():  # nested schemas (merge.fit) as their own dataclass, keys named in full
+        if dataclasses.is_dataclass(hints.get(name)) and isinstance(value, dict):
+            data[name] = from_node(hints[name], value, key=f"{key}.{name}" if key else name)
     return cls(**data)  # type: ignore[call-arg]

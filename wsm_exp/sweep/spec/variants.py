@@ -44,6 +44,7 @@ class Variant:
     accumulate: str = "float32"  # merge accumulation precision
     extrapolate: float = 0.0  # α of θ_merge + α(θ_merge − θ_anchor) (docs/beyond.md)
     order: str = "natural"  # natural | reverse | scramble: how the curve's weights lie on the window
+    fit: str = ""  # curve=fitted: the fit's settings as sorted JSON (its weights are known only after the fit)
 
     @property
     def spec(self) -> BranchSpec:
@@ -94,7 +95,8 @@ def merge_variant(
     *, curve: str, steps: list[int], weights: list[float], interval: int, duration: int,
     min_lr: float = 0.0, alpha: float | None = None, explicit: bool = False, seed: int = 0, branch: str = "wsm",
     dtype: str | None = None, accumulate: str = "float32", order: str = "natural", order_seed: int = 0,
-    extrapolate: float = 0.0, anchor: int | None = None,
+    extrapolate: float = 0.0, anchor: int | None = None, fit: dict[str, Any] | None = None,
+    default_fit: dict[str, Any] | None = None,
 ) -> Variant:
     """A merge of WSM-branch checkpoints, or of a decay branch's checkpoints (``branch="wsd_<shape>"``).
 
@@ -111,6 +113,13 @@ def merge_variant(
     >>> merge_variant(curve="1-sqrt", steps=[8, 16], weights=[0.3, 0.7], interval=8, duration=16,
     ...               order="reverse", extrapolate=0.5).name
     'wsm-1-sqrt-reverse-ex+0.5-N2-I8-E16-s0'
+
+    A fitted merge (``fit``: its settings; ``weights``: the starting point until the job fits them) is
+    named ``fitted``, plus a hash of its settings when they differ from ``default_fit``:
+
+    >>> merge_variant(curve="fitted", steps=[8, 16], weights=[0.5, 0.5], interval=8, duration=16,
+    ...               fit={"steps": 6}, default_fit={"steps": 6}).name
+    'wsm-fitted-N2-I8-E16-s0'
     """
     from wsm_exp.merging.extrapolate import curve_label
 
@@ -126,8 +135,11 @@ def merge_variant(
     variant = Variant(name="", kind=kind, branch=branch, curve=label, steps=tuple(steps), weights=tuple(weights),
                       interval=interval, duration=duration, min_lr=min_lr, seed=seed,
                       alpha=alpha if curve == "ema_alpha" else None, explicit=explicit, dtype=dtype,
-                      accumulate=accumulate, extrapolate=extrapolate, order=order)
+                      accumulate=accumulate, extrapolate=extrapolate, order=order,
+                      fit=json.dumps(fit, sort_keys=True) if fit is not None else "")
     weights_id = f"{label}-{variant.weights_hash}" if explicit else label  # explicit merges differ by weights
+    if fit is not None and fit != default_fit:  # fits with other settings are other variants
+        weights_id += f"-fit{content_key(fit, length=6)}"
     name = f"{prefix}-{weights_id}-N{len(steps)}-I{interval}-E{steps[-1]}"
     if min_lr:
         name += f"-m{min_lr:g}"

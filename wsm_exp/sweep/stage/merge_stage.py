@@ -14,7 +14,8 @@ sweep over your own checkpoints (``series.path``) gets the one-pass stage. A fai
 is logged and the jobs merge on their own (each records its own error). ``merge_stage: false``
 turns the stage off. ``merge_stage_tasks=P`` splits the pass by output shard over P local processes,
 or under the Slurm launcher over the P tasks of one Slurm array (``wsm_exp.sweep.stage.merge_array``);
-``merge_shard_mib`` sets the shard size. Merges of a DCP series paired with ``series.hf_config`` are
+``merge_shard_mib`` sets the shard size. Fitted merges (``merge.curve=fitted``) are left to their jobs:
+their weights exist only after the job's fit. Merges of a DCP series paired with ``series.hf_config`` are
 written as Hugging Face folders in their own cache folder (``wsm_exp.sweep.planning.hf_pairing``).
 
 Example:
@@ -34,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from wsm_exp.atomic import temp_path
 from wsm_exp.merging.plan import MergePlan
 from wsm_exp.merging.series import Checkpoint
-from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
+from wsm_exp.sweep.planning.variant_merge import is_fitted, needs_merge, variant_plan
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
             continue  # the pre-flight reported it
         for variant in [job.variant, *job.baselines]:
             if not needs_merge(variant):
+                continue
+            if is_fitted(variant):  # its weights exist only after the job's fit: the job merges it
+                deferred += 1
                 continue
             root = _series_on_disk(source, variant.branch)
             if root is None:
