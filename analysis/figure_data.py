@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis.evidence import Evidence
 from analysis.rules import best, higher_is_better
-from analysis.tables import by_design, label, merges
+from analysis.tables import label, merges
 
 AXIS_NAMES = {"duration_steps": ("duration", "merge duration D (steps)"),
               "quantity": ("quantity", "merge quantity N (checkpoints)"),
@@ -40,10 +40,10 @@ def reference_of(designs: pd.DataFrame, primary: str) -> pd.Series | None:
     return found
 
 
-def axis_points(scores: pd.DataFrame, ev: Evidence, primary: str, metric: str, axis: str) -> pd.DataFrame:
+def axis_points(designs: pd.DataFrame, ev: Evidence, primary: str, metric: str, axis: str) -> pd.DataFrame:
     """Per curve (and per held Δ for N, per D for Δ) and per axis value, the best merge by ``primary`` with its
-    value on ``metric`` and the interval of its difference from the reference (``COLUMNS``)."""
-    designs = by_design(scores) if not scores.empty else scores
+    value on ``metric`` and the interval of its difference from the reference (``COLUMNS``); ``designs`` are
+    the seed-folded models (analysis.tables.by_design)."""
     pool = merges(designs) if not designs.empty else designs
     pool = pool[pool[primary].notna() & pool[metric].notna()] if not pool.empty else pool
     reference = reference_of(designs, primary) if not designs.empty else None

@@ -116,10 +116,15 @@ def axis_figure(path: Path, points: pd.DataFrame, baselines: pd.DataFrame, axis:
     pad = max(float(shown.max() - shown.min()) * 0.08, 1e-9)
     ax.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)  # never zoom past a bar or a baseline
     ax.set_xscale("log", base=2)
+    ticks = sorted(points[axis].astype(int).unique())
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel(AXIS_NAMES[axis][1])
     ax.set_ylabel("overall score (%)" if metric == "overall" else "held-out bits per byte")
     noise = str(points["noise"].iloc[0])
-    ax.set_title(f"bars: 95% interval vs {points['reference'].iloc[0] or 'no reference'}\n({noise})", fontsize=7)
+    k = int(points["candidates"].max())
+    ax.set_title(f"bars: 95% interval of the difference from {points['reference'].iloc[0] or 'no reference'}"
+                 + (f", corrected for the best of {k} merges" if k > 1 else "") + f"\n({noise})", fontsize=7)
     ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -142,7 +142,7 @@ def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix:
     ev, primary = Evidence(frame, scores), _primary(frame, scores)
     for axis in axes:
         for metric, kind in (("overall", "score"), ("heldout_bpb", "loss")):
-            points = axis_points(scores, ev, primary, metric, axis)
+            points = axis_points(designs, ev, primary, metric, axis)
             made.append(figures.axis_figure(folder / f"{AXIS_NAMES[axis][0]}_{kind}{suffix}.png", points, baselines,
                                             axis))
     if "pairs" in shown:
