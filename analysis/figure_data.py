@@ -5,7 +5,8 @@ The reference is the best WSD decay (by the primary metric, as in "WSM beats WSD
 checkpoint at the latest end. Every merge's interval is ``Evidence.compare_all``'s: corrected for the
 best of all K plain merges (max-t), over evaluation noise at one seed and seeds + evaluation at two or
 more, so the best merge's bar is exactly the verdict's interval. ``bar_low``/``bar_high`` draw that
-interval around the merge's own value (value − difference + interval).
+interval around the merge's own value (value − difference + interval). The decay-pairs figure gets the
+same for each merge against the decay shape it emulates (``pair_intervals``).
 
 Example:
     >>> AXIS_NAMES["quantity"]
@@ -18,6 +19,7 @@ import math
 
 import pandas as pd
 
+from analysis.design import decay_ends
 from analysis.evidence import Evidence
 from analysis.rules import best, higher_is_better
 from analysis.tables import label, merges
@@ -68,3 +70,22 @@ def axis_points(designs: pd.DataFrame, ev: Evidence, primary: str, metric: str, 
                      "bar_high": shift + high, "noise": c.noise if c is not None else "none (no reference model)",
                      "seeds": c.seeds if c is not None else 0, "candidates": c.candidates if c is not None else 0})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def pair_intervals(designs: pd.DataFrame, ev: Evidence, pairs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The decay-pairs table (analysis.tables.decay_pairs) with, per shape, the 95% interval of merge − decay on
+    ``metric`` (``Evidence.compare``: one pair, no pick to correct) and the bar it draws around the merge."""
+    decays = decay_ends(designs)
+    window = ["duration_steps", "interval_steps", "quantity", "end_step"]
+    pool = merges(designs)
+    rows = []
+    for _, pair in pairs.iterrows():
+        decay = decays[decays["curve"] == pair["shape"]]
+        merge = pool[(pool["curve"] == pair["merge_curve"]) & (pool[window] == pair[window]).all(axis=1)]
+        c = ev.compare(merge.iloc[0], decay.iloc[0], metric) if not decay.empty and not merge.empty else None
+        low, high = (c.ci_low, c.ci_high) if c is not None else (math.nan, math.nan)
+        shift = float(pair[f"merge_{metric}"]) - (c.mean if c is not None else math.nan)
+        rows.append({"ci_low": low, "ci_high": high, "bar_low": shift + low, "bar_high": shift + high,
+                     "noise": c.noise if c is not None else "none (no matching models)"})
+    return pd.concat([pairs.reset_index(drop=True), pd.DataFrame(rows, columns=["ci_low", "ci_high", "bar_low",
+                                                                                "bar_high", "noise"])], axis=1)

@@ -63,24 +63,32 @@ SHAPE_STYLES = [{"linestyle": "--"}, {"linestyle": ":"}, {"linestyle": "-."}, {"
 
 def pairs_figure(path: Path, pairs: pd.DataFrame, metric: str = "heldout_bpb") -> Path | None:
     """Each WSD decay shape beside the merge curve that emulates it (Figure 4 / Table 5 style): one pair of
-    bars per shape, the decay hatched with its own pattern; None when nothing finite to draw."""
+    bars per shape, the decay hatched with its own pattern, the merge with the 95% interval of merge − decay
+    (``bar_low``/``bar_high``: analysis.figure_data.pair_intervals) as an error bar; the data go to ``path``
+    as .csv; None when nothing finite to draw."""
     decay, merge = f"decay_{metric}", f"merge_{metric}"
     pairs = pairs[np.isfinite(pairs[decay].astype(float)) & np.isfinite(pairs[merge].astype(float))] \
         if not pairs.empty else pairs
     if pairs.empty:
         return None
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(pairs), 3.8))
+    pairs.to_csv(path.with_suffix(".csv"), index=False)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 + 1.6 * len(pairs)), 4.0))
     x = np.arange(len(pairs))
     for i, (_, row) in enumerate(pairs.iterrows()):
         ax.bar(x[i] - 0.2, row[decay], 0.4, color="white", edgecolor="black", hatch=["//", "..", "xx", "--"][i % 4],
                label=f"WSD {row['shape']} decay")
-        ax.bar(x[i] + 0.2, row[merge], 0.4, color=f"C{i}", label=f"merge {row['merge_curve']} (D={row['duration_steps']})")
-    values = np.concatenate([pairs[decay].to_numpy(float), pairs[merge].to_numpy(float)])
+        bar = [[max(row[merge] - row["bar_low"], 0.0)], [max(row["bar_high"] - row[merge], 0.0)]] \
+            if np.isfinite(row["bar_low"]) else None
+        ax.bar(x[i] + 0.2, row[merge], 0.4, color=f"C{i}", yerr=bar, capsize=4,
+               label=f"merge {row['merge_curve']} (D={row['duration_steps']})")
+    values = np.concatenate([pairs[c].to_numpy(float) for c in (decay, merge, "bar_low", "bar_high")])
+    values = values[np.isfinite(values)]
     span = values.max() - values.min()
     ax.set_ylim(values.min() - max(span, abs(values.min()) * 0.01), values.max() + max(span, abs(values.max()) * 0.01))
     ax.set_xticks(x, pairs["shape"])
-    ax.set_xlabel("decay shape (and the merge curve that emulates it)")
+    ax.set_xlabel("decay shape (and the merge curve\nthat emulates it)")
     ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else "overall score (%)")
+    ax.set_title(f"bars: 95% interval of merge − decay\n({pairs['noise'].iloc[0]})", fontsize=7)
     ax.legend(fontsize=7)
     return _save(fig, path)
 

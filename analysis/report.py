@@ -27,7 +27,7 @@ from analysis import beyond, figures
 from analysis.design import Design, design_of, windows_line
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
-from analysis.figure_data import AXIS_NAMES, axis_points
+from analysis.figure_data import AXIS_NAMES, axis_points, pair_intervals
 from analysis.findings import findings
 from analysis.load import DESIGN, ReportError, failed, load_results, model_scores
 from analysis.paper import paper_section
@@ -138,16 +138,17 @@ def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix:
     folder = out / "figures"
     shown = {name for name, reason in design.parts.items() if reason is None}
     made = [figures.claims_figure(folder / f"claims{suffix}.png", tables["findings"])]
-    axes = ([design.axis] if "duration" in shown else []) + (["interval_steps"] if "table4" in shown else [])
     ev, primary = Evidence(frame, scores), _primary(frame, scores)
+    axes = ([design.axis] if "duration" in shown else []) + (["interval_steps"] if "table4" in shown else [])
     for axis in axes:
         for metric, kind in (("overall", "score"), ("heldout_bpb", "loss")):
             points = axis_points(designs, ev, primary, metric, axis)
             made.append(figures.axis_figure(folder / f"{AXIS_NAMES[axis][0]}_{kind}{suffix}.png", points, baselines,
                                             axis))
     if "pairs" in shown:
-        made += [figures.pairs_figure(folder / f"decay_pairs_loss{suffix}.png", tables["pairs"]),
-                 figures.pairs_figure(folder / f"decay_pairs_score{suffix}.png", tables["pairs"], metric="overall")]
+        for metric, kind in (("heldout_bpb", "loss"), ("overall", "score")):
+            made.append(figures.pairs_figure(folder / f"decay_pairs_{kind}{suffix}.png",
+                                             pair_intervals(designs, ev, tables["pairs"], metric), metric))
     if "fidelity" in shown:
         made.append(figures.fidelity_figure(folder / f"fidelity{suffix}.png", designs))
     if "factors" in shown:

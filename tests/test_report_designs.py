@@ -135,6 +135,9 @@ def test_wsd_vs_wsm_pairs_each_shape_with_its_curve(planned, tmp_path):
     assert dict(zip(pairs["shape"], pairs["merge_curve"])) == {"1-sqrt": "1-sqrt", "cosine": "cosine", "linear": "mean"}
     assert (pairs["duration_steps"] == 256).all() and (pairs["seeds"] == 2).all()
     assert (tmp_path / "figures" / "decay_pairs_loss.png").stat().st_size > 5_000
+    bars = pd.read_csv(tmp_path / "figures" / "decay_pairs_loss.csv")  # merge − decay over the 2 seeds
+    assert bars["ci_low"].notna().all() and bars["noise"].str.startswith("training seeds + evaluation (2 seeds").all()
+    assert ((bars["bar_low"] <= bars["merge_heldout_bpb"]) & (bars["merge_heldout_bpb"] <= bars["bar_high"])).all()
     assert set(AXIS_COLUMNS) <= set(pd.read_csv(tmp_path / "tables" / "table3.csv").columns)
 
 
