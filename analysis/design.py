@@ -13,6 +13,8 @@ Example:
     >>> d = design_of(s)
     >>> d.describe()  # doctest: +NORMALIZE_WHITESPACE
     'Varies D ∈ {32, 64, 128}, Δ ∈ {8, 16, 32}; holds curve = mean, N = 4, end = 256, series = wsm.'
+    >>> d.axis
+    'duration_steps'
     >>> d.parts["table3"]
     'one merge curve here (mean): Table 3 compares curves at one window (+sweep=method).'
 """
@@ -107,6 +109,17 @@ class Design:
             if reason:
                 by_reason.setdefault(reason, []).append(TITLES[name])
         return [f"- {'; '.join(names)}: {reason}" for reason, names in by_reason.items()]
+
+
+    @property
+    def axis(self) -> str:
+        """The column the sweep's own figures draw along: N when Δ is held (quantity sweep), Δ when D is held
+        (interval sweep), else D (duration, grid)."""
+        if "N" in self.varied and "Δ" in self.held:
+            return "quantity"
+        if "Δ" in self.varied and "D" in self.held:
+            return "interval_steps"
+        return "duration_steps"
 
 
 TITLES = {"table1": "Table 1 (WSD vs WSM)", "pairs": "Decay shapes beside their merge curves",

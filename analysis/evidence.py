@@ -213,11 +213,7 @@ class Evidence:
         (per-document influence and per-seed differences): K = the candidates, all picked in the claim's favour."""
         direction = higher_is_better(metric) if claimed_higher is None else claimed_higher
         by = by or metric
-        tested = []
-        for _, row in candidates.iterrows():
-            seeds, va, vb, noise = self.paired(row, reference, metric)
-            if seeds:
-                tested.append((row, seeds, va, vb, noise))
+        tested = self._paired_all(candidates, reference, metric)
         if not tested:
             return None, compare([], [])
         if by == metric:
@@ -226,11 +222,34 @@ class Evidence:
         else:
             values = [float(t[0][by]) for t in tested]
             best = (int(np.nanargmax(values)) if higher_is_better(by) else int(np.nanargmin(values)))
-        row, _, va, vb, noise = tested[best]
+        return self._corrected(tested, direction, power, only=best)[0]
+
+    def compare_all(self, candidates: pd.DataFrame, reference: pd.Series, metric: str, *, claimed_higher=None,
+                    power: float = 0.8) -> list[tuple[pd.Series, Comparison]]:
+        """Every candidate sharing a seed with ``reference`` against it, each interval corrected for the best of
+        the K candidates by max-t over their joint differences: simultaneous 95% intervals, the best one's equal
+        to ``compare_best``'s (the figures draw these)."""
+        direction = higher_is_better(metric) if claimed_higher is None else claimed_higher
+        return self._corrected(self._paired_all(candidates, reference, metric), direction, power)
+
+    def _paired_all(self, candidates: pd.DataFrame, reference: pd.Series, metric: str) -> list[tuple]:
+        """(row, seeds, A's values, B's values, document noise) of every candidate sharing a seed with reference."""
+        tested = []
+        for _, row in candidates.iterrows():
+            seeds, va, vb, noise = self.paired(row, reference, metric)
+            if seeds:
+                tested.append((row, seeds, va, vb, noise))
+        return tested
+
+    @staticmethod
+    def _corrected(tested: list[tuple], direction: bool, power: float, only: int | None = None) \
+            -> list[tuple[pd.Series, Comparison]]:
+        """Comparisons of the tested candidates (or only the one at index ``only``), corrected for K = all of them."""
         k = len(tested)
         correlation = _correlation([t[1:] for t in tested]) if k > 1 else None
-        return row, compare(va, vb, higher_is_better=direction, candidates=k, eval_noise=noise,
-                            correlation=correlation, power=power)
+        chosen = tested if only is None else [tested[only]]
+        return [(row, compare(va, vb, higher_is_better=direction, candidates=k, eval_noise=noise,
+                              correlation=correlation, power=power)) for row, _, va, vb, noise in chosen]
 
 
 def _key(row: pd.Series, keys: list[str]) -> tuple:

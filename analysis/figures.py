@@ -1,5 +1,5 @@
-"""Figures (PNG, matplotlib Agg): weights and staircase (Fig. 2), score vs duration (Figs. 3-4),
-merge vs real decay (Fig. 5a).
+"""Figures (PNG, matplotlib Agg): weights and staircase (Fig. 2), a metric vs the sweep's own axis D, N or Δ
+with the verdicts' intervals (Figs. 3-4), merge vs real decay (Fig. 5a).
 
 Example:
     >>> import tempfile, pathlib
@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.figure_data import AXIS_NAMES, LINES  # noqa: E402
 from wsm_exp.merging.weights import (  # noqa: E402
     DECAY_CURVES,
     merge_weights,
@@ -26,9 +28,13 @@ from wsm_exp.merging.weights import (  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
-    """Lay out, write and close a figure; returns its path."""
+    """Lay out, write and close a figure; returns its path. The PNG's Description holds each panel's axis labels,
+    y limits and legend entries as JSON (what a reader or a test can check without looking at pixels)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    panels = [{"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "ylim": [float(v) for v in ax.get_ylim()],
+               "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []}
+              for ax in fig.axes]
+    fig.savefig(path, dpi=110, metadata={"Description": json.dumps(panels, ensure_ascii=False)})
     plt.close(fig)
     return path
 
@@ -57,51 +63,88 @@ SHAPE_STYLES = [{"linestyle": "--"}, {"linestyle": ":"}, {"linestyle": "-."}, {"
 
 def pairs_figure(path: Path, pairs: pd.DataFrame, metric: str = "heldout_bpb") -> Path | None:
     """Each WSD decay shape beside the merge curve that emulates it (Figure 4 / Table 5 style): one pair of
-    bars per shape, the decay hatched with its own pattern; None when nothing finite to draw."""
+    bars per shape, the decay hatched with its own pattern, the merge with the 95% interval of merge − decay
+    (``bar_low``/``bar_high``: analysis.figure_data.pair_intervals) as an error bar; the data go to ``path``
+    as .csv; None when nothing finite to draw."""
     decay, merge = f"decay_{metric}", f"merge_{metric}"
     pairs = pairs[np.isfinite(pairs[decay].astype(float)) & np.isfinite(pairs[merge].astype(float))] \
         if not pairs.empty else pairs
     if pairs.empty:
         return None
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(pairs), 3.8))
+    pairs.to_csv(path.with_suffix(".csv"), index=False)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 + 1.6 * len(pairs)), 4.0))
     x = np.arange(len(pairs))
     for i, (_, row) in enumerate(pairs.iterrows()):
         ax.bar(x[i] - 0.2, row[decay], 0.4, color="white", edgecolor="black", hatch=["//", "..", "xx", "--"][i % 4],
                label=f"WSD {row['shape']} decay")
-        ax.bar(x[i] + 0.2, row[merge], 0.4, color=f"C{i}", label=f"merge {row['merge_curve']} (D={row['duration_steps']})")
-    values = np.concatenate([pairs[decay].to_numpy(float), pairs[merge].to_numpy(float)])
+        bar = [[max(row[merge] - row["bar_low"], 0.0)], [max(row["bar_high"] - row[merge], 0.0)]] \
+            if np.isfinite(row["bar_low"]) else None
+        ax.bar(x[i] + 0.2, row[merge], 0.4, color=f"C{i}", yerr=bar, capsize=4,
+               label=f"merge {row['merge_curve']} (D={row['duration_steps']})")
+    values = np.concatenate([pairs[c].to_numpy(float) for c in (decay, merge, "bar_low", "bar_high")])
+    values = values[np.isfinite(values)]
     span = values.max() - values.min()
     ax.set_ylim(values.min() - max(span, abs(values.min()) * 0.01), values.max() + max(span, abs(values.max()) * 0.01))
     ax.set_xticks(x, pairs["shape"])
-    ax.set_xlabel("decay shape (and the merge curve that emulates it)")
+    ax.set_xlabel("decay shape (and the merge curve\nthat emulates it)")
     ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else "overall score (%)")
+    ax.set_title(f"bars: 95% interval of merge − decay\n({pairs['noise'].iloc[0]})", fontsize=7)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def duration_figure(path: Path, curves: pd.DataFrame, baselines: pd.DataFrame, metric: str = "overall") -> Path | None:
-    """Score vs merge duration per curve, WSD ends as horizontal lines (Figures 3-4 analogue); None when
-    there is nothing finite to draw. Only the duration axis is logarithmic (durations are positive)."""
-    curves = curves[np.isfinite(curves[metric].astype(float)) & (curves["duration_steps"] > 0)] \
-        if not curves.empty else curves
-    if curves.empty:
+def axis_figure(path: Path, points: pd.DataFrame, baselines: pd.DataFrame, axis: str = "duration_steps") -> Path | None:
+    """A metric vs the sweep's own axis (D, N or Δ: analysis.figure_data.AXIS_NAMES) per curve, each merge with
+    the verdicts' 95% interval of its difference from the reference decay as a bar around it, and the WSD ends
+    and the raw checkpoint as horizontal lines (Figures 3-4 analogue); None when nothing finite to draw. The
+    legend names what the x-axis does not (D, or Δ). The data (with the intervals) go to ``path`` as .csv."""
+    points = points[np.isfinite(points["value"].astype(float)) & (points[axis] > 0)] if not points.empty else points
+    if points.empty:
         return None
+    metric = str(points["metric"].iloc[0])
+    points.to_csv(path.with_suffix(".csv"), index=False)
     baselines = baselines[np.isfinite(baselines[metric].astype(float))] if not baselines.empty else baselines
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for curve, rows in curves.groupby("curve"):
-        rows = rows.sort_values("duration_steps")
-        ax.plot(rows["duration_steps"], rows[metric], marker="o", label=f"merge {curve}")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for keys, rows in points.groupby(["curve", *LINES[axis]]):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        rows = rows.sort_values(axis)
+        values = rows["value"].to_numpy(float)
+        below = np.clip(values - rows["bar_low"].to_numpy(float), 0, None)
+        above = np.clip(rows["bar_high"].to_numpy(float) - values, 0, None)
+        ax.errorbar(rows[axis], values, yerr=[below, above], marker="o", capsize=3, label=_line_label(keys, rows, axis))
     styles = iter(SHAPE_STYLES)
     for _, row in baselines.iterrows():  # each decay shape its own line style; the raw checkpoint gray
         style = dict(next(styles, SHAPE_STYLES[-1]), color="black") if row["kind"] == "wsd" else \
             {"linestyle": (0, (1, 3)), "color": "gray"}
         name = f"WSD {row['curve']} decay" if row["kind"] == "wsd" else "raw constant-LR"
         ax.axhline(row[metric], **style, linewidth=1.2, label=f"{name} (end {row['end_step']})")
+    arrays = [points[c].to_numpy(float) for c in ("value", "bar_low", "bar_high")]
+    shown = np.concatenate(arrays + ([baselines[metric].to_numpy(float)] if not baselines.empty else []))
+    shown = shown[np.isfinite(shown)]
+    pad = max(float(shown.max() - shown.min()) * 0.08, 1e-9)
+    ax.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)  # never zoom past a bar or a baseline
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("merge duration D (steps)")
+    ticks = sorted(points[axis].astype(int).unique())
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(AXIS_NAMES[axis][1])
     ax.set_ylabel("overall score (%)" if metric == "overall" else "held-out bits per byte")
+    noise = str(points["noise"].iloc[0])
+    k = int(points["candidates"].max())
+    ax.set_title(f"bars: 95% interval of the difference from {points['reference'].iloc[0] or 'no reference'}"
+                 + (f", corrected for the best of {k} merges" if k > 1 else "") + f"\n({noise})", fontsize=7)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def _line_label(keys: tuple, rows: pd.DataFrame, axis: str) -> str:
+    """A line's legend: its curve, and the axes the x-axis does not show (D always)."""
+    durations = ", ".join(str(int(d)) for d in rows["duration_steps"])
+    if axis == "quantity":
+        return f"merge {keys[0]}, Δ = {int(keys[1])} (D = {durations})"
+    if axis == "interval_steps":
+        return f"merge {keys[0]}, D = {int(keys[1])} (N = {', '.join(str(int(n)) for n in rows['quantity'])})"
+    return f"merge {keys[0]}"
 
 
 def fidelity_figure(path: Path, designs: pd.DataFrame, metric: str = "heldout_bpb") -> Path | None:

@@ -28,8 +28,10 @@ from analysis import beyond, figures, fitted_claim
 from analysis.design import Design, design_of, windows_line
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
+from analysis.figure_data import AXIS_NAMES, axis_points, pair_intervals
 from analysis.findings import findings
 from analysis.load import DESIGN, ReportError, failed, load_results, model_scores
+from analysis.paper import paper_section
 from analysis.prose import headline
 from analysis.prose import markdown as _md
 from analysis.rules import Thresholds
@@ -40,7 +42,6 @@ from analysis.tables import (
     decay_pairs,
     duration_curves,
     loss_table,
-    paper_table,
     table1,
     table3,
     table4,
@@ -62,9 +63,7 @@ class Report:
 def build_tables(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) -> dict[str, pd.DataFrame]:
     """Every table of the report, from a tidy results frame of one group (study and suite)."""
     scores = model_scores(frame)
-    primary = str(frame["primary"].iloc[0]) if "primary" in frame and len(frame) else "overall"
-    if primary == "heldout_bpb" and scores["heldout_bpb"].isna().all():
-        primary = "overall"
+    primary = _primary(frame, scores)
     return {
         "models": scores, "findings": findings(scores, frame, thresholds), "tasks": Evidence(frame, scores).chance,
         "losses": loss_table(frame, scores), "table1": table1(scores, primary), "table3": table3(scores, primary),
@@ -72,6 +71,12 @@ def build_tables(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) -> 
         "factors": factor_importance(scores, primary), "failed": failed(frame), "pairs": decay_pairs(scores, primary),
         "worse_than_raw": worse_than_raw(scores, primary),
     }
+
+
+def _primary(frame: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """The suite's primary metric (eval.primary), Overall when no model has held-out bits per byte."""
+    primary = str(frame["primary"].iloc[0]) if "primary" in frame and len(frame) else "overall"
+    return "overall" if primary == "heldout_bpb" and scores["heldout_bpb"].isna().all() else primary
 
 
 def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None, *,
@@ -97,7 +102,7 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
         suffix = "" if len(groups) == 1 else "__" + re.sub(r"[^A-Za-z0-9]+", "_", group).strip("_")
         tables = build_tables(part, thresholds)
         design = design_of(tables["models"])
-        group_figures = _figures(out, tables, design, suffix)
+        group_figures = _figures(out, tables, design, suffix, part)
         for name, table in tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
@@ -126,8 +131,11 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
     return report
 
 
-def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix: str) -> list[Path]:
-    """The figures this design supports (analysis.design): claims always, the others when their part is shown."""
+def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix: str, frame: pd.DataFrame) \
+        -> list[Path]:
+    """The figures this design supports (analysis.design): claims always, the others when their part is shown;
+    the metric-vs-axis figures are drawn along the design's own axis (D, N; Δ for Table 4) with the verdicts'
+    intervals, their data beside them as CSV (analysis.figure_data)."""
     scores = tables["models"]
     designs = by_design(scores) if not scores.empty else scores
     baselines = designs[designs["kind"].isin(["wsd", "raw"]) & designs["branch"].astype(str).str.match(r"^(wsd_|wsm$)")] \
@@ -137,13 +145,17 @@ def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix:
     folder = out / "figures"
     shown = {name for name, reason in design.parts.items() if reason is None}
     made = [figures.claims_figure(folder / f"claims{suffix}.png", tables["findings"])]
-    if "duration" in shown:
-        made += [figures.duration_figure(folder / f"duration_score{suffix}.png", tables["duration"], baselines),
-                 figures.duration_figure(folder / f"duration_loss{suffix}.png", tables["duration"], baselines,
-                                         metric="heldout_bpb")]
+    ev, primary = Evidence(frame, scores), _primary(frame, scores)
+    axes = ([design.axis] if "duration" in shown else []) + (["interval_steps"] if "table4" in shown else [])
+    for axis in axes:
+        for metric, kind in (("overall", "score"), ("heldout_bpb", "loss")):
+            points = axis_points(designs, ev, primary, metric, axis)
+            made.append(figures.axis_figure(folder / f"{AXIS_NAMES[axis][0]}_{kind}{suffix}.png", points, baselines,
+                                            axis))
     if "pairs" in shown:
-        made += [figures.pairs_figure(folder / f"decay_pairs_loss{suffix}.png", tables["pairs"]),
-                 figures.pairs_figure(folder / f"decay_pairs_score{suffix}.png", tables["pairs"], metric="overall")]
+        for metric, kind in (("heldout_bpb", "loss"), ("overall", "score")):
+            made.append(figures.pairs_figure(folder / f"decay_pairs_{kind}{suffix}.png",
+                                             pair_intervals(designs, ev, tables["pairs"], metric), metric))
     if "fidelity" in shown:
         made.append(figures.fidelity_figure(folder / f"fidelity{suffix}.png", designs))
     if "factors" in shown:
@@ -195,8 +207,8 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
     if parts["table1"]:
         lines += ["## Table 1: WSD vs WSM (best vs best, and at the WSD token budget)", "",
                   windows_line(tables["table1"].assign(kind=tables["table1"]["row"].map({"WSM": "wsm"}))), "",
-                  _md(tables["table1"]), "Paper:", "", _md(paper_table("table1"))]
-    lines += table2_section(frame, _md, paper_table("table2"))  # SFT sweeps only (analysis/sft.py)
+                  _md(tables["table1"]), *paper_section("table1", _md)]
+    lines += table2_section(frame, _md, paper_section("table2", _md))  # SFT sweeps only (analysis/sft.py)
     if parts["pairs"]:
         lines += ["## Decay shapes beside their merge curves (paper Table 5 / Figure 4)", "",
                   "Each WSD decay shape against the merge curve that emulates it (linear ≡ mean); merge_minus_decay "
@@ -205,18 +217,22 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
         lines += ["## Table 3: merge curves vs the 1-sqrt decay", "",
                   windows_line(tables["table3"].assign(kind=["wsm" if str(r).startswith("merge_") else "wsd"
                                                              for r in tables["table3"]["row"]])), "",
-                  _md(tables["table3"]), "Paper:", "", _md(paper_table("table3"))]
+                  _md(tables["table3"]), *paper_section("table3", _md)]
     if parts["table4"]:
-        lines += ["## Table 4: granularity (Δ, N) at fixed duration D", "", _md(tables["table4"]),
-                  "Paper (Language column inconsistent as printed):", "", _md(paper_table("table4"))]
+        lines += ["## Table 4: granularity (Δ, N) at fixed duration D", "",
+                  f"Overall and held-out bits per byte side by side; the verdict rests on {primary}.", "",
+                  _md(tables["table4"]), *paper_section("table4", _md)]
     if parts["table5"]:
         lines += ["## Table 5: held-out loss vs downstream score", "", _md(tables["table5"], 4),
-                  "Paper:", "", _md(paper_table("table5"), 3)]
+                  *paper_section("table5", _md, 3)]
     if parts["factors"]:
         lines += [f"## Factor importance (R² of {primary} on log2 of each factor; merges N ≥ 2)", "",
                   _md(tables["factors"], 3)]
     if parts["duration"]:
-        lines += ["## Score vs merge duration", "", _md(tables["duration"])]
+        lines += [f"## Score vs {AXIS_NAMES[design.axis][1]}", "",
+                  "Figures: each merge's bar is the 95% interval of its difference from the reference decay, the "
+                  "verdicts' interval (corrected for the best of the merges; the noise it covers is in the figure "
+                  "and its CSV).", "", _md(tables["duration"])]
     if extra is not None and extra.markdown:
         lines += [extra.markdown, ""]
     lines += ["## Figures", "",

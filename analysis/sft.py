@@ -103,10 +103,11 @@ def _model(models: pd.DataFrame, variant: str) -> pd.Series:
     return pd.Series({"model_hash": row.get("model_hash", ""), "samples_dir": folder})
 
 
-def table2_section(frame: pd.DataFrame, md, paper: pd.DataFrame) -> list[str]:
+def table2_section(frame: pd.DataFrame, md, paper: list[str]) -> list[str]:
     """Markdown lines of the report's Table 2 section (none when the results hold no SFT rows).
 
-    ``md`` renders a table (analysis.report._md); ``paper`` is the paper's Table 2.
+    ``md`` renders a table (analysis.report._md); ``paper``: the lines of the paper's Table 2 with its legend
+    (analysis.paper.paper_section).
     """
     table = table2(frame)
     if table.empty:
@@ -124,7 +125,7 @@ def table2_section(frame: pd.DataFrame, md, paper: pd.DataFrame) -> list[str]:
                   "best_epochs", "seeds"]]),
         f"**{CLAIM}**: {verdict.verdict} (WSM − WSD Overall {verdict.mean:+.2f} points over {verdict.seeds} "
         f"seed(s){ci}).", "",
-        "Paper:", "", md(paper),
+        *paper,
         "Every epoch (epoch 0 = the base before SFT):", "",
         md(per_epoch[["row", "seed", "epoch", *shown]]),
     ]

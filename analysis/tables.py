@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from analysis.design import EMULATES, WINDOW, decay_ends, plain_merges
@@ -26,14 +24,6 @@ COLUMNS = [*CATEGORIES, "overall"]
 AXIS_COLUMNS = ["curve", "duration_steps", "interval_steps", "quantity", "end_step"]  # the design's axes, every table
 WORSE_SHOWN = ["model", "branch", *AXIS_COLUMNS, "extrapolate", "merge_order", "merge", "raw", "worse_by"]
 STD_COLUMNS = [f"{c}_std" for c in CATEGORIES]  # seed std of each category (overall_std sits beside overall)
-PAPER = Path(__file__).with_name("paper_data")
-
-
-def paper_table(name: str) -> pd.DataFrame:
-    """The paper's printed numbers (analysis/paper_data/<name>.csv)."""
-    return pd.read_csv(PAPER / f"{name}.csv")
-
-
 def by_design(scores: pd.DataFrame) -> pd.DataFrame:
     """Seeds folded: one row per design (everything but the seed), means and stds."""
     value_cols = [*COLUMNS, "heldout_bpb"]
@@ -179,10 +169,11 @@ def worse_than_raw(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFra
 
 
 def table4(scores: pd.DataFrame) -> pd.DataFrame:
-    """Granularity: (Δ, N) at each fixed duration D, finest first (merges of the same curve)."""
+    """Granularity: (Δ, N) at each fixed duration D, finest first (merges of the same curve), with Overall and
+    held-out bits per byte side by side (the verdict rests on the suite's primary metric, either one)."""
     rows = merges(by_design(scores)).sort_values(["duration_steps", "interval_steps"])
-    return rows[["curve", "interval_tokens", "quantity", "duration_tokens", *COLUMNS, "interval_steps",
-                 "duration_steps", "end_step", "overall_std", "overall_ci95", *STD_COLUMNS,
+    return rows[["curve", "interval_tokens", "quantity", "duration_tokens", *COLUMNS, "heldout_bpb", "interval_steps",
+                 "duration_steps", "end_step", "overall_std", "overall_ci95", "heldout_bpb_std", *STD_COLUMNS,
                  "seeds"]].reset_index(drop=True)
 
 

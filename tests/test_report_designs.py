@@ -34,7 +34,7 @@ SUITES = {  # name -> ({task: (category, metric)}, score of a model in [0, 1] gi
 }
 HEADINGS = {"table1": "## Table 1", "pairs": "## Decay shapes beside their merge curves", "table3": "## Table 3",
             "table4": "## Table 4", "table5": "## Table 5", "factors": "## Factor importance",
-            "duration": "## Score vs merge duration", "losses": "## Losses by category"}
+            "duration": "## Score vs merge ", "losses": "## Losses by category"}
 EXPECTED = {  # sweep: (parts its question needs, parts it must not show), on any suite with held-out text
     "duration": ({"duration", "table1"}, {"table3", "table4", "factors", "pairs"}),
     "quantity": ({"duration"}, {"table4", "factors", "table3"}),  # D varies with N at fixed Δ: no fixed-D table
@@ -135,6 +135,9 @@ def test_wsd_vs_wsm_pairs_each_shape_with_its_curve(planned, tmp_path):
     assert dict(zip(pairs["shape"], pairs["merge_curve"])) == {"1-sqrt": "1-sqrt", "cosine": "cosine", "linear": "mean"}
     assert (pairs["duration_steps"] == 256).all() and (pairs["seeds"] == 2).all()
     assert (tmp_path / "figures" / "decay_pairs_loss.png").stat().st_size > 5_000
+    bars = pd.read_csv(tmp_path / "figures" / "decay_pairs_loss.csv")  # merge − decay over the 2 seeds
+    assert bars["ci_low"].notna().all() and bars["noise"].str.startswith("training seeds + evaluation (2 seeds").all()
+    assert ((bars["bar_low"] <= bars["merge_heldout_bpb"]) & (bars["merge_heldout_bpb"] <= bars["bar_high"])).all()
     assert set(AXIS_COLUMNS) <= set(pd.read_csv(tmp_path / "tables" / "table3.csv").columns)
 
 
@@ -147,3 +150,33 @@ def test_a_combined_report_compares_curves_at_one_window_and_says_which(planned,
     merges = report.tables["table3"][report.tables["table3"]["row"].str.startswith("merge_")]
     assert len(merges) == 6 and merges[["duration_steps", "interval_steps", "quantity"]].drop_duplicates().shape[0] == 1
     assert "Merges at one window: D = 64, Δ = 8, N = 8, end = 1756." in report.path.read_text()
+
+
+AXIS_FIGURES = {  # sweep: (figure prefix, x label, what the legend must name, figure prefixes it must not draw)
+    "quantity": ("quantity", "merge quantity N (checkpoints)", "D = ", ("duration", "interval")),
+    "interval": ("interval", "checkpoint interval Δ (steps)", "D = 64", ("duration", "quantity")),
+    "duration": ("duration", "merge duration D (steps)", "WSD 1-sqrt decay", ("quantity", "interval")),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweep", sorted(AXIS_FIGURES))
+def test_each_sweep_is_drawn_against_its_own_axis_with_d_in_the_legend(planned, tmp_path, sweep):
+    """The quantity sweep by N, the interval sweep by Δ (D in the legend), the duration sweep by D; the bars are
+    the 2-seed intervals of each merge against the best decay, in the CSV beside the figure."""
+    import json
+
+    from PIL import Image
+
+    prefix, xlabel, named, absent = AXIS_FIGURES[sweep]
+    report = write_report([_write(tmp_path, sweep, planned(sweep), "tiny")])
+    folder = tmp_path / "figures"
+    for kind in ("score", "loss"):
+        (panel,) = json.loads(Image.open(folder / f"{prefix}_{kind}.png").text["Description"])
+        assert panel["xlabel"] == xlabel and any(named in entry for entry in panel["legend"]), panel
+        points = pd.read_csv(folder / f"{prefix}_{kind}.csv")
+        assert points["ci_low"].notna().all() and (points["seeds"] == 2).all()
+        assert panel["ylim"][0] <= points["bar_low"].min() and panel["ylim"][1] >= points["bar_high"].max()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(absent)]
+    if sweep == "quantity":
+        assert "## Score vs merge quantity N" in report.path.read_text()
