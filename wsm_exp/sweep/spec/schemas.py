@@ -52,6 +52,8 @@ class MergeConfig:
     branch_batch_size: int | None = None  # noise probe: batch size B in sequences; None = train.batch_size
     branch_weight_decay: float | None = None  # noise probe: AdamW λ; None = train.weight_decay
     branch_steps: int | None = None  # long decays: branch length = the matched WSD decay; None = train.branch_steps
+    # --- cost (docs/evaluation.md "Cost") ---
+    keep: bool = True  # false: evaluate the merge from memory, never write it (same score key); true keeps it on disk
 
 
 @dataclass(frozen=True)
