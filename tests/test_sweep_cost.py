@@ -40,7 +40,7 @@ def test_keep_false_scores_a_merge_from_memory_bit_for_bit_and_writes_none(root,
     again = run_sweep(root, *SWEEP, "merge.duration=8,16", name="keep-false", cache=cache, fresh_results_cache=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
     pd.testing.assert_frame_equal(rows(again.results()), rows(frame), check_exact=True)
-    assert (again.results()["eval_seconds"] == 0).all()
+    assert "3 variant(s): 0 computed, 3 reused, 0 failed." in again.stdout
     assert len([p for p in merges.iterdir() if (p / "merge.json").is_file()]) == 2
 
 

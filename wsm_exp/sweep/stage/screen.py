@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from statistics import NormalDist
 
@@ -110,6 +111,7 @@ def run_screen(config: DictConfig, config_name: str | None = None) -> dict[str, 
     from wsm_exp.sweep.stage.merge_stage import series_on_disk
     from wsm_exp.sweep.planning.variant_model import variant_model
 
+    started = time.perf_counter()
     screens: dict[str, tuple[float, float]] = {}
     higher = True
     baselines: set[str] = set()
@@ -146,7 +148,8 @@ def run_screen(config: DictConfig, config_name: str | None = None) -> dict[str, 
     screens = {n: v for n, v in screens.items() if n not in baselines}
     picked = select(screens, higher_is_better=higher)
     sweep_dir = Path(config.paths.sweep_dir)
-    write_json_atomic(sweep_dir / RECORD, {"higher_is_better": higher, "variants": {
+    write_json_atomic(sweep_dir / RECORD, {"higher_is_better": higher,
+                                           "seconds": round(time.perf_counter() - started, 2), "variants": {
         name: {"value": screens[name][0], "stderr": screens[name][1], "stage": stage, "reason": reason}
         for name, (stage, reason) in picked.items()}})
     return picked
