@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from helpers.sweep import run_sweep
+from helpers.sweep import micro_study, run_sweep
 from wsm_exp.sweep.stage.screen import select
 
 pytestmark = pytest.mark.slow  # real subprocess sweeps
@@ -45,6 +45,7 @@ def test_keep_false_scores_a_merge_from_memory_bit_for_bit_and_writes_none(root,
 
 
 def test_staged_sweep_screens_then_an_unstaged_rerun_completes_from_the_cache(root, cache):
+    micro_study(root, cache)  # the screen runs before the jobs: a study the first job would train is not screened
     staged = run_sweep(root, *SWEEP, "merge.duration=8,16,32", "merge.curve=mean,1-sqrt", "eval.staged=true",
                        name="staged", cache=cache, fresh_results_cache=True)
     assert staged.returncode == 0, staged.stdout[-3000:] + staged.stderr[-5000:]

@@ -92,7 +92,8 @@ def staged_cost_line(jobs: list[CheckedJob], todo: list[str]) -> str:
     def docs(limit_of) -> int:
         return sum(min(int(limit_of(t) or UNLIMITED_DOCS), UNLIMITED_DOCS) for t in suite.tasks)
     full = docs(lambda t: suite.limits.get(t, suite.limit))
-    heldout = "wsm_heldout_bpb" in suite.tasks and jobs[0].source.heldout() is not None
+    has_file = jobs[0].source.trains_branches or bool(jobs[0].cfg.series.get("heldout"))  # no I/O: plan=true
+    heldout = "wsm_heldout_bpb" in suite.tasks and has_file
     screen = (min(int(suite.limits.get("wsm_heldout_bpb", suite.limit) or UNLIMITED_DOCS), UNLIMITED_DOCS)
               if heldout else docs(lambda t: suite.get("screen_limit", 50)))
     baselines = {b.name for job in jobs for b in job.plan.baselines} & set(todo)
