@@ -76,9 +76,26 @@ def select(screens: dict[str, tuple[float, float]], *, higher_is_better: bool,
     return out
 
 
-def screen_value(scores) -> tuple[float, float, bool]:
-    """(value, standard error, higher is better) of a screen's scores: held-out bits per byte, or the mean
-    over tasks of each task's accuracy metric (its standard error from the tasks' own).
+def weighted_se(values, weights, clusters) -> float:
+    """Standard error of the weighted mean Σ v·w / Σ w (ratio estimator, clustered: pieces of one source text
+    move together; the estimator of analysis.stats.cluster_influence). NaN with fewer than two clusters.
+
+    >>> round(weighted_se([1.0, 1.0, 0.0, 1.0], [1, 1, 1, 1], ["a", "b", "c", "d"]), 4)
+    0.25
+    """
+    total = sum(weights)
+    mean = sum(v * w for v, w in zip(values, weights)) / total
+    sums: dict[str, float] = {}
+    for v, w, c in zip(values, weights, clusters):
+        sums[c] = sums.get(c, 0.0) + (v - mean) * w / total
+    groups = len(sums)
+    return math.sqrt(groups / (groups - 1) * sum(x * x for x in sums.values())) if groups > 1 else math.nan
+
+
+def screen_value(scores, samples=None) -> tuple[float, float, bool]:
+    """(value, standard error, higher is better) of a screen's scores: held-out bits per byte (its standard
+    error from the per-document ``samples`` when the harness gives none), or the mean over tasks of each
+    task's accuracy metric (its standard error from the tasks' own).
 
     >>> from types import SimpleNamespace as S
     >>> screen_value([S(task="a", metric="acc", value=0.5, stderr=0.03), S(task="b", metric="acc", value=0.7,
@@ -87,7 +104,12 @@ def screen_value(scores) -> tuple[float, float, bool]:
     """
     for s in scores:
         if s.task == "wsm_heldout_bpb" and s.metric == "bits_per_byte":
-            return float(s.value), float(s.stderr), False
+            se = float(s.stderr)
+            if not math.isfinite(se) and samples is not None:
+                docs = samples[(samples["task"] == s.task) & (samples["metric"] == s.metric)]
+                clusters = [src or f"doc {d}" for src, d in zip(docs["source"], docs["doc_id"])]
+                se = weighted_se(docs["value"].tolist(), docs["weight"].tolist(), clusters) if len(docs) else se
+            return float(s.value), se, False
     per_task: dict[str, tuple[float, float]] = {}
     for metric in reversed(ACCURACY):  # the first of ACCURACY wins
         per_task.update({s.task: (float(s.value), float(s.stderr)) for s in scores if s.metric == metric})
@@ -140,9 +162,9 @@ def run_screen(config: DictConfig, config_name: str | None = None) -> dict[str, 
                            hf_config=hf_pairing.paired_config(source.hf_config, checkpoints),
                            merges=Path(cfg.paths.merges), keep=from_node(MergeConfig, cfg.merge, key="merge").keep,
                            shard_size_bytes=shard_size_bytes(cfg), identity=checkpoint_identity) as (model, key, _):
-            scores = evaluate(model, suite.screen(heldout is not None), cache_dir=Path(cfg.paths.scores),
-                              extra_data={"heldout": heldout} if heldout else None, model_hash=key).scores
-        value, se, higher = screen_value(scores)
+            evaluation = evaluate(model, suite.screen(heldout is not None), cache_dir=Path(cfg.paths.scores),
+                                  extra_data={"heldout": heldout} if heldout else None, model_hash=key)
+        value, se, higher = screen_value(evaluation.scores, evaluation.samples)
         screens[variant.name] = (value, se)
         log.info("screened %s: %.4f ± %.4f", variant.name, value, se)
     screens = {n: v for n, v in screens.items() if n not in baselines}
@@ -169,4 +191,4 @@ def log_screen(config: DictConfig, config_name: str | None = None) -> None:
     log.info("screen: %d of %d variants get the full suite", full, len(picked))
 
 
-__all__ = ["detectable", "log_screen", "run_screen", "screen_value", "select"]
+__all__ = ["detectable", "log_screen", "run_screen", "screen_value", "select", "weighted_se"]
