@@ -7,6 +7,7 @@ Prints wall time, evaluation seconds (rows' eval_seconds plus the screen pass), 
 merge cache, the best variant and the findings of each. Not a test: numbers depend on the machine.
 
     .venv/bin/python benchmarks/staged_benchmark.py --heldout <held-out.jsonl> [--limit 20 --heldout-docs 16]
+    .venv/bin/python benchmarks/staged_benchmark.py --heldout x --keep-only   # merge.keep alone, no evaluation
 """
 
 from __future__ import annotations
@@ -56,13 +57,39 @@ def run(work: Path, name: str, args: list[str], merges: Path) -> dict:
             "verdicts": dict(zip(findings.get("claim", []), findings.get("verdict", [])))}
 
 
+def keep_cost(rounds: int = 2) -> None:
+    """One variant (mean of 4 checkpoints, Δ = 200) written (merge.keep=true) vs merged into memory, back to back."""
+    import shutil
+
+    from wsm_exp.merging.cache import merge_or_reuse
+    from wsm_exp.merging.memory_sink import merge_in_memory
+    from wsm_exp.merging.plan import build_plan
+    from wsm_exp.merging.series import load_series, select_window
+
+    plan = build_plan(select_window(load_series(TESTBED), quantity=4, interval=200), curve="mean").identified()
+    shard = 2048 * 2**20  # the sweep's default merge_shard_mib
+    for round_ in range(1, rounds + 1):
+        out = Path(tempfile.mkdtemp(prefix="keep-"))
+        started = time.perf_counter()
+        written = merge_or_reuse(plan, out, shard_size_bytes=shard, progress=False)
+        kept_s, size = time.perf_counter() - started, folder_bytes(out)
+        started = time.perf_counter()
+        with merge_in_memory(plan, shard_size_bytes=shard, progress=False) as merged:
+            memory_s, held, same = time.perf_counter() - started, merged.nbytes(), merged.key == written.key
+        shutil.rmtree(out)
+        print(f"| {round_} | {kept_s:.1f} s, {size:,} | {memory_s:.1f} s, 0 ({held:,}) | {'yes' if same else 'NO'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heldout", required=True, help="jsonl of {'text': ...} held-out documents")
     parser.add_argument("--limit", type=int, default=20, help="documents per benchmark task")
     parser.add_argument("--heldout-docs", type=int, default=16)
     parser.add_argument("--work", default=None, help="folder for sweeps and caches (default: a new temporary one)")
+    parser.add_argument("--keep-only", action="store_true", help="only merge.keep: one merge written vs in memory")
     args = parser.parse_args()
+    if args.keep_only:
+        return keep_cost()
     work = Path(args.work or tempfile.mkdtemp(prefix="wsm-staged-"))
     common = [f"series.path={TESTBED}", f"series.heldout={args.heldout}", "logger=none", "eval=benchmarks",
               "eval.tasks=[wsm_heldout_bpb,wsm_arc_easy,wsm_piqa]", f"eval.limit={args.limit}",
