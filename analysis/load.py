@@ -76,6 +76,34 @@ def load_results(*sweep_dirs: str | Path, allow_mixed: bool = False) -> pd.DataF
     return _with_primary(frame)
 
 
+def eval_stages(frame: pd.DataFrame) -> pd.DataFrame:
+    """Which stage each model reached under ``eval.staged`` and why (empty when no model was screened).
+
+    >>> f = pd.DataFrame({"variant": ["a", "b"], "eval_stage": ["full", "screen"], "eval_reason": ["best", "far"]})
+    >>> eval_stages(f)["eval_stage"].tolist()
+    ['full', 'screen']
+    """
+    if "eval_stage" not in frame or not frame["eval_reason"].fillna("").astype(str).ne("").any():
+        return pd.DataFrame(columns=["variant", "eval_stage", "eval_reason"])
+    return (frame[["variant", "eval_stage", "eval_reason"]].drop_duplicates("variant").sort_values("variant")
+            .reset_index(drop=True))
+
+
+def full_suite_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows every number of the report may use: a screened-out model keeps only its held-out bits per
+    byte (the full suite's own measurement); its other screen rows (tasks at a small limit) are left out.
+
+    >>> f = pd.DataFrame({"variant": ["a", "b", "b"], "task": ["t", "t", HELDOUT_TASK],
+    ...                   "eval_stage": ["full", "screen", "screen"]})
+    >>> full_suite_rows(f)["variant"].tolist()
+    ['a', 'b']
+    """
+    if "eval_stage" not in frame:
+        return frame
+    screened = frame["eval_stage"].fillna("full").eq("screen") & frame["task"].ne(HELDOUT_TASK)
+    return frame[~screened].reset_index(drop=True)
+
+
 def prepared(frame: pd.DataFrame) -> pd.DataFrame:
     """A results frame built in memory, with the columns ``load_results`` adds (no samples folder).
 

@@ -30,7 +30,7 @@ from analysis.evidence import Evidence
 from analysis.factors import factor_importance
 from analysis.figure_data import AXIS_NAMES, axis_points, pair_intervals
 from analysis.findings import findings
-from analysis.load import DESIGN, ReportError, failed, load_results, model_scores
+from analysis.load import DESIGN, ReportError, eval_stages, failed, full_suite_rows, load_results, model_scores
 from analysis.paper import paper_section
 from analysis.prose import headline
 from analysis.prose import markdown as _md
@@ -88,6 +88,8 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
         raise ReportError("No sweep folder given: pass at least one folder holding results.parquet.")
     out = Path(out_dir or sweep_dirs[0])
     frame = load_results(*sweep_dirs, allow_mixed=allow_mixed)
+    stages = eval_stages(frame)
+    frame = full_suite_rows(frame)  # eval.staged: screened-out models' small-limit rows stay out of every number
     if not ((frame["status"] == "ok") & frame["task"].ne("")).any():
         raise ReportError(f"{', '.join(map(str, sweep_dirs))}: every variant failed, so there is nothing to "
                           "report; the errors are in results.csv (column error). Fix them and rerun the sweep.")
@@ -119,6 +121,10 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
         made += group_figures + extra.figures + fitted_figures
         sections.append(render(part, tables, [*group_figures, made[0]], out, design, extra,
                                heading=group if len(groups) > 1 else None) + "\n")
+    if not stages.empty:
+        stages.to_csv(out / "tables" / "eval_stages.csv", index=False)
+        all_tables["eval_stages"] = stages
+        sections.append(_stages_section(stages))
     report = Report(out / "report.md", all_tables, made)
     preface = [] if len(groups) == 1 else [f"# WSM report: {len(groups)} studies/suites side by side "
                                            "(--allow-mixed; numbers are not comparable across them)", ""]
@@ -243,6 +249,19 @@ def render(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], figure_paths: l
     if not tables["failed"].empty:
         lines += ["## Failed variants (excluded from every number above)", "", _md(tables["failed"])]
     return "\n".join(lines)
+
+
+def _stages_section(stages: pd.DataFrame) -> str:
+    """How the models of a staged sweep (eval.staged) were selected for the full suite."""
+    full = int(stages["eval_stage"].eq("full").sum())
+    return "\n".join([
+        "## Evaluation stages (eval.staged)", "",
+        f"{full} of {len(stages)} models got the full suite: every merge variant was screened first (held-out bits "
+        "per byte, or each task at eval.screen_limit documents), and only those within the smallest detectable "
+        "difference of the best screened one, plus the baselines every claim is judged against (raw checkpoint, WSD "
+        "ends), were evaluated fully. Verdicts on full-suite metrics use the fully evaluated models only; a "
+        "screened-out model keeps its held-out bits per byte. Rerun with eval.staged=false to evaluate the rest "
+        "(cached scores are reused).", "", _md(stages), ""])
 
 
 def _with_raw_flag(models: pd.DataFrame, worse: pd.DataFrame) -> pd.DataFrame:

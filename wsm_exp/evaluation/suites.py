@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,8 @@ class SuiteConfig:
     builtin: bool = False  # also index lm-eval's built-in tasks (the lm_eval suite; costs ~4 s)
     allow_code_execution: bool = False  # run model-written code (wsm_humaneval, wsm_mbpp pass@1); off: unsafe
     primary: str = "overall"  # the metric "better" claims are judged on; the other is shown beside it
+    staged: bool = False  # true: screen every variant cheaply, full suite only for those that can win (docs/evaluation.md)
+    screen_limit: int = 50  # docs per task in a screen without held-out bpb: enough for a standard error, ~cheap
 
     def __post_init__(self) -> None:
         if self.primary not in PRIMARY_METRICS:
@@ -49,6 +53,19 @@ class SuiteConfig:
             task, cat = next(iter(wrong.items()))
             raise ValueError(f"eval.categories.{task}={cat!r} is not a report category; allowed: "
                              f"{', '.join(CATEGORIES)}. Fix the spelling, or the task drops out of every table.")
+
+    def screen(self, heldout: bool) -> SuiteConfig:
+        """The cheap suite of ``staged`` screens: held-out bits per byte alone when measured (its cache entry
+        is the full suite's), else every task at ``screen_limit`` documents.
+
+        >>> SuiteConfig(tasks=["a", "wsm_heldout_bpb"]).screen(heldout=True).tasks
+        ['wsm_heldout_bpb']
+        >>> SuiteConfig(tasks=["a"], limit=500, screen_limit=20).screen(heldout=False).limit_for("a")
+        20
+        """
+        if heldout and "wsm_heldout_bpb" in self.tasks:
+            return dataclasses.replace(self, tasks=["wsm_heldout_bpb"])
+        return dataclasses.replace(self, limit=self.screen_limit, limits={})
 
     def limit_for(self, task: str) -> int | None:
         return self.limits.get(task, self.limit)

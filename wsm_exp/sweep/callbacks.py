@@ -42,7 +42,10 @@ class SweepCallbacks(Callback):
         preflight(config, kwargs.get("config_name"), multirun=True)
         from wsm_exp.sweep.stage.merge_stage import log_stage
 
+        from wsm_exp.sweep.stage.screen import log_screen
+
         log_stage(config, kwargs.get("config_name"))  # every merge the jobs need, in one pass over their checkpoints
+        log_screen(config, kwargs.get("config_name"))  # eval.staged: which variants get the full suite
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         with exit_on_failure(Path(config.paths.sweep_dir), self.started):  # Hydra would make an error a warning

@@ -103,6 +103,7 @@ def render(jobs: list[CheckedJob]) -> str:
     total = COMMAND_SECONDS + train_seconds + eval_seconds
     lines.append(f"  estimated time: ~{_minutes(total)} (start and report ~{_minutes(COMMAND_SECONDS)}, "
                  f"training ~{_minutes(train_seconds)}, evaluation of {scored} model(s) ~{_minutes(eval_seconds)})")
+    lines.append(staged_cost_line(jobs, [name for name in variants if name not in done]))
     lines.append("Nothing was written. Run the same command without plan=true to start.")
     return "\n".join(lines)
 
@@ -214,6 +215,31 @@ def variant_done(sweep_dir: Path, name: str, suite: str) -> bool:
     from wsm_exp.sweep.record.results import all_ok, read_job
 
     return all_ok(read_job(sweep_dir, name, suite))
+UNLIMITED_DOCS = 5000  # a task without a limit: counted as a full benchmark's size in the cost line
+
+
+def staged_cost_line(jobs: list[CheckedJob], todo: list[str]) -> str:
+    """Evaluation cost unstaged vs ``eval.staged=true`` in documents scored, for the variants still to run.
+
+    Staged: every merge variant's screen (held-out bpb, reused by the full suite, or each task at
+    ``eval.screen_limit``), the full suite for the baselines and for the variants the screen keeps:
+    at least the best one, at most all."""
+    suite = jobs[0].cfg.eval
+    def docs(limit_of) -> int:
+        return sum(min(int(limit_of(t) or UNLIMITED_DOCS), UNLIMITED_DOCS) for t in suite.tasks)
+    full = docs(lambda t: suite.limits.get(t, suite.limit))
+    has_file = jobs[0].source.trains_branches or bool(jobs[0].cfg.series.get("heldout"))  # no I/O: plan=true
+    heldout = "wsm_heldout_bpb" in suite.tasks and has_file
+    screen = (min(int(suite.limits.get("wsm_heldout_bpb", suite.limit) or UNLIMITED_DOCS), UNLIMITED_DOCS)
+              if heldout else docs(lambda t: suite.get("screen_limit", 50)))
+    baselines = {b.name for job in jobs for b in job.plan.baselines} & set(todo)
+    candidates = [n for n in dict.fromkeys(job.plan.variant.name for job in jobs) if n in todo and n not in baselines]
+    rest = full - screen if heldout else full  # a held-out screen is the full suite's own first task
+    low = len(candidates) * screen + len(baselines) * full + min(1, len(candidates)) * rest
+    high = len(candidates) * (screen + rest) + len(baselines) * full
+    return (f"  evaluation cost (documents scored): unstaged {len(todo) * full}; eval.staged=true "
+            f"{low}..{high} (screen {screen} per variant on {'held-out bpb' if heldout else 'every task'}, full "
+            f"{full} for {len(baselines)} baseline(s) and the variants the screen keeps, at least the best)")
 
 
 def _describe(variant) -> str:

@@ -30,7 +30,7 @@ from wsm_exp.sweep.spec.schemas import ConfigError, MergeFitConfig
 RECORD = "sweep.json"
 
 
-EXECUTION = ("device", "batch_size")
+EXECUTION = ("device", "batch_size", "staged", "screen_limit")
 """Eval settings that say how, not what, is measured: they may change within a folder (freshness still
 recomputes the variants they touch)."""
 

@@ -65,6 +65,10 @@ COLUMNS: dict[str, str] = {
     "higher_is_better": "boolean",
     "merge_seconds": "float64",  # 0 for reused merges and unmerged models
     "eval_seconds": "float64",  # 0 for cached scores
+    "tokens_per_second": "float64",  # tokens the model read for the task / its seconds, as measured when computed
+    # (kept with a cached score); NaN in rows written before this column and for tasks with no count
+    "eval_stage": "string",  # "full": the whole suite; "screen": only the screen (eval.staged, see eval_reason)
+    "eval_reason": "string",  # why the model reached that stage ("" when eval.staged is off)
     "harness_version": "string",  # lm_eval.__version__
     "task_version": "string",  # lm-eval's version of the task (its metadata.version)
     "task_hash": "string",  # hash of the package's task definitions (lm_eval-<version> for built-in tasks)
@@ -81,7 +85,8 @@ _DEFAULTS: dict[str, Any] = {
     "weights_hash": "", "merge_dtype": "", "accumulate": "float32", "extrapolate": 0.0,
     "merge_order": "natural", "eval_suite": "", "study": "", "model_hash": "", "seed": 0, "task": "", "category": "other", "metric": "",
     "value": math.nan, "stderr": math.nan, "higher_is_better": True, "merge_seconds": 0.0,
-    "eval_seconds": 0.0, "harness_version": "", "task_version": "", "task_hash": "", "epoch": 0, "status": "ok",
+    "eval_seconds": 0.0, "tokens_per_second": math.nan, "eval_stage": "full", "eval_reason": "",
+    "harness_version": "", "task_version": "", "task_hash": "", "epoch": 0, "status": "ok",
     "error": "",
 }
 
@@ -110,7 +115,9 @@ def score_rows(scores, **fields: Any) -> list[dict[str, Any]]:
     """
     return [make_row(**fields, task=s.task, category=s.category, metric=s.metric, value=float(s.value),
                      stderr=float(s.stderr), higher_is_better=bool(s.higher_is_better),
-                     eval_seconds=0.0 if s.from_cache else s.seconds, harness_version=s.harness_version,
+                     eval_seconds=0.0 if s.from_cache else s.seconds,
+                     tokens_per_second=float(getattr(s, "tokens_per_second", math.nan)),
+                     harness_version=s.harness_version,
                      task_version=s.task_version, task_hash=s.task_hash)
             for s in scores]
 

@@ -29,9 +29,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from wsm_exp.sweep.planning import screen_record
 from wsm_exp.sweep.planning.job_plan import plan_job
 from wsm_exp.sweep.planning.sources import SeriesSource, make_source
-from wsm_exp.sweep.planning.variant_merge import fit_config, is_fitted, needs_merge, variant_plan
+from wsm_exp.sweep.planning.variant_merge import fit_config, is_fitted, needs_merge
+from wsm_exp.sweep.planning.variant_model import variant_model
 from wsm_exp.sweep.record import folder, freshness, results, tracking
 from wsm_exp.sweep.record.console import FILE_ONLY, library_output_to_log, quiet_terminal
 from wsm_exp.sweep.run.sft_job import run_sft_job
@@ -54,6 +56,7 @@ def run_job(cfg: DictConfig) -> list[str]:
     source = make_source(cfg, logger=train_log.log)
     plan = plan_job(cfg, source)  # ConfigError: refused, nothing written
     context = _Context(cfg, sweep, sweep_dir, source, logger_cfg)
+    context.baselines = {b.name for b in plan.baselines}
     folder.check(sweep_dir, context.keys.folder, context.keys.payload)  # another study or suite: refused, nothing written
     folder.claim(sweep_dir, context.keys.folder, context.keys.payload)
     failed: list[str] = []
@@ -85,6 +88,7 @@ class _Context:
         self.merges, self.scores, self.fits = Path(cfg.paths.merges), Path(cfg.paths.scores), Path(cfg.paths.fits)
         self.fit_settings = from_node(MergeConfig, cfg.merge, key="merge").fit
         self.shard_size_bytes = shard_size_bytes(cfg)
+        self.keep = from_node(MergeConfig, cfg.merge, key="merge").keep  # false: merges evaluated from memory
         self.logger_cfg = logger_cfg
         self.suite = from_node(SuiteConfig, cfg.eval, key="eval")
         self.eval_identity = folder.eval_identity(cfg)  # with the held-out split when scored on its test half
@@ -92,6 +96,17 @@ class _Context:
         self._series: dict[str, Any] = {}
         self._identities: dict[Path, str] = {}
         self._scored: Path | None = None
+        self._heldout_hash: str | None = None
+        self.baselines: set[str] = set()  # this job's baselines: always the full suite under eval.staged
+
+    def stage_of(self, variant: Variant):
+        """(suite, eval stage, reason) of a variant: the full suite unless eval.staged screened it out."""
+        if not self.suite.staged:
+            return self.suite, "full", ""
+        picked = None if variant.name in self.baselines else screen_record.decision(self.sweep_dir, variant.name)
+        stage, reason = picked or ("full", screen_record.BASELINE if variant.name in self.baselines else screen_record.UNSCREENED)
+        return (self.suite.screen(self.source.heldout() is not None) if stage == "screen" else self.suite,
+                stage, reason)
 
     def inputs(self, variant: Variant, branch_paths: dict[str, Path]) -> dict[str, Any]:
         """Every input that determines the variant's rows, by name (see wsm_exp.sweep.record.freshness)."""
@@ -100,13 +115,17 @@ class _Context:
         from wsm_exp.sweep.planning.hf_pairing import config_digest, paired_config
 
         inputs: dict[str, Any] = {
-            "variant": freshness.digest(asdict(variant)), "eval settings": self.eval_identity,
+            "variant": freshness.digest(asdict(variant)),
+            "eval settings": {k: v for k, v in self.eval_identity.items() if k not in ("staged", "screen_limit")},
             "task configs": tasks_fingerprint(), "packages": freshness.package_versions(),
         }
         for checkpoint in self._checkpoints(variant, branch_paths):
             inputs[f"checkpoint {variant.branch}/{checkpoint.path.name}"] = self._identity(checkpoint)
         if needs_merge(variant):
             inputs["merger"] = MERGER_VERSION
+        suite, stage, _ = self.stage_of(variant)
+        if stage != "full":  # a screened-out variant's rows are redone when it later gets the full suite
+            inputs["eval stage"] = {"stage": stage, "limit": suite.limit, "tasks": suite.tasks}
         hf_config = paired_config(self.source.hf_config, self._checkpoints(variant, branch_paths))
         if hf_config is not None:
             inputs["hf config"] = config_digest(hf_config)
@@ -141,7 +160,8 @@ class _Context:
             if from_cache:  # every score was in the score cache: nothing was evaluated
                 log.info("reused %s from the score cache: %s", variant.name, _headline(rows))
             else:
-                log.info("computed %s: %s (%.1f s)", variant.name, _headline(rows), time.perf_counter() - started)
+                log.info("computed %s: %s (%.1f s; tokens/s %s)", variant.name, _headline(rows),
+                         time.perf_counter() - started, _throughput(rows))
             return True
 
     def record_failure(self, variant: Variant, err: BaseException, fingerprint: str = "failed",
@@ -229,33 +249,25 @@ class _Context:
         every score came from the score cache."""
         from wsm_exp.evaluation import evaluate
         from wsm_exp.evaluation.samples import write_samples
-        from wsm_exp.merging.cache import merge_or_reuse
         from wsm_exp.sweep.planning import hf_pairing
 
         checkpoints = self._checkpoints(variant, branch_paths)
         hf_config = hf_pairing.paired_config(self.source.hf_config, checkpoints)  # a DCP series: HF folders
-        merge_seconds = 0.0
         fitted = self._fit(variant, checkpoints) if is_fitted(variant) else None
         if fitted is not None:  # from here on a normal merge of the fitted weights
             variant = dataclasses.replace(variant, weights=tuple(fitted[0]))
-        if needs_merge(variant) or hf_config is not None:
-            plan = (variant_plan(variant, checkpoints, self.source.tokens_per_step, fitted=fitted)
-                    if needs_merge(variant)
-                    else hf_pairing.conversion_plan(checkpoints[0]))
-            merged = merge_or_reuse(plan, hf_pairing.merges_dir(self.merges, hf_config),
-                                    provenance=variant.merge_provenance, hf_config=hf_config,
-                                    shard_size_bytes=self.shard_size_bytes)
-            model_dir, merge_seconds = merged.out_dir, merged.seconds
-            model_hash = merged.key if hf_config is None else hf_pairing.model_hash(merged.key, hf_config)
-        else:
-            model_dir, model_hash = checkpoints[0].path, self._identity(checkpoints[0])
         heldout = self._scored_heldout()
-        with library_output_to_log():
-            evaluation = evaluate(Path(model_dir), self.suite, cache_dir=self.scores,
-                                  extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
+        suite, stage, reason = self.stage_of(variant)
+        with variant_model(variant, checkpoints, tokens_per_step=self.source.tokens_per_step, hf_config=hf_config,
+                           merges=self.merges, keep=self.keep, shard_size_bytes=self.shard_size_bytes,
+                           identity=self._identity, fitted=fitted) as (model, model_hash, merge_seconds):
+            with library_output_to_log():
+                evaluation = evaluate(model, suite, cache_dir=self.scores,
+                                      extra_data={"heldout": heldout} if heldout else None, model_hash=model_hash)
         write_samples(self.sweep_dir, model_hash, evaluation.samples)  # per-document values for paired tests
         rows = results.score_rows(evaluation.scores, sweep=self.sweep, sweep_dir=str(self.sweep_dir),
-                                  **self._fields(variant), model_hash=model_hash, merge_seconds=merge_seconds)
+                                  **self._fields(variant), model_hash=model_hash, merge_seconds=merge_seconds,
+                                  eval_stage=stage, eval_reason=reason)
         from_cache = bool(evaluation.scores) and all(score.from_cache for score in evaluation.scores)
         return rows, variant, fitted[1] if fitted else None, from_cache
 
@@ -272,6 +284,17 @@ def _headline(rows: list[dict[str, Any]]) -> str:
             return f"held-out bpb {row['value']:.4f}"
     tasks = {r["task"] for r in ok}
     return f"{len(tasks)} task(s) scored" if tasks else "no scores"
+
+
+def _throughput(rows: list[dict[str, Any]]) -> str:
+    """Evaluated tokens per second of each task the variant computed ("cached" when none was computed).
+
+    >>> _throughput([{"task": "t", "tokens_per_second": 812.4, "eval_seconds": 2.0}])
+    't 812'
+    """
+    rates = {r["task"]: r["tokens_per_second"] for r in rows if r.get("eval_seconds", 0) > 0
+             and r.get("tokens_per_second") == r.get("tokens_per_second")}  # NaN: no count
+    return ", ".join(f"{task} {rate:.0f}" for task, rate in rates.items()) or "cached"
 
 
 def _exit_cleanly_on_sigterm() -> None:

@@ -71,6 +71,8 @@ class MergeConfig:
     branch_weight_decay: float | None = None  # noise probe: AdamW λ; None = train.weight_decay
     branch_steps: int | None = None  # long decays: branch length = the matched WSD decay; None = train.branch_steps
     fit: MergeFitConfig = field(default_factory=MergeFitConfig)  # curve=fitted: the fit's settings (docs/beyond.md §5)
+    # --- cost (docs/evaluation.md "Cost") ---
+    keep: bool = True  # false: evaluate the merge from memory, never write it (same score key); true keeps it on disk
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ is logged and the jobs merge on their own (each records its own error). ``merge_
 turns the stage off. ``merge_stage_tasks=P`` splits the pass by output shard over P local processes,
 or under the Slurm launcher over the P tasks of one Slurm array (``wsm_exp.sweep.stage.merge_array``);
 ``merge_shard_mib`` sets the shard size. Fitted merges (``merge.curve=fitted``) are left to their jobs:
-their weights exist only after the job's fit. Merges of a DCP series paired with ``series.hf_config`` are
+their weights exist only after the job's fit; jobs with ``merge.keep=false`` are skipped: they merge into
+memory. Merges of a DCP series paired with ``series.hf_config`` are
 written as Hugging Face folders in their own cache folder (``wsm_exp.sweep.planning.hf_pairing``).
 
 Example:
@@ -73,13 +74,15 @@ def run_merge_stage(config: DictConfig, config_name: str | None = None) -> Stage
             job = plan_job(cfg, source)
         except ConfigError:
             continue  # the pre-flight reported it
+        if not OmegaConf.select(cfg, "merge.keep", default=True):
+            continue  # merge.keep=false: the job merges into memory and writes nothing
         for variant in [job.variant, *job.baselines]:
             if not needs_merge(variant):
                 continue
             if is_fitted(variant):  # its weights exist only after the job's fit: the job merges it
                 deferred += 1
                 continue
-            root = _series_on_disk(source, variant.branch)
+            root = series_on_disk(source, variant.branch)
             if root is None:
                 deferred += 1
                 continue
@@ -152,7 +155,7 @@ def merge_into_cache(requests: Sequence[tuple[Path, MergePlan]], **options) -> S
     return StageSummary(merged, cached, 0, results[0].bytes_read if results else 0, seconds)
 
 
-def _series_on_disk(source, branch: str) -> Path | None:
+def series_on_disk(source, branch: str) -> Path | None:
     """The folder of a merge branch's series when it exists already (nothing is trained)."""
     if not source.trains_branches:
         try:
@@ -180,4 +183,4 @@ def log_stage(config: DictConfig, config_name: str | None = None) -> None:
                  summary.merged, summary.seconds, summary.bytes_read / 1e9, summary.cached, summary.deferred)
 
 
-__all__ = ["StageSummary", "log_stage", "merge_into_cache", "run_merge_stage"]
+__all__ = ["StageSummary", "log_stage", "merge_into_cache", "run_merge_stage", "series_on_disk"]

@@ -1,0 +1,194 @@
+"""Staged evaluation (``eval.staged=true``): screen every variant cheaply, give the full suite only to those that can win.
+
+Hydra runs one job per variant, and no job can see the others' results, so the screen is a pass of
+its own before the jobs (``callbacks.on_multirun_start``, after the merge stage): ``run_screen``
+plans every job, evaluates each job's merge variant on the screen suite (``SuiteConfig.screen``:
+held-out bits per byte when the suite has it, else every task at ``eval.screen_limit`` documents;
+scores go to the score cache, so the full suite reuses a held-out screen) and writes
+``<sweep_dir>/screen.json``: each variant's screen value, standard error, stage and reason. A
+variant gets the full suite when its screen value is within the smallest detectable difference of
+the best screened value (``select``); the others keep their screen rows only. Each job then reads
+its variant's decision (``planning.screen_record.decision``); baselines (raw checkpoint, WSD ends: what every claim is
+compared with) always get the full suite, and a variant the pass did not screen (a single job, a
+series not trained yet) too. A rerun with ``eval.staged=false`` evaluates the rest, reusing every
+cached score.
+
+Example:
+    >>> picked = select({"a": (0.90, 0.01), "b": (0.91, 0.01), "c": (1.2, 0.01)}, higher_is_better=False)
+    >>> {name: stage for name, (stage, _) in picked.items()}
+    {'a': 'full', 'b': 'full', 'c': 'screen'}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+from omegaconf import DictConfig, OmegaConf
+
+from wsm_exp.atomic import write_json_atomic
+from wsm_exp.sweep.planning.screen_record import RECORD
+
+log = logging.getLogger(__name__)
+
+ACCURACY = ("acc_norm", "acc", "exact_match")  # a task's screen metric: the first of these it reports
+
+def detectable(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true difference a two-sided test at ``alpha`` finds with ``power`` given a difference's
+    standard error ``se``: (z_{1−α/2} + z_power)·se (the rule of analysis.stats.detectable).
+
+    >>> round(detectable(0.01), 4)
+    0.028
+    """
+    normal = NormalDist()
+    return (normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)) * se
+
+
+def select(screens: dict[str, tuple[float, float]], *, higher_is_better: bool,
+           power: float = 0.8) -> dict[str, tuple[str, str]]:
+    """name -> ("full" | "screen", reason) from each name's (screen value, standard error).
+
+    A variant is kept for the full suite when its gap to the best is below the smallest difference
+    detectable from the two standard errors; without standard errors every variant is kept.
+    """
+    finite = {n: (v, s) for n, (v, s) in screens.items() if math.isfinite(v)}
+    if not finite:
+        return {n: ("full", "no screen value: full suite") for n in screens}
+    best_name = (max if higher_is_better else min)(finite, key=lambda n: finite[n][0])
+    best, best_se = finite[best_name]
+    out = {}
+    for name, (value, se) in screens.items():
+        if name == best_name:
+            out[name] = ("full", f"best screen value {value:.4f}")
+            continue
+        gap = abs(value - best) if math.isfinite(value) else math.inf
+        threshold = detectable(math.sqrt(se**2 + best_se**2), power=power)
+        if not math.isfinite(threshold) or gap <= threshold:
+            out[name] = ("full", f"screen {value:.4f} within {threshold:.4f} (smallest detectable difference) "
+                                 f"of the best {best:.4f}")
+        else:
+            out[name] = ("screen", f"screen {value:.4f} is {gap:.4f} from the best {best:.4f}, beyond the smallest "
+                                   f"detectable difference {threshold:.4f}: screen only")
+    return out
+
+
+def weighted_se(values, weights, clusters) -> float:
+    """Standard error of the weighted mean Σ v·w / Σ w (ratio estimator, clustered: pieces of one source text
+    move together; the estimator of analysis.stats.cluster_influence). NaN with fewer than two clusters.
+
+    >>> round(weighted_se([1.0, 1.0, 0.0, 1.0], [1, 1, 1, 1], ["a", "b", "c", "d"]), 4)
+    0.25
+    """
+    total = sum(weights)
+    mean = sum(v * w for v, w in zip(values, weights)) / total
+    sums: dict[str, float] = {}
+    for v, w, c in zip(values, weights, clusters):
+        sums[c] = sums.get(c, 0.0) + (v - mean) * w / total
+    groups = len(sums)
+    return math.sqrt(groups / (groups - 1) * sum(x * x for x in sums.values())) if groups > 1 else math.nan
+
+
+def screen_value(scores, samples=None) -> tuple[float, float, bool]:
+    """(value, standard error, higher is better) of a screen's scores: held-out bits per byte (its standard
+    error from the per-document ``samples`` when the harness gives none), or the mean over tasks of each
+    task's accuracy metric (its standard error from the tasks' own).
+
+    >>> from types import SimpleNamespace as S
+    >>> screen_value([S(task="a", metric="acc", value=0.5, stderr=0.03), S(task="b", metric="acc", value=0.7,
+    ...                                                                      stderr=0.04)])
+    (0.6, 0.025, True)
+    """
+    for s in scores:
+        if s.task == "wsm_heldout_bpb" and s.metric == "bits_per_byte":
+            se = float(s.stderr)
+            if not math.isfinite(se) and samples is not None:
+                docs = samples[(samples["task"] == s.task) & (samples["metric"] == s.metric)]
+                clusters = [src or f"doc {d}" for src, d in zip(docs["source"], docs["doc_id"])]
+                se = weighted_se(docs["value"].tolist(), docs["weight"].tolist(), clusters) if len(docs) else se
+            return float(s.value), se, False
+    per_task: dict[str, tuple[float, float]] = {}
+    for metric in reversed(ACCURACY):  # the first of ACCURACY wins
+        per_task.update({s.task: (float(s.value), float(s.stderr)) for s in scores if s.metric == metric})
+    if not per_task:
+        return math.nan, math.nan, True
+    n = len(per_task)
+    value = sum(v for v, _ in per_task.values()) / n
+    return round(value, 12), round(math.sqrt(sum(s**2 for _, s in per_task.values())) / n, 12), True
+
+
+def run_screen(config: DictConfig, config_name: str | None = None) -> dict[str, tuple[str, str]]:
+    """Screen every job's merge variant and write ``screen.json`` (see the module docstring)."""
+    from wsm_exp.evaluation import SuiteConfig, evaluate
+    from wsm_exp.merging.identity import checkpoint_identity
+    from wsm_exp.merging.series import load_series
+    from wsm_exp.sweep.planning import hf_pairing
+    from wsm_exp.sweep.planning.compose import launched_jobs
+    from wsm_exp.sweep.planning.job_plan import plan_job
+    from wsm_exp.sweep.planning.sources import make_source
+    from wsm_exp.sweep.spec.schemas import ConfigError, MergeConfig, from_node, shard_size_bytes
+    from wsm_exp.sweep.stage.merge_stage import series_on_disk
+    from wsm_exp.sweep.planning.variant_model import variant_model
+
+    started = time.perf_counter()
+    screens: dict[str, tuple[float, float]] = {}
+    higher = True
+    baselines: set[str] = set()
+    for cfg in launched_jobs(config, config_name, multirun=True):
+        if OmegaConf.select(cfg, "sft") is not None:
+            continue
+        try:
+            source = make_source(cfg)
+            job = plan_job(cfg, source)
+        except ConfigError:
+            continue  # the pre-flight reported it
+        baselines |= {b.name for b in job.baselines}
+        variant = job.variant
+        if variant.name in screens or variant.name in baselines:
+            continue
+        root = series_on_disk(source, variant.branch)
+        if root is None:
+            continue  # the job trains it and evaluates fully
+        by_step = {c.step: c for c in load_series(root, tokens_per_step=source.tokens_per_step).checkpoints}
+        if any(s not in by_step for s in variant.steps):
+            continue  # the job reports the missing step
+        checkpoints = [by_step[s] for s in variant.steps]
+        suite = from_node(SuiteConfig, cfg.eval, key="eval")
+        heldout = source.heldout()
+        with variant_model(variant, checkpoints, tokens_per_step=source.tokens_per_step,
+                           hf_config=hf_pairing.paired_config(source.hf_config, checkpoints),
+                           merges=Path(cfg.paths.merges), keep=from_node(MergeConfig, cfg.merge, key="merge").keep,
+                           shard_size_bytes=shard_size_bytes(cfg), identity=checkpoint_identity) as (model, key, _):
+            evaluation = evaluate(model, suite.screen(heldout is not None), cache_dir=Path(cfg.paths.scores),
+                                  extra_data={"heldout": heldout} if heldout else None, model_hash=key)
+        value, se, higher = screen_value(evaluation.scores, evaluation.samples)
+        screens[variant.name] = (value, se)
+        log.info("screened %s: %.4f ± %.4f", variant.name, value, se)
+    screens = {n: v for n, v in screens.items() if n not in baselines}
+    picked = select(screens, higher_is_better=higher)
+    sweep_dir = Path(config.paths.sweep_dir)
+    write_json_atomic(sweep_dir / RECORD, {"higher_is_better": higher,
+                                           "seconds": round(time.perf_counter() - started, 2), "variants": {
+        name: {"value": screens[name][0], "stderr": screens[name][1], "stage": stage, "reason": reason}
+        for name, (stage, reason) in picked.items()}})
+    return picked
+
+
+def log_screen(config: DictConfig, config_name: str | None = None) -> None:
+    """Run the screen when ``eval.staged`` is true; a failure is logged and every job evaluates fully."""
+    if not OmegaConf.select(config, "eval.staged", default=False):
+        return
+    (Path(config.paths.sweep_dir) / RECORD).unlink(missing_ok=True)  # decisions of an earlier run do not carry over
+    try:
+        picked = run_screen(config, config_name)
+    except Exception as err:  # noqa: BLE001 — without a screen the jobs evaluate fully (the unstaged sweep)
+        log.warning("screen skipped (%s: %s); every variant gets the full suite", type(err).__name__, err)
+        return
+    full = sum(stage == "full" for stage, _ in picked.values())
+    log.info("screen: %d of %d variants get the full suite", full, len(picked))
+
+
+__all__ = ["detectable", "log_screen", "run_screen", "screen_value", "select", "weighted_se"]
