@@ -61,7 +61,8 @@ def test_two_processes_same_key_through_aliases(tmp_path, monkeypatch):
     assert theirs["key"] == mine.key and sorted([mine.reused, theirs["reused"]]) == [False, True]
     assert theirs["out"] == str(mine.out_dir) and theirs["identity"] == mine.identity
     assert [p.name for p in (tmp_path / "merges").iterdir()] == [mine.key]  # no lock file left behind
-    assert json.loads((mine.out_dir / "merge.json").read_text())["curve"] == "linear"
+    record = json.loads((mine.out_dir / "merge.json").read_text())  # whichever alias merged first names it
+    assert record["curve"] in ("mean", "sma") and record["alias_of"] == "linear"
 
 
 def test_a_waiting_process_reuses_the_merge_it_waited_for(tmp_path, monkeypatch):

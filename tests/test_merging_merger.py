@@ -76,7 +76,8 @@ def test_provenance_in_merge_json_and_header(tmp_path):
     assert plan.key is None  # fresh checkpoints: identities come from the merge's own read
     result = merge_plan(plan, tmp_path / "out", provenance={"purpose": "test"}, progress=False)
     record = json.loads((tmp_path / "out" / "merge.json").read_text())
-    assert record["steps"] == [0, 4] and record["weights"] == [0.5, 0.5] and record["curve"] == "linear"
+    assert record["steps"] == [0, 4] and record["weights"] == [0.5, 0.5]
+    assert (record["curve"], record["alias_of"]) == ("mean", "linear")  # the name asked for, and what it is
     assert record["key"] == result.key == build_plan(window, curve="mean").key  # streamed == hashed from disk
     assert [c["identity"] for c in record["checkpoints"]] == [folder_identity(c.path) for c in window.checkpoints]
     assert record["output"]["identity"] == result.identity == folder_identity(tmp_path / "out")
