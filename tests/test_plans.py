@@ -42,7 +42,7 @@ def _plan(tmp_path, name: str, *args: str) -> str:
 
 def _evaluated_seconds(output: str) -> float:
     """What the run measured: the seconds of every variant it evaluated (load, merge, every task)."""
-    return sum(float(s) for s in re.findall(r"computed \S+: .* \(([\d.]+) s\)", output))
+    return sum(float(s) for s in re.findall(r"computed \S+: .* \(([\d.]+) s[;)]", output))
 
 
 @pytest.mark.slow  # trains the micro study and evaluates three sweeps of it
