@@ -35,14 +35,6 @@ GLUE = ("wsm_exp.sweep.callbacks",)
 BELOW_THE_RUNNER = ("wsm_exp.keys", "wsm_exp.atomic", "wsm_exp.merging", "wsm_exp.study", "wsm_exp.evaluation",
                     "wsm_exp.cli")  # never import the runner or the report
 
-# TEMPORARY: problems other branches of round 3 are fixing (issue 23: merging/ split, analysis/ prose). The lead
-# empties this after merging them; a stale entry fails the test so that it cannot outlive its fix.
-ALLOWED_UNTIL_MERGED = {
-    "cycles": set(),
-    "private": set(),
-    "long": set(),
-    "paths": set(),
-}
 NAMED_IN = ("README.md", "docs/*.md", "conf/**/*.yaml", "hydra_plugins/**/*.py", "benchmarks/*", "scripts/*",
             "sweeps/README.md", "wsm_exp/**/*.py", "analysis/**/*.py", "pyproject.toml")  # where module paths are named
 PATH = re.compile(r"(?<![\w./~-])wsm_exp(?:[./][A-Za-z_][A-Za-z0-9_]*)+(?:\.py)?")
@@ -216,29 +208,20 @@ def house():
 def test_no_import_cycles(house):
     _, graph, _ = house
     found = set(cycles(graph, {m for m, p in house[0].items() if p.name == "__init__.py"}))
-    loops = [" -> ".join(sorted(c)) for c in found - ALLOWED_UNTIL_MERGED["cycles"]]
+    loops = [" -> ".join(sorted(c)) for c in found]
     assert not loops, f"modules importing each other (in functions too): {loops}"
-    stale = ALLOWED_UNTIL_MERGED["cycles"] - found
-    assert not stale, f"fixed: remove {stale} from ALLOWED_UNTIL_MERGED['cycles']"
 
 
 def test_no_private_name_is_imported_from_another_module(house):
     _, _, private = house
-    found = set(private)
-    extra = sorted(found - ALLOWED_UNTIL_MERGED["private"])
-    assert not extra, f"private names imported across modules (make them public where they belong): {extra}"
-    stale = ALLOWED_UNTIL_MERGED["private"] - found
-    assert not stale, f"fixed: remove {stale} from ALLOWED_UNTIL_MERGED['private']"
+    assert not private, f"private names imported across modules (make them public where they belong): {sorted(private)}"
 
 
 def test_modules_stay_small(house):
     mods, _, _ = house
     long = {name: n for name, path in mods.items() if (n := len(path.read_text(encoding="utf-8").splitlines()))
             > MAX_LINES}
-    extra = {name: n for name, n in long.items() if name not in ALLOWED_UNTIL_MERGED["long"]}
-    assert not extra, f"modules over {MAX_LINES} lines (split them by job): {extra}"
-    stale = ALLOWED_UNTIL_MERGED["long"] - set(long)
-    assert not stale, f"fixed: remove {stale} from ALLOWED_UNTIL_MERGED['long']"
+    assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"
 
 
 def test_no_module_basename_is_reused_across_packages(house):
@@ -268,10 +251,7 @@ def test_module_paths_named_in_docs_and_code_exist():
     named = {f"{path.relative_to(ROOT)}: {ref}" for pattern in NAMED_IN for path in ROOT.glob(pattern)
              if path.is_file() for ref in set(PATH.findall(path.read_text(encoding="utf-8")))
              if not resolves(ref)}
-    stale = sorted(named - ALLOWED_UNTIL_MERGED["paths"])
-    assert not stale, f"module paths that no longer exist (moved or renamed?): {stale}"
-    fixed = ALLOWED_UNTIL_MERGED["paths"] - named
-    assert not fixed, f"fixed: remove {fixed} from ALLOWED_UNTIL_MERGED['paths']"
+    assert not named, f"module paths that no longer exist (moved or renamed?): {sorted(named)}"
 
 
 def test_lower_packages_never_import_the_runner_or_the_report(house):
