@@ -248,14 +248,17 @@ def test_fits_are_stored_under_their_key_and_reused(series, tmp_path):
     s, heldout = series
     first = fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=1), tmp_path / "fits")
     assert (tmp_path / "fits" / f"{first.key}.json").is_file() and len(first.provenance["inputs"]) == 3
+    nowhere = tmp_path / "no-tokenizer"  # a new fit could not even load a tokenizer from here; a reuse needs none
+    again = fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=1), tmp_path / "fits", tokenizer=nowhere)
+    assert again.weights == first.weights and again.provenance == first.provenance
+    with pytest.raises(CheckpointError, match="No tokenizer could be loaded"):
+        fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=2), tmp_path / "fits", tokenizer=nowhere)  # another key
     newest = s.checkpoints[-1].path
     hidden = tmp_path / "tokenizer.json"
-    (newest / "tokenizer.json").rename(hidden)  # a new fit could not even load the tokenizer; a reuse needs none
+    (newest / "tokenizer.json").rename(hidden)  # the tokenizer is in the checkpoints' identity: no stale reuse
     try:
-        again = fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=1), tmp_path / "fits")
-        assert again.weights == first.weights and again.provenance == first.provenance
         with pytest.raises(CheckpointError, match="No tokenizer could be loaded"):
-            fit_or_reuse(s.checkpoints, heldout, FitConfig(steps=2), tmp_path / "fits")  # another key: a real fit
+            fit_or_reuse(load_series(newest.parent).checkpoints, heldout, FitConfig(steps=1), tmp_path / "fits")
     finally:
         hidden.rename(newest / "tokenizer.json")
 
