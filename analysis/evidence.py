@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis.load import DESIGN, HELDOUT_TASK, task_rows
 from analysis.rules import higher_is_better
-from analysis.stats import Comparison, DocNoise, cluster_influence, compare
+from analysis.stats import Comparison, DocNoise, cluster_influence, compare, comparisons
 from wsm_exp.evaluation.chance import chance_level
 
 
@@ -244,34 +244,14 @@ class Evidence:
     @staticmethod
     def _corrected(tested: list[tuple], direction: bool, power: float, only: int | None = None) \
             -> list[tuple[pd.Series, Comparison]]:
-        """Comparisons of the tested candidates (or only the one at index ``only``), corrected for K = all of them."""
-        k = len(tested)
-        correlation = _correlation([t[1:] for t in tested]) if k > 1 else None
-        chosen = tested if only is None else [tested[only]]
-        return [(row, compare(va, vb, higher_is_better=direction, candidates=k, eval_noise=noise,
-                              correlation=correlation, power=power)) for row, _, va, vb, noise in chosen]
+        """Comparisons of the tested candidates (or only the one at index ``only``), corrected for K = all of them
+        (analysis.stats.comparisons: max-t over their joint per-seed and per-document differences)."""
+        diffs = [dict(zip(seeds, np.subtract(va, vb))) for _, seeds, va, vb, _ in tested]
+        compared = comparisons(diffs, [t[4] for t in tested], higher_is_better=direction, power=power)
+        pairs = [(t[0], c) for t, c in zip(tested, compared)]
+        return pairs if only is None else [pairs[only]]
 
 
 def _key(row: pd.Series, keys: list[str]) -> tuple:
     """A design's identity as a hashable key in which every missing value is the same None."""
     return tuple(None if pd.isna(row[k]) else row[k] for k in keys)
-
-
-def _correlation(tested) -> np.ndarray | None:
-    """Correlation of K candidates' estimated differences: documents' joint influence plus the per-seed
-    differences' covariance / S (seeds every candidate has)."""
-    k = len(tested)
-    cov = np.zeros((k, k))
-    noises = [t[3] for t in tested]
-    if all(n is not None for n in noises):
-        keys = sorted(set().union(*(n.influence for n in noises)))
-        u = np.array([[n.influence.get(key, 0.0) for key in keys] for n in noises])
-        cov += u @ u.T
-    per_seed = [dict(zip(t[0], np.subtract(t[1], t[2]))) for t in tested]
-    common = sorted(set.intersection(*(set(p) for p in per_seed)))
-    if len(common) >= 2:
-        cov += np.cov(np.array([[p[s] for s in common] for p in per_seed])) / len(common)
-    sd = np.sqrt(np.diag(cov))
-    if not np.all(sd > 0):
-        return np.eye(k)  # unknown correlation: independence (the max-t bound is then about Bonferroni's)
-    return cov / np.outer(sd, sd)

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from analysis.evidence import Evidence
-from analysis.factors import factor_importance
+from analysis.factors import duration_contrast, factor_importance
 from analysis.prose import ALL_PARTS_RULE, AT_LEAST_RULE, COLUMNS, EQUIVALENCE_RULE, claim_row, say
 from analysis.rules import Thresholds, best
 from analysis.sft import CLAIM as SFT_PERSISTS
 from analysis.sft import sft_verdict, table2
-from analysis.stats import AT_CHANCE, Comparison, all_parts, compare
+from analysis.stats import Comparison, compare
+from analysis.verdicts import AT_CHANCE, all_parts, at_least, no_gain
 from analysis.tables import by_design, label, merges
 
 WSM_BEATS_WSD = "WSM beats WSD"
@@ -128,15 +130,10 @@ def _wsm_beats_wsd(ev: Evidence, wsm, wsd, primary: str, t: Thresholds) -> list[
 
 
 def _at_least(c: Comparison, metric: str, t: Thresholds) -> str:
-    """Outcome of "A ≥ B": reproduced when the interval rules out A being worse by more than the margin."""
+    """Outcome of "A ≥ B" (analysis.verdicts.at_least with the metric's margin)."""
     if c.outcome in ("unconfirmed", "not tested"):
         return c.outcome
-    margin = t.margin(metric)
-    worst = c.ci_low if c.higher_is_better else -c.ci_high
-    best_case = c.ci_high if c.higher_is_better else -c.ci_low
-    if worst > -margin:
-        return "reproduced"
-    return "not reproduced" if best_case < 0 else "inconclusive"
+    return at_least(c.ci_low, c.ci_high, c.higher_is_better, t.margin(metric))
 
 
 def _curves(ev: Evidence, wsm, primary: str, t: Thresholds) -> list[dict]:
@@ -185,10 +182,11 @@ def _duration_matters_most(scores: pd.DataFrame, primary: str, t: Thresholds) ->
         return _row(DURATION, metric=f"R² of {metric}",
                     evidence="needs merges (N ≥ 2) that vary Δ and N independently (the grid sweep); "
                              "with one factor fixed, D and the varied factor are the same axis")
-    rival = importance.drop("duration D").idxmax()
     per_seed = [factor_importance(group, metric).set_index("factor")["r2"]
                 for _, group in scores[scores["seed"].notna()].groupby("seed")]
-    c = compare([r["duration D"] for r in per_seed], [r[rival] for r in per_seed], power=t.power)
+    diffs, rival = duration_contrast(importance.to_numpy(), np.array([r.to_numpy() for r in per_seed]))
+    rival = importance.index[int(rival)]
+    c = compare(list(diffs), [0.0] * len(diffs), power=t.power)
     evidence = f"R² of {metric} on log2 factor (N ≥ 2 merges, all seeds): " + \
                ", ".join(f"{k} {v:.2f}" for k, v in importance.items())
     evidence += f"; per-seed R²(D) − R²({rival.split()[-1]}) (seed noise only: R² has no per-document form)"
@@ -237,14 +235,8 @@ def _no_gain(ev: Evidence, claim: str, pool: pd.DataFrame, reference: pd.Series,
     """The best of ``pool`` gains nothing over ``reference``: reproduced when the interval of the gain (corrected
     for the pick) stays below the margin, refuted by a gain beyond the noise, inconclusive otherwise."""
     first, c = ev.compare_best(pool, reference, primary, power=t.power)
-    gain_low = c.ci_low if c.higher_is_better else -c.ci_high
-    gain_high = c.ci_high if c.higher_is_better else -c.ci_low
-    if c.outcome in ("unconfirmed", "not tested"):
-        outcome = c.outcome
-    elif gain_low > 0:
-        outcome = "not reproduced"
-    else:
-        outcome = "reproduced" if gain_high < t.margin(primary) else "inconclusive"
+    outcome = c.outcome if c.outcome in ("unconfirmed", "not tested") else \
+        no_gain(c.ci_low, c.ci_high, c.higher_is_better, t.margin(primary))
     other = _other(primary)
     beside = ""
     if first is not None and pd.notna(first.get(other)) and pd.notna(reference.get(other)):

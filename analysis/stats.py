@@ -6,9 +6,9 @@ the documents, clustered by source text where pieces of one text were scored apa
 seed that interval covers evaluation noise only and the verdict says so. With two or more seeds the
 interval adds the spread of the per-seed differences to the document noise (Welch–Satterthwaite degrees
 of freedom) and the verdict rests on it. Picking the best of K candidates is paid for with the max-t
-quantile over the K candidates' joint differences (sharper than Bonferroni for correlated merges).
-Three outcomes: reproduced (interval excludes zero in the claimed direction), not reproduced
-(excludes it the other way), inconclusive; without any interval, "unconfirmed".
+quantile over the K candidates' joint differences (sharper than Bonferroni for correlated merges). The
+intervals are analysis.selection's (arrays), the outcome rules analysis.verdicts'; this module turns them
+into ``Comparison`` rows with the words of what each interval covers.
 
 Example:
     >>> compare([1.0, 1.2, 0.9], [0.0, 0.1, -0.1]).verdict
@@ -26,46 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LEVEL = 0.95  # two-sided confidence of every interval in the report
-AT_CHANCE = "at chance (no verdict)"
+from analysis.selection import Intervals, detectable, intervals, quantile, welch_dof
+from analysis.verdicts import AT_CHANCE, sign
 
 
-def quantile(dof: float, candidates: int = 1) -> float:
-    """Two-sided Student-t quantile at LEVEL, Bonferroni-adjusted for ``candidates`` (normal for dof = inf).
-
-    >>> round(quantile(math.inf), 3), round(quantile(math.inf, 3), 3)
-    (1.96, 2.394)
-    """
-    from scipy.stats import t
-
-    return float(t.ppf(1 - (1 - LEVEL) / (2 * candidates), dof))
-
-
-def selection_quantile(correlation, dof: float, draws: int = 20_000, seed: int = 0) -> float:
-    """Critical value for the best of K correlated estimates: the (1 − α/2) quantile of max_j Z_j over
-    Z ~ N(0, correlation) (seeded Monte Carlo), carried to Student-t at ``dof`` by its tail probability.
-    Equals ``quantile(dof)`` for K = 1; between it and Bonferroni's for K > 1.
-
-    >>> round(selection_quantile(np.eye(1), math.inf), 2), round(selection_quantile(np.ones((3, 3)), math.inf), 2)
-    (1.96, 1.96)
-    >>> 2.3 < selection_quantile(np.eye(3), math.inf) < quantile(math.inf, 3) + 0.02
-    True
-    """
-    from scipy.stats import norm, t
-
-    corr = np.atleast_2d(np.asarray(correlation, dtype=float))
-    if len(corr) == 1:
-        return quantile(dof)
-    values, vectors = np.linalg.eigh((corr + corr.T) / 2)
-    z = np.random.default_rng(seed).standard_normal((draws, len(corr))) @ (vectors * np.sqrt(np.clip(values, 0, None))).T
-    top = (z / np.sqrt(np.clip(np.diag(corr), 1e-300, None))).max(axis=1)
-    return float(t.ppf(norm.cdf(float(np.quantile(top, 1 - (1 - LEVEL) / 2))), dof))
-
-
-def cluster_influence(diff, weights=None, clusters=None) -> tuple[float, np.ndarray]:
-    """(effect, per-cluster influence) of the weighted mean difference Σ d·w / Σ w: the effect's squared
-    standard error is the sum of squared influences (ratio estimator, clustered, with G/(G−1)); each
-    document is its own cluster when ``clusters`` is None.
+def cluster_influence(diff, weights=None, clusters=None):
+    """(effect, per-cluster influence) of the weighted mean difference Σ d·w / Σ w over the last axis
+    (documents; leading axes are studies): the effect's squared standard error is the sum of squared
+    influences (ratio estimator, clustered, with G/(G−1)); each document is its own cluster when ``clusters``
+    is None.
 
     >>> effect, u = cluster_influence([1.0, 1.0, 0.0, 1.0])
     >>> float(effect), round(float(np.sqrt((u ** 2).sum())), 4)
@@ -74,16 +43,18 @@ def cluster_influence(diff, weights=None, clusters=None) -> tuple[float, np.ndar
     0.25
     """
     d = np.asarray(diff, dtype=float)
-    w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=float)
-    effect = float((d * w).sum() / w.sum())
-    residual = (d - effect) * w / w.sum()
+    w = np.ones(d.shape[-1]) if weights is None else np.asarray(weights, dtype=float)
+    total = w.sum(-1, keepdims=True)
+    effect = (d * w).sum(-1) / total[..., 0]
+    residual = (d - effect[..., None]) * w / total
     if clusters is None:
         sums = residual
     else:
         _, index = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
-        sums = np.bincount(index, weights=residual)
-    groups = len(sums)
-    return effect, sums * math.sqrt(groups / (groups - 1)) if groups > 1 else np.full(1, math.nan)
+        sums = residual @ (index[:, None] == np.arange(index.max() + 1)).astype(float)
+    groups = sums.shape[-1]
+    influence = sums * math.sqrt(groups / (groups - 1)) if groups > 1 else np.full(sums.shape, math.nan)
+    return (float(effect) if effect.ndim == 0 else effect), influence
 
 
 def paired_difference(a, b, weights=None) -> tuple[np.ndarray, np.ndarray]:
@@ -102,11 +73,6 @@ def paired_difference(a, b, weights=None) -> tuple[np.ndarray, np.ndarray]:
     residual = z - effect[..., None] * w
     se = np.sqrt((residual**2).sum(-1) / (n * (n - 1))) / w.mean(-1) if n > 1 else np.full(effect.shape, np.nan)
     return effect, se
-
-
-def reproduced(low, high, higher_is_better: bool = True):
-    """True where the interval excludes zero in the claimed direction (vectorized)."""
-    return np.asarray(low) > 0 if higher_is_better else np.asarray(high) < 0
 
 
 @dataclass(frozen=True)
@@ -187,56 +153,6 @@ def summary(values: list[float], candidates: int = 1) -> tuple[float, float, flo
     return m, s, m - half, m + half
 
 
-def judge(mean: float, low: float, high: float, higher_is_better: bool = True) -> str:
-    """reproduced / not reproduced / inconclusive from an interval of A − B (unconfirmed without one)."""
-    if math.isnan(low):
-        return "unconfirmed"
-    if bool(reproduced(low, high, higher_is_better)):
-        return "reproduced"
-    if bool(reproduced(-high, -low, higher_is_better)):
-        return "not reproduced"
-    return "inconclusive"
-
-
-def all_parts(outcomes: list[str]) -> str:
-    """Outcome of a claim made of several parts: reproduced only when every part is; one part significantly
-    the other way refutes it; anything else is inconclusive (or unconfirmed / not tested / at chance).
-
-    >>> all_parts(["reproduced", "inconclusive"]), all_parts(["reproduced", "not reproduced"])
-    ('inconclusive', 'not reproduced')
-    """
-    for word in (AT_CHANCE, "not reproduced"):
-        if word in outcomes:
-            return word
-    if all(v == "reproduced" for v in outcomes):
-        return "reproduced"
-    for word in ("not tested", "unconfirmed"):
-        if word in outcomes:
-            return word
-    return "inconclusive"
-
-
-def welch_dof(v_seed: float, seed_dof: float, v_doc: float, doc_dof: float) -> float:
-    """Welch–Satterthwaite degrees of freedom of a sum of two variance estimates.
-
-    >>> round(welch_dof(1.0, 2, 0.0, 100), 6), round(welch_dof(0.0, 2, 1.0, 100), 6)
-    (2.0, 100.0)
-    """
-    denominator = v_seed**2 / seed_dof + v_doc**2 / doc_dof
-    return (v_seed + v_doc) ** 2 / denominator if denominator > 0 else math.inf
-
-
-def detectable(se: float, critical: float, power: float = 0.8) -> float:
-    """Smallest true difference this test finds with probability ``power``: (critical + z_power)·se.
-
-    >>> round(detectable(0.01, 1.96), 4)
-    0.028
-    """
-    from scipy.stats import norm
-
-    return (critical + float(norm.ppf(power))) * se
-
-
 def seeds_needed(effect: float, seed_sd: float, doc_se: float, power: float = 0.8, most: int = 50) -> int | None:
     """Training seeds a run needs to detect ``effect`` with ``power`` when seeds differ by ``seed_sd`` and the
     documents add ``doc_se`` (None when even ``most`` seeds would not).
@@ -252,47 +168,57 @@ def seeds_needed(effect: float, seed_sd: float, doc_se: float, power: float = 0.
     return None
 
 
-def compare(a: list[float], b: list[float], *, higher_is_better: bool = True, candidates: int = 1,
-            eval_noise: DocNoise | None = None, correlation=None, power: float = 0.8) -> Comparison:
+def comparisons(diffs: list[dict], noises: list[DocNoise | None], *, higher_is_better: bool = True,
+                power: float = 0.8) -> list[Comparison]:
+    """K candidates against one reference: candidate k's per-seed differences (seed id → A − B) and its
+    document noise, each interval corrected for picking the best of the K (analysis.selection.intervals: max-t
+    over the joint differences; K = 1 is a plain paired comparison).
+
+    >>> [c.outcome for c in comparisons([{0: 0.1, 1: 0.12, 2: 0.08}, {0: 0.0, 1: 0.01, 2: -0.01}], [None, None])]
+    ['reproduced', 'inconclusive']
+    """
+    seeds = sorted(set().union(*diffs))
+    d = np.array([[x.get(s, math.nan) for s in seeds] for x in diffs], dtype=float).reshape(len(diffs), len(seeds))
+    has = [n is not None and not math.isnan(n.se) for n in noises]
+    if any(has):
+        parts = [(n.influence or {("", ""): n.se}) if ok else {} for n, ok in zip(noises, has)]
+        keys = sorted(set().union(*parts), key=str)
+        rows = [[part.get(key, 0.0) for key in keys] if ok else [math.nan] * len(keys) for part, ok in zip(parts, has)]
+        effect = [n.effect if ok else math.nan for n, ok in zip(noises, has)]
+        dof = [n.dof if ok else math.nan for n, ok in zip(noises, has)]
+        iv = intervals(d, np.array(rows), np.array(effect), np.array(dof), power=power)
+    else:
+        iv = intervals(d, power=power)
+    return [_comparison(iv, j, noises[j] if has[j] else None, higher_is_better) for j in range(len(diffs))]
+
+
+def _comparison(iv: Intervals, j: int, noise: DocNoise | None, higher_is_better: bool) -> Comparison:
+    """Candidate ``j`` of ``iv`` as a Comparison, worded with what its interval covers."""
+    mean, seeds = float(iv.mean[j]), int(iv.seeds[j])
+    if math.isnan(mean):
+        return Comparison(math.nan, math.nan, math.nan, 0, "not tested", higher_is_better=higher_is_better)
+    if seeds >= 2:
+        noise_text = f"training seeds + evaluation ({seeds} seeds" + (f", {noise.describe})" if noise else ")")
+    elif noise is not None:
+        noise_text = f"evaluation noise only ({noise.describe}, 1 seed; training seeds not covered)"
+    else:
+        noise_text = "none (1 seed, no per-document values)"
+    value = {name: float(getattr(iv, name)[j]) for name in ("low", "high", "eval_low", "eval_high", "seed_low",
+                                                            "seed_high", "se", "critical", "detectable", "seed_sd",
+                                                            "doc_se")}
+    return Comparison(mean, value["low"], value["high"], seeds, sign(value["low"], value["high"], higher_is_better),
+                      noise_text, value["eval_low"], value["eval_high"], value["seed_low"], value["seed_high"],
+                      iv.candidates, higher_is_better, value["se"], value["critical"], value["detectable"],
+                      value["seed_sd"], value["doc_se"])
+
+
+def compare(a: list[float], b: list[float], *, higher_is_better: bool = True, eval_noise: DocNoise | None = None,
+            power: float = 0.8) -> Comparison:
     """A vs B from per-seed values joined by seed (same order), plus the per-document noise if known.
 
     Two or more seeds: the interval combines the per-seed spread (s²/S) with the documents' variance of the
     seed-averaged difference, with Welch–Satterthwaite degrees of freedom; one seed with per-document values:
-    the paired document interval (evaluation noise only). ``candidates`` > 1: the interval is corrected for
-    picking the best, by max-t over ``correlation`` (K × K) when given, else Bonferroni.
+    the paired document interval (evaluation noise only); otherwise no interval (unconfirmed).
     """
-    diffs = [x - y for x, y in zip(a, b) if not (math.isnan(x) or math.isnan(y))]
-    seeds = len(diffs)
-    docs = eval_noise is not None and not math.isnan(eval_noise.se)
-    mean = float(np.mean(diffs)) if diffs else (eval_noise.effect if docs else math.nan)
-    if math.isnan(mean):
-        return Comparison(math.nan, math.nan, math.nan, 0, "not tested", higher_is_better=higher_is_better)
-
-    def critical(dof: float) -> float:
-        if candidates > 1 and correlation is not None:
-            return selection_quantile(correlation, dof)
-        return quantile(dof, candidates)
-
-    eval_low = eval_high = doc_se = math.nan
-    if docs:
-        doc_se = eval_noise.se
-        half = critical(eval_noise.dof) * doc_se
-        eval_low, eval_high = eval_noise.effect - half, eval_noise.effect + half
-    seed_low = seed_high = seed_sd = se = q = math.nan
-    if seeds >= 2:
-        seed_sd = float(np.std(diffs, ddof=1))
-        v_seed, v_doc = seed_sd**2 / seeds, doc_se**2 if docs else 0.0
-        se = math.sqrt(v_seed + v_doc)
-        q = critical(welch_dof(v_seed, seeds - 1, v_doc, eval_noise.dof if docs else 1.0))
-        seed_low, seed_high = mean - q * se, mean + q * se
-        low, high = seed_low, seed_high
-        noise = f"training seeds + evaluation ({seeds} seeds" + (f", {eval_noise.describe})" if docs else ")")
-    elif docs:
-        low, high, se, q = eval_low, eval_high, doc_se, critical(eval_noise.dof)
-        noise = f"evaluation noise only ({eval_noise.describe}, 1 seed; training seeds not covered)"
-    else:
-        low = high = math.nan
-        noise = "none (1 seed, no per-document values)"
-    return Comparison(mean, low, high, seeds, judge(mean, low, high, higher_is_better), noise, eval_low, eval_high,
-                      seed_low, seed_high, candidates, higher_is_better, se, q,
-                      detectable(se, q, power) if not math.isnan(se) else math.nan, seed_sd, doc_se)
+    diffs = {i: x - y for i, (x, y) in enumerate(zip(a, b)) if not (math.isnan(x) or math.isnan(y))}
+    return comparisons([diffs], [eval_noise], higher_is_better=higher_is_better, power=power)[0]
