@@ -91,6 +91,11 @@ def _levels(x: np.ndarray) -> np.ndarray:
     return (index[:, None] == np.arange(index.max() + 1)).astype(float)
 
 
+def _solve(inverse: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """inverse (draws, p, p) times rhs (B, draws, p) → (B, draws, p), as p broadcast multiply-adds."""
+    return sum(inverse[None, :, :, j] * rhs[..., j:j + 1] for j in range(rhs.shape[-1]))
+
+
 def bootstrap_best_scale(xs: np.ndarray, y: np.ndarray, draws: int = 400, seed: int = 0,
                          level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(low, high, share with the peak inside) of the best scale's adjusted R² over a seeded bootstrap of the
@@ -126,8 +131,7 @@ def bootstrap_best_scale(xs: np.ndarray, y: np.ndarray, draws: int = 400, seed: 
         quad = np.stack([np.stack(s[i:i + 3], -1) for i in range(3)], -2)  # (draws, 3, 3)
         lin = quad[:, :2, :2]
         with np.errstate(invalid="ignore", divide="ignore"):
-            beta2 = np.einsum("dij,bdj->bdi", np.linalg.pinv(quad), rhs)
-            beta1 = np.einsum("dij,bdj->bdi", np.linalg.pinv(lin), rhs[..., :2])
+            beta2, beta1 = _solve(np.linalg.pinv(quad), rhs), _solve(np.linalg.pinv(lin), rhs[..., :2])
             ssr2, ssr1 = syy - (beta2 * rhs).sum(-1), syy - (beta1 * rhs[..., :2]).sum(-1)
             degree = np.minimum(2, levels - 1)
             r2 = np.where(degree == 2, 1 - ssr2 / sst, np.where(degree == 1, 1 - ssr1 / sst, np.nan))
@@ -141,9 +145,10 @@ def bootstrap_best_scale(xs: np.ndarray, y: np.ndarray, draws: int = 400, seed: 
     peak = np.take_along_axis(inside, top[None], 0)[0].astype(float)
     peak[np.isnan(best)] = np.nan
     tail = (1 - level) / 2 * 100
+    percentile = np.percentile if not np.isnan(best).any() else np.nanpercentile
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = np.nanpercentile(best, tail, axis=-1), np.nanpercentile(best, 100 - tail, axis=-1)
+        low, high = percentile(best, tail, axis=-1), percentile(best, 100 - tail, axis=-1)
         share = np.nanmean(peak, axis=-1)
     return low.reshape(batch), high.reshape(batch), share.reshape(batch)
 

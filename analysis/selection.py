@@ -79,14 +79,14 @@ def max_t_quantile(correlation, draws: int = DRAWS, seed: int = 0) -> np.ndarray
     flat = corr.reshape(-1, k, k)
     values, vectors = np.linalg.eigh((flat + np.swapaxes(flat, 1, 2)) / 2)
     root = vectors * np.sqrt(np.clip(values, 0, None))[:, None, :]  # R = root @ rootᵀ
-    scale = np.sqrt(np.clip(np.diagonal(flat, axis1=1, axis2=2), 1e-300, None))
+    scale = np.sqrt(np.clip(np.diagonal(flat, axis1=1, axis2=2), 1e-300, None))  # (B, K)
     base = np.random.default_rng(seed).standard_normal((draws, k))
     out = np.empty(len(flat))
-    step = max(1, 3_000_000 // (draws * k))
+    step = max(1, 2_000_000 // (draws * k))
     for start in range(0, len(flat), step):
-        z = base @ np.swapaxes(root[start:start + step], 1, 2)  # (b, draws, K)
-        top = (z / scale[start:start + step, None, :]).max(axis=-1)
-        out[start:start + step] = np.quantile(top, 1 - (1 - LEVEL) / 2, axis=1)
+        part = root[start:start + step] / scale[start:start + step, :, None]  # rows j: Z_j / sd_j
+        z = (base @ part.transpose(2, 1, 0).reshape(k, -1)).reshape(draws, k, -1)  # (draws, K, b): one product
+        out[start:start + step] = np.quantile(z.max(axis=1), 1 - (1 - LEVEL) / 2, axis=0)
     return out.reshape(corr.shape[:-2])
 
 
@@ -132,11 +132,27 @@ class Intervals:
     candidates: int
 
 
-def intervals(seed_diff, influence=None, doc_effect=None, doc_dof=None, *, power: float = 0.8) -> Intervals:
+def tail_bounds(k: int, draws: int = DRAWS, seed: int = 0) -> tuple[float, float]:
+    """Bounds on the one-sided level Φ(q) that ``max_t_quantile`` can give for K = ``k`` candidates, whatever the
+    correlation: q ≥ 1.5 (far below the 97.5% quantile of one standard normal, 1.96, which the maximum
+    exceeds) and q ≤ the same quantile of ‖z‖ over the same draws (each Z_j is a unit vector times z).
+    An outcome that is the same at both bounds is the outcome at the exact q (every rule is monotone in q).
+
+    >>> low, high = tail_bounds(3)
+    >>> bool(norm.cdf(1.5) == low), bool(norm.ppf(high) > quantile(math.inf, 3))
+    (True, True)
+    """
+    base = np.random.default_rng(seed).standard_normal((draws, k))
+    return float(norm.cdf(1.5)), float(norm.cdf(np.quantile(np.sqrt((base**2).sum(1)), 1 - (1 - LEVEL) / 2)))
+
+
+def intervals(seed_diff, influence=None, doc_effect=None, doc_dof=None, *, power: float = 0.8,
+              tail=None) -> Intervals:
     """Every candidate's interval, corrected for the best of the K by max-t over their joint differences.
 
     ``seed_diff`` (..., K, S); ``influence`` (..., K, G), ``doc_effect`` (..., K) and ``doc_dof`` (..., K) from
-    the per-document values (``doc_effect`` NaN: that candidate has none)."""
+    the per-document values (``doc_effect`` NaN: that candidate has none). ``tail``: the critical value's
+    one-sided level instead of the max-t one (simulations bound it with ``tail_bounds``)."""
     d = np.asarray(seed_diff, dtype=float)
     k = d.shape[-2]
     seeds = (~np.isnan(d)).sum(-1)
@@ -152,11 +168,13 @@ def intervals(seed_diff, influence=None, doc_effect=None, doc_dof=None, *, power
         doc_se = np.sqrt((np.nan_to_num(np.asarray(influence, dtype=float)) ** 2).sum(-1))
         doc_dof = np.broadcast_to(np.asarray(doc_dof, dtype=float), d.shape[:-1])
     docs = ~np.isnan(doc_effect)
-    if k > 1:
+    if k == 1:
+        tail = np.full(d.shape[:-1], 1 - (1 - LEVEL) / 2)
+    elif tail is None:
         known = np.where(docs.all(-1)[..., None, None], influence, np.nan) if influence is not None else None
         tail = norm.cdf(max_t_quantile(correlation(d, known)))[..., None]
     else:
-        tail = np.full(d.shape[:-1], 1 - (1 - LEVEL) / 2)
+        tail = np.broadcast_to(np.asarray(tail, dtype=float)[..., None], d.shape[:-1])
 
     def critical(dof):
         return t.ppf(tail, np.where(np.isnan(dof), 1.0, dof))
