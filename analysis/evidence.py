@@ -38,7 +38,8 @@ class Evidence:
         self.rows = task_rows(frame)
         self._samples: dict[tuple[str, str], pd.DataFrame | None] = {}
         self._given = samples
-        self._tasks: dict[tuple, pd.DataFrame | None] = {}
+        self._tasks: dict[tuple, dict | None] = {}  # model → its samples by (task, metric)
+        self._pairs: dict[tuple, tuple] = {}  # (design A, design B, metric) → paired values and noise
 
     @cached_property
     def task_metric(self) -> dict[str, str]:
@@ -152,17 +153,17 @@ class Evidence:
 
     def _values(self, model: pd.Series, task: str, name: str) -> pd.DataFrame | None:
         """One model's per-document values of one task, indexed by doc_id (sorted), with weight and source."""
-        key = (str(model.get("samples_dir", "")), str(model["model_hash"]), task, name)
-        if key not in self._tasks:
+        key = (str(model.get("samples_dir", "")), str(model["model_hash"]))
+        if key not in self._tasks:  # split a model's samples by (task, metric) once
             samples = self.samples(model)
-            if samples is None:
-                self._tasks[key] = None
-            else:
-                rows = samples[(samples["task"] == task) & (samples["metric"] == name)]
-                source = rows["source"].fillna("").astype(str) if "source" in rows else ""
-                self._tasks[key] = rows.assign(source=source).set_index("doc_id")[["value", "weight", "source"]] \
-                    .sort_index()
-        return self._tasks[key]
+            if samples is not None:
+                source = samples["source"].fillna("").astype(str) if "source" in samples else ""
+                samples = samples.assign(source=source)
+            self._tasks[key] = None if samples is None else {
+                part: rows.set_index("doc_id")[["value", "weight", "source"]].sort_index()
+                for part, rows in samples.groupby(["task", "metric"], sort=False)}
+        split = self._tasks[key]
+        return None if split is None else split.get((task, name), _EMPTY)
 
     def doc_noise(self, pairs: list[tuple[pd.Series, pd.Series]], metric: str) -> DocNoise | None:
         """Paired per-document difference A − B of the seed-averaged values, clustered by source text where the
@@ -191,6 +192,12 @@ class Evidence:
 
     def paired(self, a: pd.Series, b: pd.Series, metric: str):
         """(seeds, A's values, B's values, document noise) of two designs joined by seed id."""
+        key = (_key(a, self._keys), _key(b, self._keys), metric)
+        if key not in self._pairs:
+            self._pairs[key] = self._paired(a, b, metric)
+        return self._pairs[key]
+
+    def _paired(self, a: pd.Series, b: pd.Series, metric: str):
         models_a, models_b = self.models(a), self.models(b)
         seeds = sorted(set(models_a.index) & set(models_b.index))
         va = [self.value(models_a.loc[s], metric) for s in seeds]
@@ -250,6 +257,9 @@ class Evidence:
         compared = comparisons(diffs, [t[4] for t in tested], higher_is_better=direction, power=power)
         pairs = [(t[0], c) for t, c in zip(tested, compared)]
         return pairs if only is None else [pairs[only]]
+
+
+_EMPTY = pd.DataFrame({"value": [], "weight": [], "source": []}, index=pd.Index([], name="doc_id"))
 
 
 def _key(row: pd.Series, keys: list[str]) -> tuple:

@@ -1,8 +1,7 @@
 """Each statistical rule with a planted effect and a planted null: paired per-document tests, honest
 selection of the best of K, chance levels, claims of several parts, seeds joined by id, design identity,
-mixed studies, the loss table, and reports that never crash."""
+mixed studies, the loss table, and reports that never crash. Null rates: tests/test_null_rates.py."""
 
-import os
 import subprocess
 import sys
 
@@ -14,45 +13,10 @@ from analysis import ReportError, findings, load_results, loss_table, model_scor
 from analysis.stats import cluster_influence, paired_difference
 from analysis.tables import by_design
 from helpers.analysis import write_doc_sweep, write_sweep
-from helpers.null_study import null_bound, rate
 
 def claim(folder, name="WSM beats WSD", **load):
     frame = load_results(folder, **load)
     return findings(model_scores(frame), frame).set_index("claim").loc[name]
-
-
-DRAWS = int(os.environ.get("WSM_NULL_DRAWS", "300"))  # per setting; benchmarks/null_rates.py runs 2,000 (minutes)
-
-
-@pytest.mark.slow  # ~0.3 s per draw on a quiet 2-core machine
-@pytest.mark.parametrize("seeds", [1, 3, 5])
-def test_null_false_reproduced_rate_through_the_report(seeds):
-    """No method effect, training-seed noise SD 0.01 per model: at 3 and 5 seeds "reproduced" stays at the
-    one-sided 2.5% + Monte-Carlo error. At 1 seed the interval covers evaluation noise only, which the verdict
-    says; the rate there is about the seed noise the one-seed design cannot see (asserted below 35%)."""
-    observed = rate(seeds, 0.0, DRAWS)
-    assert observed <= (null_bound(DRAWS) if seeds > 1 else 0.35), observed
-
-
-@pytest.mark.slow  # ~0.5 s per draw
-def test_one_seed_null_on_what_its_interval_covers():
-    """The one-seed verdict covers evaluation noise ("reproduced on evaluation noise (1 seed; training seeds not
-    covered)"): under its own null (two models that differ by nothing but the documents' noise) the false
-    "reproduced" rate stays at the one-sided 2.5% + Monte-Carlo error."""
-    observed = rate(1, 0.0, DRAWS, seed=5, seed_sd=0.0)
-    assert observed <= null_bound(DRAWS), observed
-
-
-@pytest.mark.slow
-def test_planted_effect_of_the_studys_size_is_found_at_three_seeds():
-    """Merges 0.04 bpb better (the main job's observed −0.027…−0.055 per seed), seed SD 0.01 per model."""
-    assert rate(3, -0.04, 200, seed=1) >= 0.5
-
-
-def test_null_and_effect_small_draws():
-    """A fast guard on the same path: a planted null is rarely "reproduced"; a large effect usually is."""
-    assert rate(3, 0.0, 20, seed=2) <= 0.1
-    assert rate(3, -0.08, 20, seed=3) >= 0.7
 
 
 def test_clustered_standard_error_grows_with_correlated_pieces():
