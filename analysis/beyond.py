@@ -68,7 +68,8 @@ def section(frame: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thre
         return Section("", {"beyond_findings": findings}, [], findings, [
             "Beyond the paper: needs the extrapolate, controls, noise or long_decay sweep (docs/beyond.md)."])
     lines = ["## Beyond the paper (docs/beyond.md)", "",
-             "| claim | verdict | contrast | difference | ci95 | K | seeds | evidence |", "|---|---|---|---|---|---|---|---|",
+             "| claim | verdict | contrast | difference | ci95 | K | seeds | evidence |",
+             "|---|---|---|---|---|---|---|---|",
              *(f"| {r['claim']} | {r['verdict']} | {r['contrast']} ({r['metric']}) | {r['difference']} | {r['ci95']} | "
                f"{r['candidates']} | {r['seeds']} | {r['evidence']} |" for _, r in shown), ""]
     tables, figures = {}, []
@@ -260,9 +261,8 @@ def _noise(models: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thre
             f"(λ = 0 sits half a decade below the smallest λ > 0; a scale with two levels gets a line; "
             f"the adjusted R² charges each scale for its fitted terms, so scales with more levels compete "
             f"fairly):\n\n{_md(fits)}\n\n"
-            f"One scale collapses the merge gain (adjusted R² ≥ {thresholds.r2_collapse}, analysis.rules.Thresholds) "
-            f"and it peaks inside the grid (difference and interval: R² − cut-off): "
-            f"**{found['verdict']}** ({found['evidence']}).")
+            f"One scale governs the merge gain and it peaks inside the grid (difference and interval: R² − the "
+            f"cut-off analysis.r2_collapse): **{found['verdict']}** ({found['evidence']}). Rule: {found['rule']}.")
     return Section(text, {"beyond_noise": table, "beyond_noise_fits": fits}, figures, pd.Series(found))
 
 

@@ -112,7 +112,8 @@ def noise(gains: pd.DataFrame, fits: pd.DataFrame, thresholds: Thresholds) -> di
     result = row("noise", evidence=f"{observed} ({coverage}); " + ", ".join(
         f"{r['scale']} {r['r2_adjusted']:.2f}" for _, r in merge_fits.iterrows()), outcome=outcome,
         metric="adjusted R²", rule=NOISE_RULE.format(cut=cut, sure=SURE, level=1 - SURE))
-    return {**result, "verdict": f"{outcome} on the bootstrap of {coverage}", "difference": round(top["r2_adjusted"] - cut, 4),
+    return {**result, "verdict": f"{outcome} on the bootstrap of {coverage}",
+            "difference": round(top["r2_adjusted"] - cut, 4),
             "ci95": interval(low - cut, high - cut, 4), "ci_low": low - cut, "ci_high": high - cut,
             "noise": f"bootstrap of {coverage}", "candidates": len(SCALES), "seeds": seeds}
 

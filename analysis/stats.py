@@ -4,8 +4,8 @@ Two models are compared on the same documents: the per-document difference (a we
 weights for bits per byte, so the statistic is the aggregate's own quantity) has a standard error from
 the documents, clustered by source text where pieces of one text were scored apart. With one training
 seed that interval covers evaluation noise only and the verdict says so. With two or more seeds the
-interval adds the spread of the per-seed differences to the document noise (Welch–Satterthwaite degrees
-of freedom) and the verdict rests on it. Picking the best of K candidates is paid for with the max-t
+interval adds the spread of the per-seed differences to the document noise (the seeds' degrees of
+freedom) and the verdict rests on it. Picking the best of K candidates is paid for with the max-t
 quantile over the K candidates' joint differences (sharper than Bonferroni for correlated merges). The
 intervals are analysis.selection's (arrays), the outcome rules analysis.verdicts'; this module turns them
 into ``Comparison`` rows with the words of what each interval covers.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.selection import Intervals, detectable, intervals, quantile, welch_dof
+from analysis.selection import Intervals, detectable, intervals, quantile
 from analysis.verdicts import AT_CHANCE, sign
 
 
@@ -158,11 +158,11 @@ def seeds_needed(effect: float, seed_sd: float, doc_se: float, power: float = 0.
     documents add ``doc_se`` (None when even ``most`` seeds would not).
 
     >>> seeds_needed(0.04, 0.014, 0.002), seeds_needed(0.001, 0.014, 0.002)
-    (3, None)
+    (4, None)
     """
     for n in range(2, most + 1):
         v_seed = seed_sd**2 / n
-        q = quantile(welch_dof(v_seed, n - 1, doc_se**2, 1e9))
+        q = quantile(n - 1)
         if detectable(math.sqrt(v_seed + doc_se**2), q, power) <= abs(effect):
             return n
     return None
@@ -217,7 +217,7 @@ def compare(a: list[float], b: list[float], *, higher_is_better: bool = True, ev
     """A vs B from per-seed values joined by seed (same order), plus the per-document noise if known.
 
     Two or more seeds: the interval combines the per-seed spread (s²/S) with the documents' variance of the
-    seed-averaged difference, with Welch–Satterthwaite degrees of freedom; one seed with per-document values:
+    seed-averaged difference, with the seeds' S − 1 degrees of freedom; one seed with per-document values:
     the paired document interval (evaluation noise only); otherwise no interval (unconfirmed).
     """
     diffs = {i: x - y for i, (x, y) in enumerate(zip(a, b)) if not (math.isnan(x) or math.isnan(y))}

@@ -33,13 +33,17 @@ def test_no_claim_says_reproduced_under_its_null(seeds):
 
 @pytest.mark.slow  # ~10-20 s
 def test_effects_of_the_studys_size_are_found_at_three_seeds():
-    """Every planted effect moves the verdict (power above the null bound); the sizes this study measured
-    (docs/beyond.md, docs/analysis.md) are found in at least half of 3-seed runs."""
-    power = {sim: rate(sim, 3, sim.effect, EFFECT_DRAWS, seed=11) for sim in SIMS if sim.effect is not None}
-    weak = {sim.claim: p for sim, p in power.items() if p <= null_bound(EFFECT_DRAWS)}
-    missed = {sim.claim: p for sim, p in power.items() if sim.source.startswith("the ") and p < 0.5}
-    assert not weak and not missed, (weak, missed)
-    assert sum(sim.source.startswith("the ") for sim in power) == 6
+    """The sizes this study measured (docs/beyond.md, docs/analysis.md), with its measured per-seed spread, are
+    found in about half of 3-seed runs or more (≥ 40%: 3 seeds leave the interval 2 degrees of freedom) and in
+    ≥ 90% of 5-seed runs. (The other planted sizes' power is in the table of benchmarks/null_rates.py.)"""
+    effects = [sim for sim in SIMS if sim.effect is not None]
+    power = {sim.claim: rate(sim, 3, sim.effect, EFFECT_DRAWS, seed=11) for sim in effects if sim.measured}
+    measured = [sim for sim in effects if sim.measured]
+    five = {sim.claim: rate(sim, 5, sim.effect, EFFECT_DRAWS, seed=12) for sim in measured}
+    assert len(measured) == 5
+    missed = {sim.claim: (power[sim.claim], five[sim.claim]) for sim in measured
+              if power[sim.claim] < 0.4 or five[sim.claim] < 0.9}
+    assert not missed, missed
 
 
 @pytest.mark.slow  # ~1 s per draw: the report's own path
