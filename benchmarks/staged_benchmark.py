@@ -7,9 +7,14 @@ folder with its own empty merge and score caches (nothing one arm computed is re
   N = 2, 4, 6, 10 at Δ = 100, × curve mean, 1-sqrt, ema = 12 variants, plus the raw last checkpoint)
   and suite (held-out bits per byte + ARC-Easy + PIQA). Before them one model is evaluated on each
   task at two documents (task data and code warm), and the staged arm runs first, so whatever warmth
-  is left helps the unstaged one. Evaluation seconds are the task seconds the arm's score cache
-  recorded (``wsm_exp.timings``: each task computed once on each model, model loading excluded, the
-  same count both ways; the screen pass's are included); wall seconds cover everything (merges too).
+  is left helps the unstaged one. Evaluation seconds and tokens are summed over the arm's score cache
+  (each entry is one task computed once on one model in that arm, the screen pass's included; model
+  loading excluded, the same count both ways); tokens do not depend on the machine's load, seconds
+  do; wall seconds cover everything (merges too). ``eval.primary`` is held-out bpb by default: at
+  CPU-affordable limits the test bed's downstream accuracies cannot tell merges apart (a standard
+  error of ~0.08 at 30 questions against gaps of a few points), so verdicts on them read "at chance"
+  unstaged and "not tested" staged (the merges they compare were screened out); ``--primary overall``
+  shows that.
 - ``keep-true`` and ``keep-false``: the same grid with evaluation cut to held-out bits per byte on
   ``--keep-docs`` documents, so the two differ in ``merge.keep`` only: wall seconds, merge seconds
   and bytes written to the merge cache per variant, and whether both score every model alike.
@@ -17,7 +22,7 @@ folder with its own empty merge and score caches (nothing one arm computed is re
 Writes a markdown report (``--out``, default ``<work>/staged_benchmark.md``) and prints it. Not a test:
 the numbers depend on the machine and its load.
 
-    .venv/bin/python benchmarks/staged_benchmark.py --limit 60 --heldout-docs 48   # the measurement
+    .venv/bin/python benchmarks/staged_benchmark.py --work /tmp/wsm-staged --out /tmp/staged.md   # the measurement
     .venv/bin/python benchmarks/staged_benchmark.py --quantity 2,10 --curve mean --limit 2 --heldout-docs 4
     .venv/bin/python benchmarks/staged_benchmark.py --keep-only   # one merge written vs in memory, no sweep
 """
@@ -47,10 +52,23 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
+def evaluated(scores: Path) -> dict[str, tuple[float, int]]:
+    """task -> (seconds, tokens) summed over the task evaluations a score cache holds (one entry per task and model)."""
+    out: dict[str, tuple[float, int]] = {}
+    for entry in scores.glob("*/*.json"):
+        first = json.loads(entry.read_text())["scores"][0]  # every metric of a task carries the task's run
+        seconds, tokens = out.get(first["task"], (0.0, 0))
+        out[first["task"]] = (seconds + first["seconds"], tokens + int(first.get("tokens") or 0))
+    return out
+
+
+def total(run: dict) -> tuple[float, int]:
+    """(evaluation seconds, tokens evaluated) of an arm."""
+    return sum(s for s, _ in run["evaluated"].values()), sum(t for _, t in run["evaluated"].values())
+
+
 def sweep(work: Path, name: str, args: list[str]) -> dict:
     """Run one arm in ``work/name`` with its own merge and score caches; what the report needs of it."""
-    from wsm_exp.timings import read
-
     merges, scores = work / f"{name}-merges", work / f"{name}-scores"
     command = [sys.executable, "-m", "wsm_exp", f"paths.sweeps={work}", f"sweep_name={name}",
                f"paths.merges={merges}", f"paths.scores={scores}", *args]
@@ -61,15 +79,20 @@ def sweep(work: Path, name: str, args: list[str]) -> dict:
     (work / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed (exit {proc.returncode}); log: {work / f'{name}.log'}\n{proc.stderr[-3000:]}")
-    folder = work / name
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {wall:.0f} s", flush=True)
+    return collect(work, name, wall)
+
+
+def collect(work: Path, name: str, wall: float) -> dict:
+    """What the report needs of the arm ``work/name``: rows, screen, evaluations, merge bytes, verdicts."""
+    folder, merges = work / name, work / f"{name}-merges"
     frame = pd.read_parquet(folder / "results.parquet")
     screen = json.loads((folder / "screen.json").read_text()) if (folder / "screen.json").is_file() else {}
     findings = folder / "tables" / "findings.csv"
     verdicts = pd.read_csv(findings) if findings.is_file() else pd.DataFrame(columns=["claim", "verdict"])
-    stage = re.search(r"merge stage: (\d+) merged in one pass \(([\d.]+) s", proc.stdout + proc.stderr)
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: {wall:.0f} s", flush=True)
+    stage = re.search(r"merge stage: (\d+) merged in one pass \(([\d.]+) s", (work / f"{name}.log").read_text())
     return {"name": name, "wall": wall, "frame": frame, "screen": screen,
-            "eval_seconds": sum(t.seconds for t in read(scores)), "merges_bytes": folder_bytes(merges),
+            "evaluated": evaluated(work / f"{name}-scores"), "merges_bytes": folder_bytes(merges),
             "stage_seconds": float(stage.group(2)) if stage else 0.0,
             "verdicts": dict(zip(verdicts["claim"], verdicts["verdict"]))}
 
@@ -118,22 +141,29 @@ def report(args, runs: dict[str, dict], plan: str, loads: tuple) -> str:
            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
            f"{loads[0]:.1f} before, {loads[1]:.1f} after; series {args.series}; held-out {args.heldout}.", "",
            f"Grid: merge.interval={args.interval} × merge.quantity={args.quantity} × merge.curve={args.curve}; "
-           f"suite: wsm_heldout_bpb ({args.heldout_docs} documents) + {args.tasks} ({args.limit} each).", "",
+           f"suite: wsm_heldout_bpb ({args.heldout_docs} documents) + {args.tasks} ({args.limit} each); "
+           f"eval.primary={args.primary}.", "",
            f"plan=true: {plan}", "",
-           "| arm | merges fully evaluated | wall s | evaluation s | screen pass s | best merge (held-out bpb) | "
-           "best merge (accuracy) |", "|---|---|---|---|---|---|---|"]
+           "| arm | merges fully evaluated | wall s | evaluation s | tokens evaluated | screen pass s | "
+           "best merge (held-out bpb) | best merge (accuracy) |", "|---|---|---|---|---|---|---|---|"]
     for run in (unstaged, staged):
         wsm = merges_of(run["frame"])
         full = wsm.loc[wsm["eval_stage"] == "full", "variant"].nunique()
-        out.append(f"| {run['name']} | {full} / {wsm['variant'].nunique()} | {run['wall']:.0f} | "
-                   f"{run['eval_seconds']:.0f} | {run['screen'].get('seconds', '-')} | {' | '.join(best(run['frame']))} |")
-    ratio = staged["eval_seconds"] / unstaged["eval_seconds"]
+        seconds, tokens = total(run)
+        out.append(f"| {run['name']} | {full} / {wsm['variant'].nunique()} | {run['wall']:.0f} | {seconds:.0f} | "
+                   f"{tokens:,} | {run['screen'].get('seconds', '-')} | {' | '.join(best(run['frame']))} |")
+    ratio, token_ratio = (a / max(b, 1e-9) for a, b in zip(total(staged), total(unstaged)))
     claims = sorted(set(staged["verdicts"]) | set(unstaged["verdicts"]))
     agree = all(staged["verdicts"].get(c) == unstaged["verdicts"].get(c) for c in claims)
-    out += ["", f"**staged / unstaged: evaluation {ratio:.2f}×, wall {staged['wall'] / unstaged['wall']:.2f}×; "
+    out += ["", f"**staged / unstaged: evaluation seconds {ratio:.2f}×, tokens {token_ratio:.2f}×, wall "
+            f"{staged['wall'] / unstaged['wall']:.2f}×; "
             f"same best merge: {best(staged['frame']) == best(unstaged['frame'])}; same verdicts: {agree}; "
             f"the staged arm's rows equal the unstaged arm's where both evaluated: "
             f"{same_scores(*common_rows(staged['frame'], unstaged['frame']))}.**", "",
+            "Tokens/s by task (tokens / seconds over the arm's evaluations; the machine's speed while it ran): "
+            + "; ".join(f"{run['name']} " + ", ".join(f"{task} {t / s:.0f}" for task, (s, t) in
+                                                      sorted(run["evaluated"].items()) if s > 0)
+                        for run in (unstaged, staged)) + ".", "",
             "Screen (held-out bpb, the staged arm's screen.json):", "",
             "| variant | bpb | ± se | stage | reason |", "|---|---|---|---|---|"]
     for name, entry in sorted(staged["screen"].get("variants", {}).items(), key=lambda kv: kv[1]["value"]):
@@ -200,8 +230,10 @@ def main() -> None:
     parser.add_argument("--quantity", default="2,4,6,10", help="N values (D = N·Δ)")
     parser.add_argument("--curve", default="mean,1-sqrt,ema")
     parser.add_argument("--tasks", default="wsm_arc_easy,wsm_piqa", help="the full suite's tasks besides held-out bpb")
-    parser.add_argument("--limit", type=int, default=60, help="documents per task of the full suite")
-    parser.add_argument("--heldout-docs", type=int, default=48, help="held-out documents (the screen)")
+    parser.add_argument("--limit", type=int, default=30, help="documents per task of the full suite")
+    parser.add_argument("--heldout-docs", type=int, default=16, help="held-out documents (the screen)")
+    parser.add_argument("--primary", default="heldout_bpb", choices=["heldout_bpb", "overall"],
+                        help="eval.primary, what the verdicts judge (see the module docstring)")
     parser.add_argument("--keep-docs", type=int, default=2, help="held-out documents in the merge.keep arms")
     parser.add_argument("--no-keep", action="store_true", help="skip the merge.keep arms")
     parser.add_argument("--work", type=Path, default=None, help="folder for sweeps and caches (default: a new temporary one)")
@@ -221,7 +253,7 @@ def main() -> None:
             "baselines.wsd_shapes=[]", f"merge.interval={args.interval}", f"merge.quantity={args.quantity}",
             f"merge.curve={args.curve}"]
     common = [*grid, "eval=benchmarks", f"eval.tasks=[wsm_heldout_bpb,{args.tasks}]", f"eval.limit={args.limit}",
-              f"+eval.limits.wsm_heldout_bpb={args.heldout_docs}"]
+              f"+eval.limits.wsm_heldout_bpb={args.heldout_docs}", f"eval.primary={args.primary}"]
     loads = [os.getloadavg()[0]]
     plan = plan_line([f"paths.sweeps={work}", *common])
     warm_up(args.series, args.heldout, tasks)
