@@ -24,6 +24,7 @@ the numbers depend on the machine and its load.
 
     .venv/bin/python benchmarks/staged_benchmark.py --work /tmp/wsm-staged --out /tmp/staged.md   # the measurement
     .venv/bin/python benchmarks/staged_benchmark.py --quantity 2,10 --curve mean --limit 2 --heldout-docs 4
+    .venv/bin/python benchmarks/staged_benchmark.py --work /tmp/wsm-staged --arms keep   # rerun one pair
     .venv/bin/python benchmarks/staged_benchmark.py --keep-only   # one merge written vs in memory, no sweep
 """
 
@@ -34,6 +35,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,6 +72,8 @@ def total(run: dict) -> tuple[float, int]:
 def sweep(work: Path, name: str, args: list[str]) -> dict:
     """Run one arm in ``work/name`` with its own merge and score caches; what the report needs of it."""
     merges, scores = work / f"{name}-merges", work / f"{name}-scores"
+    for folder in (work / name, merges, scores):  # an arm always starts from empty caches
+        shutil.rmtree(folder, ignore_errors=True)
     command = [sys.executable, "-m", "wsm_exp", f"paths.sweeps={work}", f"sweep_name={name}",
                f"paths.merges={merges}", f"paths.scores={scores}", *args]
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(command[3:])}", flush=True)
@@ -80,12 +84,13 @@ def sweep(work: Path, name: str, args: list[str]) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed (exit {proc.returncode}); log: {work / f'{name}.log'}\n{proc.stderr[-3000:]}")
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {wall:.0f} s", flush=True)
-    return collect(work, name, wall)
+    (work / f"{name}.wall").write_text(f"{wall:.3f}\n")
+    return collect(work, name)
 
 
-def collect(work: Path, name: str, wall: float) -> dict:
-    """What the report needs of the arm ``work/name``: rows, screen, evaluations, merge bytes, verdicts."""
-    folder, merges = work / name, work / f"{name}-merges"
+def collect(work: Path, name: str) -> dict:
+    """What the report needs of the finished arm ``work/name``: rows, screen, evaluations, merge bytes, verdicts."""
+    folder, merges, wall = work / name, work / f"{name}-merges", float((work / f"{name}.wall").read_text())
     frame = pd.read_parquet(folder / "results.parquet")
     screen = json.loads((folder / "screen.json").read_text()) if (folder / "screen.json").is_file() else {}
     findings = folder / "tables" / "findings.csv"
@@ -135,7 +140,7 @@ def plan_line(common: list[str]) -> str:
 
 
 def report(args, runs: dict[str, dict], plan: str, loads: tuple) -> str:
-    staged, unstaged = runs["staged"], runs["unstaged"]
+    """The markdown report of the arms in ``runs`` (the staged pair, the merge.keep pair, or both)."""
     out = [f"# Evaluation cost on the SmolLM2 test bed ({time.strftime('%Y-%m-%d %H:%M')})", "",
            f"`{' '.join(sys.argv)}`", "",
            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
@@ -143,8 +148,19 @@ def report(args, runs: dict[str, dict], plan: str, loads: tuple) -> str:
            f"Grid: merge.interval={args.interval} × merge.quantity={args.quantity} × merge.curve={args.curve}; "
            f"suite: wsm_heldout_bpb ({args.heldout_docs} documents) + {args.tasks} ({args.limit} each); "
            f"eval.primary={args.primary}.", "",
-           f"plan=true: {plan}", "",
-           "| arm | merges fully evaluated | wall s | evaluation s | tokens evaluated | screen pass s | "
+           f"Arms run now: {', '.join(n for n in runs if runs[n]['now'])}; from an earlier run in the same folder: "
+           f"{', '.join(n for n in runs if not runs[n]['now']) or 'none'}.", "",
+           f"plan=true: {plan}", ""]
+    if "staged" in runs:
+        out += staged_tables(runs["staged"], runs["unstaged"])
+    if "keep-true" in runs:
+        out += ["", keep_table(runs["keep-true"], runs["keep-false"], args.keep_docs)]
+    return "\n".join(out) + "\n"
+
+
+def staged_tables(staged: dict, unstaged: dict) -> list[str]:
+    """Staged vs unstaged: cost, best merges, the screen's decisions, the verdicts side by side."""
+    out = ["| arm | merges fully evaluated | wall s | evaluation s | tokens evaluated | screen pass s | "
            "best merge (held-out bpb) | best merge (accuracy) |", "|---|---|---|---|---|---|---|---|"]
     for run in (unstaged, staged):
         wsm = merges_of(run["frame"])
@@ -169,10 +185,7 @@ def report(args, runs: dict[str, dict], plan: str, loads: tuple) -> str:
     for name, entry in sorted(staged["screen"].get("variants", {}).items(), key=lambda kv: kv[1]["value"]):
         out.append(f"| {name} | {entry['value']:.4f} | {entry['stderr']:.4f} | {entry['stage']} | {entry['reason']} |")
     out += ["", "| claim | unstaged | staged |", "|---|---|---|"]
-    out += [f"| {c} | {unstaged['verdicts'].get(c, '-')} | {staged['verdicts'].get(c, '-')} |" for c in claims]
-    if "keep-true" in runs:
-        out += ["", keep_table(runs["keep-true"], runs["keep-false"], args.keep_docs)]
-    return "\n".join(out) + "\n"
+    return out + [f"| {c} | {unstaged['verdicts'].get(c, '-')} | {staged['verdicts'].get(c, '-')} |" for c in claims]
 
 
 def common_rows(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -197,8 +210,6 @@ def keep_table(kept: dict, memory: dict, docs: int) -> str:
 
 def keep_cost(series: Path, rounds: int = 2) -> None:
     """One variant (mean of 4 checkpoints, Δ = 200) written (merge.keep=true) vs merged into memory, back to back."""
-    import shutil
-
     from wsm_exp.merging.cache import merge_or_reuse
     from wsm_exp.merging.memory_sink import merge_in_memory
     from wsm_exp.merging.plan import build_plan
@@ -235,7 +246,8 @@ def main() -> None:
     parser.add_argument("--primary", default="heldout_bpb", choices=["heldout_bpb", "overall"],
                         help="eval.primary, what the verdicts judge (see the module docstring)")
     parser.add_argument("--keep-docs", type=int, default=2, help="held-out documents in the merge.keep arms")
-    parser.add_argument("--no-keep", action="store_true", help="skip the merge.keep arms")
+    parser.add_argument("--arms", default="staged,keep", help="staged (staged and unstaged), keep (merge.keep "
+                        "true and false), or both; arms of an earlier run in --work that are not run again are reported")
     parser.add_argument("--work", type=Path, default=None, help="folder for sweeps and caches (default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=None, help="markdown report (default: <work>/staged_benchmark.md)")
     parser.add_argument("--keep-only", action="store_true", help="only one merge written vs in memory, no sweep")
@@ -257,12 +269,17 @@ def main() -> None:
     loads = [os.getloadavg()[0]]
     plan = plan_line([f"paths.sweeps={work}", *common])
     warm_up(args.series, args.heldout, tasks)
-    runs = {"staged": sweep(work, "staged", [*common, "eval.staged=true"]),
-            "unstaged": sweep(work, "unstaged", common)}
-    if not args.no_keep:
-        cheap = [*grid, "eval=benchmarks", "eval.tasks=[wsm_heldout_bpb]", f"eval.limit={args.keep_docs}"]
-        runs["keep-true"] = sweep(work, "keep-true", [*cheap, "merge.keep=true"])
-        runs["keep-false"] = sweep(work, "keep-false", [*cheap, "merge.keep=false"])
+    cheap = [*grid, "eval=benchmarks", "eval.tasks=[wsm_heldout_bpb]", f"eval.limit={args.keep_docs}",
+             "eval.primary=heldout_bpb"]  # the one task there is
+    arms = {"staged": {"staged": [*common, "eval.staged=true"], "unstaged": common},
+            "keep": {"keep-true": [*cheap, "merge.keep=true"], "keep-false": [*cheap, "merge.keep=false"]}}
+    runs = {}
+    for arm, sweeps in arms.items():
+        for name, overrides in sweeps.items():
+            if arm in args.arms.split(","):
+                runs[name] = {**sweep(work, name, overrides), "now": True}
+            elif (work / f"{name}.wall").is_file():
+                runs[name] = {**collect(work, name), "now": False}
     loads.append(os.getloadavg()[0])
     text = report(args, runs, plan, tuple(loads))
     out = args.out or work / "staged_benchmark.md"

@@ -74,7 +74,7 @@ def test_paired_se_is_the_clustered_se_of_the_differences_on_common_documents():
 
 def test_task_screens_pair_each_tasks_accuracy_weighted_to_the_mean_over_tasks():
     rng = random.Random(2)
-    for _ in range(60):
+    for _ in range(30):
         rows, scores = [], []
         for task in ("wsm_arc_easy", "wsm_piqa", "wsm_boolq")[:rng.randint(1, 3)]:
             n = rng.randint(1, 25)
