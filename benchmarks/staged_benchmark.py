@@ -148,7 +148,7 @@ def report(args, runs: dict[str, dict], plan: str, loads: tuple) -> str:
            f"Grid: merge.interval={args.interval} × merge.quantity={args.quantity} × merge.curve={args.curve}; "
            f"suite: wsm_heldout_bpb ({args.heldout_docs} documents) + {args.tasks} ({args.limit} each); "
            f"eval.primary={args.primary}.", "",
-           f"Arms run now: {', '.join(n for n in runs if runs[n]['now'])}; from an earlier run in the same folder: "
+           f"Arms run now: {', '.join(n for n in runs if runs[n]['now']) or 'none'}; from an earlier run in this folder: "
            f"{', '.join(n for n in runs if not runs[n]['now']) or 'none'}.", "",
            f"plan=true: {plan}", ""]
     if "staged" in runs:
@@ -247,7 +247,7 @@ def main() -> None:
                         help="eval.primary, what the verdicts judge (see the module docstring)")
     parser.add_argument("--keep-docs", type=int, default=2, help="held-out documents in the merge.keep arms")
     parser.add_argument("--arms", default="staged,keep", help="staged (staged and unstaged), keep (merge.keep "
-                        "true and false), or both; arms of an earlier run in --work that are not run again are reported")
+                        "true and false), both, or none; arms of an earlier run in --work that are not run again are reported")
     parser.add_argument("--work", type=Path, default=None, help="folder for sweeps and caches (default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=None, help="markdown report (default: <work>/staged_benchmark.md)")
     parser.add_argument("--keep-only", action="store_true", help="only one merge written vs in memory, no sweep")
@@ -256,6 +256,8 @@ def main() -> None:
         raise SystemExit(f"{args.series} is not a series: build the test bed first (benchmarks/smollm2_testbed.py).")
     if args.keep_only:
         return keep_cost(args.series)
+    if set(args.arms.split(",")) - {"staged", "keep", "none"}:
+        raise SystemExit(f"--arms {args.arms}: name staged, keep or both (comma-separated), or none (report only).")
     if not args.heldout.is_file():
         raise SystemExit(f"--heldout {args.heldout} does not exist: give a jsonl of held-out documents.")
     work = args.work or Path(tempfile.mkdtemp(prefix="wsm-staged-"))
