@@ -150,6 +150,20 @@ def test_sweep_over_a_dcp_series_scores_its_merges_like_the_same_safetensors_ser
     converted, original = load_file(raw / "model.safetensors"), load_file(steps[-1] / "model.safetensors")
     assert converted.keys() == original.keys() and all(torch.equal(converted[k], original[k]) for k in original)
 
+    # merge.keep=false on fresh caches: the merges and the raw checkpoint's conversion become Hugging Face models
+    # in memory, scored bit for bit as the written ones (fp32) under the same keys, and nothing is written
+    memory = run_sweep(root, f"series.path={dcp}", f"series.hf_config={hf}", *user, "merge.keep=false",
+                       name="dcp-memory", cache=tmp_path / "memory-cache")
+    assert memory.returncode == 0, memory.stdout[-2000:] + memory.stderr[-4000:]
+    in_memory = memory.results()
+    assert (in_memory.loc[in_memory["kind"] == "wsm", "merge_seconds"] > 0).all()
+    same = [*COLUMNS, "model_hash"]
+    pd.testing.assert_frame_equal(in_memory[same].sort_values(order, ignore_index=True),
+                                  frame[same].sort_values(order, ignore_index=True), check_exact=True)
+    assert set(in_memory["model_hash"]) == {hf_pairing.model_hash(m.name, hf) for m in models}
+    written = [p for p in (tmp_path / "memory-cache").rglob("*") if p.is_file() and "merges" in p.parts]
+    assert not written, written  # no merge, no conversion, no temporary left in the merge cache
+
     # another tokenizer config: every model is rewritten beside it and scored anew, never reused
     config = json.loads((hf / "tokenizer_config.json").read_text())
     (hf / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 4096}))

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from helpers.sweep import micro_study, run_sweep
-from wsm_exp.sweep.stage.screen import select
+from wsm_exp.evaluation.samples import samples_path
+from wsm_exp.sweep.stage.screen import screen_documents, select
 
 pytestmark = pytest.mark.slow  # real subprocess sweeps
 
@@ -55,11 +56,18 @@ def test_staged_sweep_screens_then_an_unstaged_rerun_completes_from_the_cache(ro
     merges = sorted(frame.loc[frame["kind"] == "wsm", "variant"].unique())
     assert sorted(record["variants"]) == merges and len(merges) == 4
     assert record["higher_is_better"] is False  # the MICRO suite has held-out bpb: the screen
-    # the decisions are the rule's, recomputed from the stored screen values
+    # the decisions are the rule's, recomputed from the stored screen values and the sweep's per-document
+    # values (paired: the held-out documents move every model alike, so the paired rule is the finer one)
     screens = {n: (e["value"], e["stderr"]) for n, e in record["variants"].items()}
     assert all(math.isfinite(v) and s > 0 for v, s in screens.values())
-    expected = select(screens, higher_is_better=False)
-    assert {n: e["stage"] for n, e in record["variants"].items()} == {n: s for n, (s, _) in expected.items()}
+    bpb = frame[frame["task"].eq("wsm_heldout_bpb") & frame["metric"].eq("bits_per_byte")]
+    documents = {row.variant: screen_documents([row], pd.read_parquet(samples_path(staged.sweep_dir, row.model_hash)))
+                 for row in bpb.itertuples() if row.variant in screens}
+    expected = select(screens, higher_is_better=False, documents=documents)
+    assert {n: e["stage"] for n, e in record["variants"].items()} == {n: d.stage for n, d in expected.items()}
+    best = min(screens, key=lambda n: screens[n][0])
+    unpaired = select(screens, higher_is_better=False)  # the rule from the two standard errors alone: coarser
+    assert all(record["variants"][n]["detectable"] < unpaired[n].detectable for n in screens if n != best)
     tasks = set(frame["task"])
     for name, part in frame.groupby("variant"):
         stage = set(part["eval_stage"])
@@ -72,7 +80,6 @@ def test_staged_sweep_screens_then_an_unstaged_rerun_completes_from_the_cache(ro
             assert stage == {"full"} and part["eval_reason"].iloc[0].startswith("baseline")
         assert set(part["task"]) == ({"wsm_heldout_bpb"} if stage == {"screen"} else tasks)
     assert {"full", "screen"} <= {e["stage"] for e in record["variants"].values()}  # ex+3 lands far off the best
-    best = min(screens, key=lambda n: screens[n][0])
     assert record["variants"][best]["stage"] == "full"
     report = (staged.sweep_dir / "report.md").read_text()
     assert "## Evaluation stages (eval.staged)" in report
