@@ -115,7 +115,8 @@ def table3(scores: pd.DataFrame, primary: str = "overall") -> pd.DataFrame:
         if shared.max() > 1:
             pool = pool[shared == shared.max()]
             best = best_row(pool, primary)
-            pool = pool[(pool[WINDOW] == best[WINDOW]).all(axis=1)]
+            if best is not None:  # no model has the primary metric (e.g. overall without a scored task)
+                pool = pool[(pool[WINDOW] == best[WINDOW]).all(axis=1)]
         for _, group in pool.groupby("curve"):
             best = best_row(group, primary)
             if best is not None:

@@ -70,6 +70,14 @@ def test_merges_inside_a_decay_never_stand_in_for_the_wsd_baseline(tmp_path):
     assert table3(scores).iloc[0]["overall"] == pytest.approx(40.0, abs=1.0)  # the decay's end, not the merge
 
 
+
+def test_table3_without_any_primary_value_is_empty_not_an_error(tmp_path):
+    """A sweep whose tasks give no Overall (held-out bpb only) with eval.primary=overall still gets its report."""
+    scores = model_scores(load_results(write_sweep(tmp_path)))
+    scores["overall"] = float("nan")
+    assert table3(scores, "overall").empty
+    assert not table3(scores, "heldout_bpb").empty
+
 NO_GAIN_CLAIMS = {
     # claim: (write_sweep option, what the evidence must name, what must not leak into "WSM beats WSD")
     "decay-then-merge gives no gain over the decay": ("decay_merge_gain", ["inside wsd_1-sqrt", "decay 1-sqrt"],
