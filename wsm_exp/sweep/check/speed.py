@@ -1,0 +1,188 @@
+"""A plan-time probe of this machine's present speed, for estimates with no past timings to go on.
+
+Two measurements, each the mean of repeats over a fraction of a second (a shared, noisy machine is
+the case it is for):
+
+- ``unit``: the wall seconds of a fixed piece of pure-Python work (``python_work``). The fixed costs of
+  a command (start, imports, lm-eval building a task, a saved checkpoint) are priors counted in these
+  units (wsm_exp.sweep.check.estimate), so they stretch with the machine's present load.
+- ``probe_model``: the planned model on the planned device, on random weights of its shape: an
+  evaluation forward pass's latency and seconds per token, and a training step at the study's batch
+  shape; measured with 1 and 2 layers and extrapolated linearly to the full depth, so a probe of a
+  32-layer model builds 2 of its layers.
+
+Example:
+    >>> 0 < measure_unit(repeats=3) < 5
+    True
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass
+
+REPEATS = 3  # timed repeats per measurement at least (after one untimed warm-up)
+BUDGET_SECONDS = 0.4  # a cheap measurement repeats until this much was timed: a window of the machine's load
+MAX_REPEATS = 40
+UNIT_BUDGET_SECONDS = 0.6  # the Python unit's window: ~24 pieces of work on the reference machine
+PROBE_TOKENS = {"cpu": 256, "cuda": 4096}  # tokens per probe batch: a few hundred on a CPU, a GPU-sized batch
+MAX_PROBE_PARAMETERS = 1_500_000_000  # a 2-layer probe model larger than this (a huge vocabulary) is not built
+
+
+def python_work() -> int:
+    """A fixed piece of pure-Python work (~25 ms on the reference machine): dicts, strings, lists, with
+    the garbage collector paused (its passes grow with whatever else the process has imported).
+
+    >>> python_work()
+    280000
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        table = {}
+        for i in range(40_000):
+            key = f"k{i:05d}"
+            table[key] = [key.upper(), i]
+        return sum(len(value[0]) + 1 for value in table.values())
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _mean_seconds(work, repeats: int, budget: float = BUDGET_SECONDS) -> float:
+    """Mean wall seconds of ``work``: after an untimed warm-up (first-call costs are not the steady rate),
+    ``repeats`` runs, and more while the runs so far took under ``budget`` seconds (at most ``MAX_REPEATS``).
+
+    The mean, not the median: a run's duration is the sum of its steps, stalls included, and on a
+    shared machine the median of short runs picks the moments another process slept."""
+    work()
+    seconds: list[float] = []
+    while len(seconds) < repeats or (sum(seconds) < budget and len(seconds) < MAX_REPEATS):
+        started = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - started)
+    return statistics.fmean(seconds)
+
+
+def measure_unit(repeats: int = REPEATS) -> float:
+    """Mean wall seconds of ``python_work`` on this machine now (over ~``UNIT_BUDGET_SECONDS``)."""
+    return _mean_seconds(python_work, repeats, budget=UNIT_BUDGET_SECONDS)
+
+
+@dataclass(frozen=True)
+class ModelProbe:
+    """The planned model's measured speed; ``spent``: the probe's own wall seconds."""
+
+    latency: float  # seconds per evaluation forward pass, whatever its size (launch, threads, Python)
+    per_token: float  # seconds per further token of an evaluation forward pass
+    train_step: float  # seconds per training step at the study's batch shape (0: not probed)
+    spent: float
+
+    def forward_seconds(self, calls: float, tokens: float) -> float:
+        """Seconds of ``calls`` forward passes reading ``tokens`` tokens in all.
+
+        >>> ModelProbe(latency=0.01, per_token=0.001, train_step=0.0, spent=1.0).forward_seconds(10, 500)
+        0.6
+        """
+        return calls * self.latency + tokens * self.per_token
+
+
+def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_shape: tuple[int, int] | None = None,
+                threads: int | None = None, repeats: int = 3) -> ModelProbe | None:
+    """The speed of a causal LM of ``config``'s shape (a Hugging Face config) on ``device``, or None when a
+    2-layer copy would be larger than ``MAX_PROBE_PARAMETERS`` or cannot be built here.
+
+    Evaluation: a forward pass of 1 row of 16 tokens and one of ``PROBE_TOKENS`` tokens (rows of up to
+    128, at most ``eval_batch`` rows) give its latency and its seconds per token. Training (fp32, as the
+    study trains, with ``threads`` torch threads): a step at ``train_shape`` = (rows, sequence length),
+    cut to ``PROBE_TOKENS`` tokens and scaled back by tokens (None: not probed, ``train_step`` is 0)."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    started = time.perf_counter()
+    layers = int(config.num_hidden_layers)
+    vocab, hidden = int(config.vocab_size), int(config.hidden_size)
+    inner = int(getattr(config, "intermediate_size", None) or 4 * hidden)
+    if 2 * (4 * hidden * hidden + 3 * hidden * inner) + 2 * vocab * hidden > MAX_PROBE_PARAMETERS:
+        return None
+    tokens = PROBE_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
+    length = min(128, int(getattr(config, "max_position_embeddings", 128) or 128))
+    generator = torch.Generator().manual_seed(0)
+    small = torch.randint(0, vocab, (1, 16), generator=generator).to(device)
+    large = torch.randint(0, vocab, (max(1, min(eval_batch, tokens // length)), length), generator=generator).to(device)
+    timed: dict[str, dict[int, float]] = {"small": {}, "large": {}, "train": {}}
+    for depth in sorted({1, min(2, layers)}):
+        reduced = copy.deepcopy(config)
+        reduced.num_hidden_layers = depth
+        try:
+            model = AutoModelForCausalLM.from_config(reduced, dtype=getattr(torch, dtype)).to(device).eval()
+        except (RuntimeError, ValueError, OSError):
+            return None
+        for name, ids in (("small", small), ("large", large)):
+            timed[name][depth] = _mean_seconds(lambda ids=ids: _forward(model, ids, device), repeats)
+        if train_shape:
+            rows, seq_len = train_shape
+            batch = torch.randint(0, vocab, (max(1, min(rows, tokens // seq_len)), seq_len), generator=generator)
+            timed["train"][depth] = _train_seconds(model.float().train(), batch.to(device), device, threads, repeats)
+            timed["train"][depth] *= rows * seq_len / batch.numel()
+        del model
+    short, long = extrapolate(timed["small"], layers), extrapolate(timed["large"], layers)
+    per_token = max(long - short, 0.0) / (large.numel() - small.numel())
+    return ModelProbe(latency=max(short - small.numel() * per_token, 0.0), per_token=per_token,
+                      train_step=extrapolate(timed["train"], layers) if train_shape else 0.0,
+                      spent=round(time.perf_counter() - started, 2))
+
+
+def _forward(model, ids, device: str) -> None:
+    import torch
+
+    with torch.no_grad():
+        model(input_ids=ids)
+    _sync(device)
+
+
+def _train_seconds(model, batch, device: str, threads: int | None, repeats: int) -> float:
+    """Median seconds of a training step (forward, backward, clipping, AdamW) on ``batch``."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))  # the study trains with train.threads, evaluation keeps torch's own
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss.item()
+        _sync(device)
+
+    try:
+        return _mean_seconds(step, repeats)
+    finally:
+        torch.set_num_threads(before)
+
+
+def extrapolate(by_depth: dict[int, float], layers: int) -> float:
+    """Seconds at ``layers`` layers from seconds at 1 and 2: the 1-layer cost plus one layer's cost per
+    further layer (a layer never counted as costing less than nothing).
+
+    >>> extrapolate({1: 3.0, 2: 4.0}, 10), extrapolate({1: 3.0, 2: 2.5}, 10), extrapolate({1: 3.0}, 1)
+    (12.0, 3.0, 3.0)
+    """
+    one = by_depth[1]
+    step = max(by_depth.get(2, one) - one, 0.0)
+    return one + (layers - 1) * step
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
