@@ -53,8 +53,8 @@ COMMAND_SECONDS = 10.0  # once per command: imports (lm-eval's too), Hydra, the 
 STUDY_SETUP_SECONDS = 3.0  # once per command that trains: the study's corpora, tokenizer and model built
 STEP_SECONDS = 0.01  # per training step besides the step itself: the batch, the progress line, logging
 SAVE_SECONDS = 0.09  # per checkpoint saved (weights, optimizer state, tokenizer), besides its bytes
-SEGMENT_SECONDS = 1.0  # per trained segment (stage 1, each branch): its model built, the parent's state loaded
-TRAIN_START_SECONDS = 3.0  # once per command that trains: the first segment's first-use costs (torch, data)
+SEGMENT_SECONDS = 0.5  # per trained segment (stage 1, each branch): its model built, the parent's state loaded
+TRAIN_START_SECONDS = 1.5  # once per command that trains: the first segment's first-use costs (torch, data)
 DISK_BYTES_PER_SECOND = 300e6  # reading or writing checkpoints (a local disk; not measured per machine)
 CHARS_PER_TOKEN = 4.0  # an English BPE of ~50k entries (a tiny study's vocabulary makes more tokens; cheap ones)
 

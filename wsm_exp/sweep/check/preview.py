@@ -63,7 +63,9 @@ def render(jobs: list[CheckedJob]) -> str:
         not usable(past, t, device, size) for t in eval_cfg.tasks)
     cold_train = bool(training) and not usable([t for t in trained if t.tokens > 0], TRAIN_TASK,
                                                str(source.train_cfg.device), size)
-    machine, why_not = measure(source, eval_cfg, probe_eval=cold_eval, probe_train=cold_train)
+    probe = bool(first.get("plan_probe", True))
+    machine, why_not = measure(source, eval_cfg, probe_eval=probe and cold_eval, probe_train=probe and cold_train)
+    why_not = why_not or (None if probe or not (cold_eval or cold_train) else "plan_probe=false")
     unbuilt = None if heldout or not source.trains_branches else int(source.data_cfg.heldout_docs)
     counts = suite_documents(eval_cfg, heldout=heldout, unbuilt=unbuilt)
     cost = task_costs(eval_cfg, counts, parameters=size, heldout=heldout, past=past, machine=machine)

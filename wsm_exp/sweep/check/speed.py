@@ -26,7 +26,8 @@ from dataclasses import dataclass
 REPEATS = 3  # timed repeats per measurement at least (after one untimed warm-up)
 BUDGET_SECONDS = 0.4  # a cheap measurement repeats until this much was timed: a window of the machine's load
 MAX_REPEATS = 40
-UNIT_BUDGET_SECONDS = 0.6  # the Python unit's window: ~24 pieces of work on the reference machine
+PROBE_BUDGET_SECONDS = 2.0  # the model probe's window: every measurement taken in turn until it is spent
+UNIT_BUDGET_SECONDS = 0.3  # the Python unit's window: ~12 pieces of work on the reference machine
 PROBE_TOKENS = {"cpu": 256, "cuda": 4096}  # tokens per probe batch: a few hundred on a CPU, a GPU-sized batch
 MAX_PROBE_PARAMETERS = 1_500_000_000  # a 2-layer probe model larger than this (a huge vocabulary) is not built
 
@@ -90,14 +91,16 @@ class ModelProbe:
 
 
 def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_shape: tuple[int, int] | None = None,
-                threads: int | None = None, repeats: int = 3) -> ModelProbe | None:
+                threads: int | None = None, budget: float = PROBE_BUDGET_SECONDS) -> ModelProbe | None:
     """The speed of a causal LM of ``config``'s shape (a Hugging Face config) on ``device``, or None when a
     2-layer copy would be larger than ``MAX_PROBE_PARAMETERS`` or cannot be built here.
 
     Evaluation: a forward pass of 1 row of 16 tokens and one of ``PROBE_TOKENS`` tokens (rows of up to
     128, at most ``eval_batch`` rows) give its latency and its seconds per token. Training (fp32, as the
     study trains, with ``threads`` torch threads): a step at ``train_shape`` = (rows, sequence length),
-    cut to ``PROBE_TOKENS`` tokens and scaled back by tokens (None: not probed, ``train_step`` is 0)."""
+    cut to ``PROBE_TOKENS`` tokens and scaled back by tokens (None: not probed, ``train_step`` is 0).
+    Every measurement is taken in turn, round after round, for ``budget`` seconds: each mean covers
+    the whole window of the machine's load, not a moment of it."""
     import copy
 
     import torch
@@ -114,27 +117,48 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
     generator = torch.Generator().manual_seed(0)
     small = torch.randint(0, vocab, (1, 16), generator=generator).to(device)
     large = torch.randint(0, vocab, (max(1, min(eval_batch, tokens // length)), length), generator=generator).to(device)
-    timed: dict[str, dict[int, float]] = {"small": {}, "large": {}, "train": {}}
+    work, scale = {}, {}
     for depth in sorted({1, min(2, layers)}):
         reduced = copy.deepcopy(config)
         reduced.num_hidden_layers = depth
         try:
             model = AutoModelForCausalLM.from_config(reduced, dtype=getattr(torch, dtype)).to(device).eval()
+            trained = AutoModelForCausalLM.from_config(reduced, dtype=torch.float32).to(device).train() \
+                if train_shape else None
         except (RuntimeError, ValueError, OSError):
             return None
         for name, ids in (("small", small), ("large", large)):
-            timed[name][depth] = _mean_seconds(lambda ids=ids: _forward(model, ids, device), repeats)
-        if train_shape:
+            work[name, depth] = lambda model=model, ids=ids: _forward(model, ids, device)
+        if trained is not None:
             rows, seq_len = train_shape
             batch = torch.randint(0, vocab, (max(1, min(rows, tokens // seq_len)), seq_len), generator=generator)
-            timed["train"][depth] = _train_seconds(model.float().train(), batch.to(device), device, threads, repeats)
-            timed["train"][depth] *= rows * seq_len / batch.numel()
-        del model
+            work["train", depth] = _train_step(trained, batch.to(device), device, threads)
+            scale["train", depth] = rows * seq_len / batch.numel()
+    seconds = _round_robin(work, budget)
+    timed = {name: {d: seconds[n, d] * scale.get((n, d), 1.0) for n, d in seconds if n == name}
+             for name in ("small", "large", "train")}
     short, long = extrapolate(timed["small"], layers), extrapolate(timed["large"], layers)
     per_token = max(long - short, 0.0) / (large.numel() - small.numel())
     return ModelProbe(latency=max(short - small.numel() * per_token, 0.0), per_token=per_token,
                       train_step=extrapolate(timed["train"], layers) if train_shape else 0.0,
                       spent=round(time.perf_counter() - started, 2))
+
+
+def _round_robin(work: dict, budget: float) -> dict:
+    """Mean wall seconds of each piece of ``work``, timed in turn (after one untimed warm-up each) for
+    ``budget`` seconds, each at least ``REPEATS`` and at most ``MAX_REPEATS`` times."""
+    for run in work.values():
+        run()
+    seconds: dict = {key: [] for key in work}
+    started = time.perf_counter()
+    while True:
+        for key, run in work.items():
+            begun = time.perf_counter()
+            run()
+            seconds[key].append(time.perf_counter() - begun)
+        rounds = len(seconds[key])
+        if rounds >= MAX_REPEATS or (rounds >= REPEATS and time.perf_counter() - started >= budget):
+            return {key: statistics.fmean(values) for key, values in seconds.items()}
 
 
 def _forward(model, ids, device: str) -> None:
@@ -145,16 +169,17 @@ def _forward(model, ids, device: str) -> None:
     _sync(device)
 
 
-def _train_seconds(model, batch, device: str, threads: int | None, repeats: int) -> float:
-    """Median seconds of a training step (forward, backward, clipping, AdamW) on ``batch``."""
+def _train_step(model, batch, device: str, threads: int | None):
+    """A training step (forward, backward, clipping, AdamW) on ``batch``, with ``threads`` torch threads
+    (the study trains with train.threads; evaluation keeps torch's own)."""
     import torch
 
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))  # the study trains with train.threads, evaluation keeps torch's own
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
+        before = torch.get_num_threads()
+        if threads and threads != before:
+            torch.set_num_threads(int(threads))
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,11 +187,10 @@ def _train_seconds(model, batch, device: str, threads: int | None, repeats: int)
         optimizer.step()
         loss.item()
         _sync(device)
+        if threads and threads != before:
+            torch.set_num_threads(before)
 
-    try:
-        return _mean_seconds(step, repeats)
-    finally:
-        torch.set_num_threads(before)
+    return step
 
 
 def extrapolate(by_depth: dict[int, float], layers: int) -> float:
