@@ -19,21 +19,18 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.load import model_scores, prepared  # noqa: E402
-from analysis.probe import SCALES, best_scale_interval, log_scale, probe_gains, probes_merges  # noqa: E402
-from analysis.probe import quadratic_r2, scale_fits  # noqa: E402
-from analysis.prose import interval  # noqa: E402
-from analysis.rules import Thresholds  # noqa: E402
-from analysis.prose import markdown as _md  # noqa: E402
-from analysis.stats import Comparison, all_parts, compare  # noqa: E402
-from wsm_exp.study.branch_spec import Probe, parse_branch  # noqa: E402
+from analysis import beyond_figures
+from analysis.load import model_scores, prepared
+from analysis.probe import SCALES, best_scale_interval, probe_gains, probes_merges
+from analysis.probe import scale_fits
+from analysis.prose import interval
+from analysis.rules import Thresholds
+from analysis.prose import markdown as _md
+from analysis.stats import Comparison, all_parts, compare
+from wsm_exp.study.branch_spec import Probe, parse_branch
 
 LOSS = "heldout_bpb"
 SCORE = "overall"
@@ -146,18 +143,6 @@ def _fold(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table.join(grouped.size().rename("seeds")).reset_index()
 
 
-def _save(fig, out: Path | None, name: str) -> list[Path]:
-    if out is None:
-        plt.close(fig)
-        return []
-    path = Path(out) / "figures" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
-
-
 def _raw_and_decay(models: pd.DataFrame, branch_is_probe: bool = False) -> pd.DataFrame:
     """The newest raw checkpoint and each WSD end of the study's own branches (reference lines)."""
     ref = models[models["kind"].isin(["raw", "wsd"]) & (models["probe"] == branch_is_probe)
@@ -188,18 +173,10 @@ def _extrapolation(models: pd.DataFrame, out: Path | None) -> Section:
         row = _row(claim, c, f"best α > 0 = {best_alpha:g} ({metric} {best_value:.4f}) "
                    f"vs α = 0 ({plain[metric].mean():.4f}); best of {len(past)} α, the interval corrected for "
                    f"the pick (Bonferroni, K = {len(past)})")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, column, ylabel in ((axes[0], LOSS, "held-out bits per byte"), (axes[1], SCORE, "overall score (%)")):
-        ax.errorbar(table["extrapolate"], table[column], yerr=table[f"{column}_std"].fillna(0), marker="o",
-                    label="merge + α(merge − newest)")
-        for _, ref in reference.iterrows():
-            ax.axhline(ref[column], linestyle="--", color="black" if ref["kind"] == "wsd" else "gray",
-                       label=f"{ref['kind']} {ref['curve']} (end {ref['end_step']})")
-        ax.axvline(0, color="lightgray", linewidth=0.8)
-        ax.set_xlabel("extrapolation α")
-        ax.set_ylabel(ylabel)
-    axes[0].legend(fontsize=7)
-    figures = _save(fig, out, "beyond_extrapolate.png")
+    intervals = {} if plain.empty else {  # every α > 0 as the verdict compares its best one (the figure's bars)
+        alpha: _paired(family[family["extrapolate"] == alpha], plain, metric, candidates=len(past))
+        for alpha in past["extrapolate"]}
+    figures = beyond_figures.extrapolation(out, table, intervals, reference, metric)
     window = family.iloc[0]
     curve = window["curve"].split("-ex")[0]
     text = (f"### Extrapolation past the merge\n\nθ_merge + α·(θ_merge − θ_newest) on the {curve} "
@@ -236,7 +213,7 @@ def _controls(models: pd.DataFrame, out: Path | None) -> Section:
     table = _fold(same, ["curve", "merge_order"]).sort_values(metric, ascending=metric == LOSS)
     base = [c for c in same[same["merge_order"] == "natural"]["curve"].unique()
             if (same["curve"].str.startswith(f"{c}-") & (same["merge_order"] != "natural")).any()]
-    rows_text, comparisons = [], []
+    rows_text, comparisons, intervals = [], [], {}
     for curve in base:
         natural = same[(same["curve"] == curve) & (same["merge_order"] == "natural")]
         for order in ("reverse", "scramble"):
@@ -244,6 +221,7 @@ def _controls(models: pd.DataFrame, out: Path | None) -> Section:
             if not control.empty and not np.allclose(_weights(natural), _weights(control)):
                 c = _paired(natural, control, metric)
                 comparisons.append(c)
+                intervals.update({(name, order): (curve, c) for name in control["curve"].unique()})
                 rows_text.append(f"{curve} vs its {order}: {c.mean:+.4f} ({c.verdict})")
     if not comparisons:
         row = _row(claim, evidence="no curve whose controls differ from it (the mean's reverse is the mean)")
@@ -253,19 +231,7 @@ def _controls(models: pd.DataFrame, out: Path | None) -> Section:
         mean = same[same["curve"].isin(["mean", "linear"]) & (same["merge_order"] == "natural")]
         evidence = "; ".join(rows_text) + (f"; mean {mean[metric].mean():.4f}" if not mean.empty else "")
         row = _row(claim, weakest, evidence + f" ({metric}; the weakest contrast is shown)", verdict_text=combined)
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    labels = [f"{r['curve']}" for _, r in table.iterrows()]
-    ax.bar(labels, table[metric], yerr=table[f"{metric}_std"].fillna(0), color="tab:blue")
-    for _, ref in _raw_and_decay(models).iterrows():
-        ax.axhline(ref[metric], linestyle="--", color="black" if ref["kind"] == "wsd" else "gray",
-                   label=f"{ref['kind']} {ref['curve']}")
-    ax.set_ylabel("held-out bits per byte" if metric == LOSS else "overall score (%)")
-    if metric == LOSS:
-        ax.set_ylim(min(table[metric].min(), ax.get_ylim()[1]) * 0.995, None)
-    ax.tick_params(axis="x", rotation=30, labelsize=8)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    figures = _save(fig, out, "beyond_controls.png")
+    figures = beyond_figures.controls(out, table, intervals, _raw_and_decay(models), metric)
     text = (f"### Control merges: shape or only averaging?\n\nThe same window ({window}); reverse lays the weights "
             f"newest↔oldest, scramble in a seeded permutation (same weights, other schedule).\n\n{_md(table)}\n\n"
             f"Shape, not only averaging: **{row['verdict']}** ({row['evidence']}).")
@@ -293,10 +259,12 @@ def _noise(models: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thre
     merge_fits = fits[fits["gain"] == "merge_gain"].dropna(subset=["r2_adjusted"])
     best = merge_fits.sort_values("r2_adjusted", ascending=False).iloc[0] if not merge_fits.empty else None
     seeds = gains["seed"].nunique()
+    verdict_interval = None
     if best is None:
         row = _row(claim, evidence="too few grid points for a fit")
     else:
         low, high, inside = best_scale_interval(gains)
+        verdict_interval = (low, high, best["scale"])
         cut = thresholds.r2_collapse
         observed = (f"{best['scale']} adjusted R² {best['r2_adjusted']:.2f}, 95% bootstrap interval [{low:.2f}, "
                     f"{high:.2f}] with the best of {len(SCALES)} scales re-picked per resample; peak inside the grid "
@@ -319,22 +287,7 @@ def _noise(models: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thre
                "ci95": interval(low - cut, high - cut, 4)}
     table = gains.groupby(["lr", "batch_size", "weight_decay", "steps"])[
         ["raw", "merge", "decay", "merge_gain", "decay_gain"]].mean().reset_index()
-    fig, axes = plt.subplots(2, len(SCALES), figsize=(3.0 * len(SCALES), 5.4), sharey="row")
-    for r, target in enumerate(("merge_gain", "decay_gain")):
-        for col, (name, scale) in enumerate(SCALES.items()):
-            ax = axes[r, col]
-            raw_x = np.array([scale(p) for _, p in gains.iterrows()], dtype=float)
-            x = log_scale(raw_x)
-            ax.scatter(x, gains[target], s=14)
-            r2, coef = quadratic_r2(x, gains[target].to_numpy(dtype=float))
-            if not math.isnan(r2):
-                grid = np.linspace(x.min(), x.max(), 50)
-                ax.plot(grid, np.polyval(coef, grid), color="tab:red", linewidth=1)
-            ax.set_title(f"{name}: R² {r2:.2f}" if not math.isnan(r2) else name, fontsize=9)
-            ax.set_xlabel(f"log10 {name}")
-            ax.axhline(0, color="lightgray", linewidth=0.8)
-        axes[r, 0].set_ylabel(f"{target.replace('_', ' ')} (bpb)")
-    figures = _save(fig, out, "beyond_noise.png")
+    figures = beyond_figures.noise(out, gains, verdict_interval)
     text = (f"### Noise-scale probe\n\nEach point: the WSM branch re-trained from T_switch with constant LR η, batch "
             f"size B and weight decay λ, and its matched 1-sqrt decay (same overrides, "
             f"{int(gains['steps'].iloc[0])} steps). Gains are raw − model in held-out bpb (positive: better than "
@@ -370,9 +323,12 @@ def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
     signs = np.sign(table["advantage"].to_numpy())
     crossing = next((i for i in range(1, len(signs)) if signs[i] != signs[i - 1]), None)
     longest = gains[gains["steps"] == gains["steps"].max()]
-    merges_per_point = int(probes_merges(models, longest))
-    c = verdict(longest.sort_values("seed")["decay"].tolist(), longest.sort_values("seed")["merge"].tolist(),
-                candidates=max(merges_per_point, 1))
+    intervals = {}  # every length as the verdict compares the longest (the figure's bars)
+    for steps, point in gains.groupby("steps"):
+        intervals[int(steps)] = verdict(point.sort_values("seed")["decay"].tolist(),
+                                        point.sort_values("seed")["merge"].tolist(),
+                                        candidates=max(int(probes_merges(models, point)), 1))
+    c = intervals[int(longest["steps"].iloc[0])]
     where = ("the sign of the advantage does not change over the lengths tried" if crossing is None else
              f"the advantage changes sign between S = {table['steps'].iloc[crossing - 1]} and "
              f"S = {table['steps'].iloc[crossing]} ({table['fraction'].iloc[crossing - 1]:.0%} → "
@@ -380,13 +336,7 @@ def _long_decay(models: pd.DataFrame, out: Path | None) -> Section:
     row = _row(claim, c, f"at the longest decay (S = {int(longest['steps'].iloc[0])}, "
                f"{longest['fraction'].iloc[0]:.0%} of training) merge {longest['merge'].mean():.4f} vs decay "
                f"{longest['decay'].mean():.4f} bpb; {where}")
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for column, name in (("raw", "raw constant-LR end"), ("merge", "best merge"), ("decay", "WSD 1-sqrt end")):
-        ax.plot(table["fraction"] * 100, table[column], marker="o", label=name)
-    ax.set_xlabel("decay length (% of training)")
-    ax.set_ylabel("held-out bits per byte")
-    ax.legend(fontsize=8)
-    figures = _save(fig, out, "beyond_long_decay.png")
+    figures = beyond_figures.long_decay(out, table, intervals)
     text = (f"### Long decays\n\nBranch (= decay) length S after stage 1; the merge of the equally long constant-LR "
             f"branch against the decay; advantage = decay − merge (bpb; positive: the merge is better).\n\n"
             f"{_md(table)}\n\n{where[0].upper() + where[1:]}. Merging keeps its advantage at the longest decay: "

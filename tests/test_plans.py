@@ -17,8 +17,8 @@ from wsm_exp.sweep.check.preview import estimated_eval_seconds
 def test_plan_names_the_variants_the_sweep_evaluates(tmp_path):
     args = ["+sweep=quantity", "merge.interval=4", "merge.quantity=1,2,4", "logger=none"]
     common = [f"paths.sweeps={tmp_path}", f"paths.cache={tmp_path}/_cache", "sweep_name=q", *MICRO]
-    plan = subprocess.run([sys.executable, "-m", "wsm_exp", *common, *args, "plan=true"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    plan = subprocess.run([sys.executable, "-m", "wsm_exp", *common, *args, "plan=true", "plan_probe=false"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # the probe: the next test's
     assert plan.returncode == 0, plan.stderr
     assert not any(tmp_path.iterdir()), "a plan writes nothing"
     planned = set(re.findall(r"^\s+(?:run|cached)\s+(\S+)", plan.stdout, flags=re.MULTILINE))
