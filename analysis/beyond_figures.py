@@ -38,8 +38,8 @@ LOSS = "heldout_bpb"
 def _bars(ax, x, rows: pd.DataFrame, **style) -> None:
     """``rows``' values at ``x`` with their bars (a point without an interval: no bar)."""
     values = rows["value"].to_numpy(float)
-    below = np.nan_to_num(np.clip(values - rows["bar_low"].to_numpy(float), 0, None))
-    above = np.nan_to_num(np.clip(rows["bar_high"].to_numpy(float) - values, 0, None))
+    below = np.clip(values - rows["bar_low"].to_numpy(float), 0, None)  # NaN: no bar (matplotlib draws none)
+    above = np.clip(rows["bar_high"].to_numpy(float) - values, 0, None)
     ax.errorbar(x, values, yerr=[below, above], capsize=3, **style)
 
 
@@ -69,10 +69,14 @@ def extrapolation(out: Path | None, table: pd.DataFrame, intervals: dict, refere
                   metric: str) -> list[Path]:
     """The metric vs α (``table``: seed-folded, one row per α), each α > 0 with the interval of α − (α = 0)
     the verdict uses (``intervals``: α -> comparison), the raw checkpoint and WSD ends as lines."""
-    rows = [{"extrapolate": alpha, "metric": metric, **interval_row(
-        value=float(row[metric]), reference="α = 0", metric=metric, comparison=intervals.get(alpha),
-        reference_value=float(table.loc[table["extrapolate"] == 0, metric].mean()))}
-        for alpha, row in table.set_index("extrapolate").iterrows()]
+    plain = float(table.loc[table["extrapolate"] == 0, metric].mean())
+    rows = []
+    for alpha, row in table.set_index("extrapolate").iterrows():
+        point = interval_row(value=float(row[metric]), reference="" if alpha == 0 else "α = 0", metric=metric,
+                             reference_value=plain, comparison=intervals.get(alpha))
+        if alpha < 0:
+            point["noise"] = "none (α < 0 is not part of the claim)"
+        rows.append({"extrapolate": alpha, "metric": metric, **point})
     points = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     _bars(ax, points["extrapolate"], points, marker="o", label="merge + α(merge − newest)")
