@@ -54,6 +54,8 @@ def test_plan_estimates_the_run_and_the_console_is_the_report(tmp_path):
     cold = _plan(tmp_path, "first", *first_args)
     assert "0 of 3 task(s) from 0 past evaluation(s)" in cold and "training: prior" in cold, cold
     assert re.search(r"measured now: Python work [\d.]+× .*this model's forward pass .*a training step", cold), cold
+    per_model = int(re.search(r"(\d+) documents per model", cold).group(1))
+    assert f"full {per_model} for" in cold  # the staged line counts documents as the time does (one function)
     first = run_sweep(tmp_path, *first_args, name="first", cache=tmp_path / "_cache")
     assert first.returncode == 0, first.stderr[-3000:]
     estimated, measured = estimated_eval_seconds(cold), _evaluated_seconds(first.stdout + first.stderr)

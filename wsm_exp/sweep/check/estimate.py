@@ -128,7 +128,7 @@ def study_seconds(*, steps: int, saves: int, segments: int, tokens_per_step: int
     (20.0, 'measured')
     >>> study_seconds(steps=100, saves=4, segments=1, tokens_per_step=256, parameters=1000, device="cpu", past=[],
     ...               machine=Machine(factor=2.0, probe=ModelProbe(0.0, 0.0, train_step=0.1, spent=1.0)))
-    (20.7, 'prior')
+    (16.7, 'prior')
     """
     chosen = usable([t for t in past if t.tokens > 0], TRAIN_TASK, device, parameters)
     if chosen:

@@ -12,7 +12,7 @@ the case it is for):
   32-layer model builds 2 of its layers.
 
 Example:
-    >>> 0 < measure_unit(repeats=3) < 5
+    >>> 0 < measure_unit(budget=0.05) < 5
     True
 """
 
@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass
 
 REPEATS = 3  # timed repeats per measurement at least (after one untimed warm-up)
-BUDGET_SECONDS = 0.4  # a cheap measurement repeats until this much was timed: a window of the machine's load
-MAX_REPEATS = 40
+MAX_REPEATS = 40  # a cheap measurement stops here before its budget is spent
 PROBE_BUDGET_SECONDS = 2.0  # the model probe's window: every measurement taken in turn until it is spent
 UNIT_BUDGET_SECONDS = 0.3  # the Python unit's window: ~12 pieces of work on the reference machine
 PROBE_TOKENS = {"cpu": 256, "cuda": 4096}  # tokens per probe batch: a few hundred on a CPU, a GPU-sized batch
@@ -52,24 +51,9 @@ def python_work() -> int:
             gc.enable()
 
 
-def _mean_seconds(work, repeats: int, budget: float = BUDGET_SECONDS) -> float:
-    """Mean wall seconds of ``work``: after an untimed warm-up (first-call costs are not the steady rate),
-    ``repeats`` runs, and more while the runs so far took under ``budget`` seconds (at most ``MAX_REPEATS``).
-
-    The mean, not the median: a run's duration is the sum of its steps, stalls included, and on a
-    shared machine the median of short runs picks the moments another process slept."""
-    work()
-    seconds: list[float] = []
-    while len(seconds) < repeats or (sum(seconds) < budget and len(seconds) < MAX_REPEATS):
-        started = time.perf_counter()
-        work()
-        seconds.append(time.perf_counter() - started)
-    return statistics.fmean(seconds)
-
-
-def measure_unit(repeats: int = REPEATS) -> float:
-    """Mean wall seconds of ``python_work`` on this machine now (over ~``UNIT_BUDGET_SECONDS``)."""
-    return _mean_seconds(python_work, repeats, budget=UNIT_BUDGET_SECONDS)
+def measure_unit(budget: float = UNIT_BUDGET_SECONDS) -> float:
+    """Mean wall seconds of ``python_work`` on this machine now, over ``budget`` seconds of repeats."""
+    return _round_robin({"unit": python_work}, budget)["unit"]
 
 
 @dataclass(frozen=True)
@@ -145,8 +129,10 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
 
 
 def _round_robin(work: dict, budget: float) -> dict:
-    """Mean wall seconds of each piece of ``work``, timed in turn (after one untimed warm-up each) for
-    ``budget`` seconds, each at least ``REPEATS`` and at most ``MAX_REPEATS`` times."""
+    """Mean wall seconds of each piece of ``work``, timed in turn (after one untimed warm-up each: first-call
+    costs are not the steady rate) for ``budget`` seconds, each at least ``REPEATS`` and at most ``MAX_REPEATS``
+    times. The mean, not the median: a run's duration is the sum of its steps, stalls included, and on a
+    shared machine the median of short pieces picks the moments another process slept."""
     for run in work.values():
         run()
     seconds: dict = {key: [] for key in work}
