@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from wsm_exp.sweep.check.estimate import REFERENCE_UNIT, Machine
@@ -22,26 +22,31 @@ from wsm_exp.sweep.check.speed import measure_unit, probe_model
 
 def measure(source, eval_cfg, *, probe_eval: bool, probe_train: bool) -> tuple[Machine, str | None]:
     """This machine now, and why the model was not probed (None: probed, or not needed)."""
-    factor = measure_unit() / REFERENCE_UNIT
     if not (probe_eval or probe_train):
-        return Machine(factor=factor), None
+        return Machine(factor=measure_unit() / REFERENCE_UNIT), None
     config = hf_config(source)
-    if config is None:
-        return Machine(factor=factor), "no Hugging Face config of the model found"
+    probe = None if config is None else _probe(config, source, eval_cfg, probe_train)
+    if probe is None:
+        why = "no Hugging Face config of the model found" if config is None else \
+            "the model is too large to probe here (or cannot be built)"
+        return Machine(factor=measure_unit() / REFERENCE_UNIT), why
+    return Machine(factor=probe.unit / REFERENCE_UNIT, probe=probe), None  # the unit over the probe's longer window
+
+
+def _probe(config, source, eval_cfg, probe_train: bool):
+    """The model probed on the evaluation device, and its training step on the study's device (None: not built)."""
     train = source.train_cfg if source.trains_branches and probe_train else None
+    shape = (int(train.batch_size), int(train.seq_len)) if train else None
     same_device = train is None or str(train.device) == str(eval_cfg.device)
     probe = probe_model(config, device=str(eval_cfg.device), dtype=str(eval_cfg.dtype),
-                        eval_batch=int(eval_cfg.batch_size),
-                        train_shape=(int(train.batch_size), int(train.seq_len)) if train and same_device else None,
+                        eval_batch=int(eval_cfg.batch_size), train_shape=shape if same_device else None,
                         threads=int(train.threads) if train else None)
-    if probe is not None and train is not None and not same_device:
-        trained = probe_model(config, device=str(train.device), dtype="float32",
-                              train_shape=(int(train.batch_size), int(train.seq_len)), threads=int(train.threads))
+    if probe is not None and not same_device:
+        trained = probe_model(config, device=str(train.device), dtype="float32", train_shape=shape,
+                              threads=int(train.threads))
         if trained is not None:
-            probe = type(probe)(probe.latency, probe.per_token, trained.train_step, probe.spent + trained.spent)
-    if probe is None:
-        return Machine(factor=factor), "the model is too large to probe here (or cannot be built)"
-    return Machine(factor=factor, probe=probe), None
+            probe = replace(probe, train_step=trained.train_step, spent=probe.spent + trained.spent)
+    return probe
 
 
 def hf_config(source):

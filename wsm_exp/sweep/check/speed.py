@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 REPEATS = 3  # timed repeats per measurement at least (after one untimed warm-up)
 MAX_REPEATS = 40  # a cheap measurement stops here before its budget is spent
-PROBE_BUDGET_SECONDS = 2.0  # the model probe's window: every measurement taken in turn until it is spent
+PROBE_BUDGET_SECONDS = 3.0  # the model probe's window: every measurement taken in turn until it is spent
 UNIT_BUDGET_SECONDS = 0.3  # the Python unit's window: ~12 pieces of work on the reference machine
 PROBE_TOKENS = {"cpu": 256, "cuda": 4096}  # tokens per probe batch: a few hundred on a CPU, a GPU-sized batch
 MAX_PROBE_PARAMETERS = 1_500_000_000  # a 2-layer probe model larger than this (a huge vocabulary) is not built
@@ -64,6 +64,7 @@ class ModelProbe:
     per_token: float  # seconds per further token of an evaluation forward pass
     train_step: float  # seconds per training step at the study's batch shape (0: not probed)
     spent: float
+    unit: float = 0.0  # seconds of python_work, timed in turn with the model in the same window (0: not)
 
     def forward_seconds(self, calls: float, tokens: float) -> float:
         """Seconds of ``calls`` forward passes reading ``tokens`` tokens in all.
@@ -83,8 +84,8 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
     128, at most ``eval_batch`` rows) give its latency and its seconds per token. Training (fp32, as the
     study trains, with ``threads`` torch threads): a step at ``train_shape`` = (rows, sequence length),
     cut to ``PROBE_TOKENS`` tokens and scaled back by tokens (None: not probed, ``train_step`` is 0).
-    Every measurement is taken in turn, round after round, for ``budget`` seconds: each mean covers
-    the whole window of the machine's load, not a moment of it."""
+    Every measurement, ``python_work`` included (``unit``), is taken in turn, round after round, for
+    ``budget`` seconds: each mean covers the whole window of the machine's load, not a moment of it."""
     import copy
 
     import torch
@@ -101,7 +102,7 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
     generator = torch.Generator().manual_seed(0)
     small = torch.randint(0, vocab, (1, 16), generator=generator).to(device)
     large = torch.randint(0, vocab, (max(1, min(eval_batch, tokens // length)), length), generator=generator).to(device)
-    work, scale = {}, {}
+    work, scale = {("unit", 0): python_work}, {}
     for depth in sorted({1, min(2, layers)}):
         reduced = copy.deepcopy(config)
         reduced.num_hidden_layers = depth
@@ -125,7 +126,7 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
     per_token = max(long - short, 0.0) / (large.numel() - small.numel())
     return ModelProbe(latency=max(short - small.numel() * per_token, 0.0), per_token=per_token,
                       train_step=extrapolate(timed["train"], layers) if train_shape else 0.0,
-                      spent=round(time.perf_counter() - started, 2))
+                      spent=round(time.perf_counter() - started, 2), unit=seconds["unit", 0])
 
 
 def _round_robin(work: dict, budget: float) -> dict:
