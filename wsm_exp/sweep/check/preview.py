@@ -71,9 +71,9 @@ def render(jobs: list[CheckedJob]) -> str:
     cost = task_costs(eval_cfg, counts, parameters=size, heldout=heldout, past=past, machine=machine)
     train_seconds, train_origin = 0.0, "prior"
     for steps, saves, segments in training:
-        seconds, train_origin = study_seconds(steps=steps, saves=saves, segments=segments, tokens_per_step=source.tokens_per_step,
-                                              parameters=size, device=str(source.train_cfg.device), past=trained,
-                                              machine=machine)
+        seconds, train_origin = study_seconds(steps=steps, saves=saves, segments=segments, parameters=size,
+                                              tokens_per_step=source.tokens_per_step, past=trained,
+                                              device=str(source.train_cfg.device), machine=machine)
         train_seconds += seconds
     summary, eval_seconds, scored = len(lines), 0.0, 0
     for name, (variant, _) in variants.items():
@@ -111,7 +111,8 @@ def render(jobs: list[CheckedJob]) -> str:
 
 
 def _training(jobs, branches: dict[int, set[str]], lines: list[str]) -> list[tuple[int, int, int]]:
-    """(steps, checkpoints saved, segments) per seed with branches to train; names each seed's cached and missing branches."""
+    """(steps, checkpoints saved, segments) per seed with branches to train; ``lines`` get each seed's cached
+    and missing branches."""
     out = []
     for seed, names in sorted(branches.items()):
         source = next(j for j in jobs if int(j.cfg.seed) == seed).source
