@@ -19,13 +19,15 @@ Example:
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import time
 from dataclasses import dataclass
 
 REPEATS = 3  # timed repeats per measurement at least (after one untimed warm-up)
 MAX_REPEATS = 40  # a cheap measurement stops here before its budget is spent
-PROBE_BUDGET_SECONDS = 3.0  # the model probe's window: every measurement taken in turn until it is spent
+SETTLED = 0.1  # a mean known to ±10% (one standard error) ends the window at its budget; else it runs on
+PROBE_BUDGET_SECONDS = 2.0  # the model probe's window: every measurement taken in turn until it is spent
 UNIT_BUDGET_SECONDS = 0.3  # the Python unit's window: ~12 pieces of work on the reference machine
 PROBE_TOKENS = {"cpu": 256, "cuda": 4096}  # tokens per probe batch: a few hundred on a CPU, a GPU-sized batch
 MAX_PROBE_PARAMETERS = 1_500_000_000  # a 2-layer probe model larger than this (a huge vocabulary) is not built
@@ -132,7 +134,7 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
 def _round_robin(work: dict, budget: float) -> dict:
     """Mean wall seconds of each piece of ``work``, timed in turn (after one untimed warm-up each: first-call
     costs are not the steady rate) for ``budget`` seconds, each at least ``REPEATS`` and at most ``MAX_REPEATS``
-    times. The mean, not the median: a run's duration is the sum of its steps, stalls included, and on a
+    times, and on for up to 3 × ``budget`` while a mean is not known to ``SETTLED`` (a loaded machine). The mean, not the median: a run's duration is the sum of its steps, stalls included, and on a
     shared machine the median of short pieces picks the moments another process slept."""
     for run in work.values():
         run()
@@ -143,9 +145,21 @@ def _round_robin(work: dict, budget: float) -> dict:
             begun = time.perf_counter()
             run()
             seconds[key].append(time.perf_counter() - begun)
-        rounds = len(seconds[key])
-        if rounds >= MAX_REPEATS or (rounds >= REPEATS and time.perf_counter() - started >= budget):
+        rounds, elapsed = len(seconds[key]), time.perf_counter() - started
+        settled = all(_relative_error(values) <= SETTLED for values in seconds.values())
+        if rounds >= MAX_REPEATS or (rounds >= REPEATS and elapsed >= budget and (settled or elapsed >= 3 * budget)):
             return {key: statistics.fmean(values) for key, values in seconds.items()}
+
+
+def _relative_error(values: list[float]) -> float:
+    """Standard error of the mean over the mean.
+
+    >>> round(_relative_error([1.0, 3.0]), 2), _relative_error([2.0])
+    (0.5, inf)
+    """
+    if len(values) < 2:
+        return math.inf
+    return statistics.stdev(values) / math.sqrt(len(values)) / max(statistics.fmean(values), 1e-12)
 
 
 def _forward(model, ids, device: str) -> None:
