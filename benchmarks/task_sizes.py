@@ -21,14 +21,20 @@ from wsm_exp.evaluation.suites import TASK_DIR
 
 
 def measure(task: str, manager: TaskManager, docs: int) -> tuple[float, float]:
-    """(requests per document, characters per request) over the first ``docs`` documents of ``task``."""
+    """(forward passes per document, characters per pass) over the first ``docs`` documents of ``task``: one
+    per request, except that choices of one character (MMLU's letters) share one pass over their context
+    (lm-eval scores one-token continuations of a context together)."""
     per = []
     for name in subtasks(task)[::7]:
         built = get_task_dict([name], manager)[name]
         built.build_all_requests(limit=docs, rank=0, world_size=1)
-        characters, requests = {}, {}
+        characters, requests, shared = {}, {}, set()
         for instance in built.instances:
             strings = [a for a in instance.args if isinstance(a, str)]
+            if len(strings) == 2 and len(strings[1].strip()) <= 1:
+                if (instance.doc_id, strings[0]) in shared:
+                    continue
+                shared.add((instance.doc_id, strings[0]))
             characters[instance.doc_id] = characters.get(instance.doc_id, 0) + sum(map(len, strings))
             requests[instance.doc_id] = requests.get(instance.doc_id, 0) + 1
         per.append((statistics.mean(requests.values()), sum(characters.values()) / sum(requests.values())))
@@ -42,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False,
                           metadata={"heldout_path": args.heldout})
-    print("| task | requests per document | characters per request | in SHAPES |\n|---|---|---|---|")
+    print("| task | passes per document | characters per pass | in SHAPES |\n|---|---|---|---|")
     for task in SHAPES:
         requests, characters = measure(task, manager, args.docs)
         print(f"| {task} | {requests:.2f} | {characters:.0f} | {SHAPES[task]} |", flush=True)

@@ -6,8 +6,8 @@ The counts come from the same loaders lm-eval calls (the task YAML's ``custom_da
 per process; nothing is evaluated. The held-out loss counts the pieces its file is cut into. Every
 count of documents a plan shows (its time and its staged cost) comes from ``documents``.
 
-The requests a document makes and their characters (what a forward pass reads) are ``SHAPES``,
-measured once on lm-eval's own requests; the held-out loss's come from its file where it exists.
+The forward passes a document costs and their characters are ``SHAPES``, measured once on lm-eval's
+own requests; the held-out loss's characters come from its file where it exists.
 
 Example:
     >>> subtasks("wsm_mmlu")[:2], len(subtasks("wsm_mmlu")), subtasks("wsm_piqa")
@@ -54,16 +54,16 @@ def subtasks(task: str) -> list[str]:
     return re.findall(r"^\s+-\s+(\S+)\s*$", text.split("task:", 1)[1], re.MULTILINE)
 
 
-# (requests per document, characters per request) of lm-eval's requests for the first 100 documents of
-# each task (MMLU: every 7th subject), context and continuation counted (a generation: its prompt):
-# `python benchmarks/task_sizes.py`
+# (forward passes per document, characters per pass) of lm-eval's requests for the first 100 documents of
+# each task (MMLU: every 7th subject), context and continuation counted (a generation: its prompt); choices
+# of one character (MMLU's letters) share one pass over their context: `python benchmarks/task_sizes.py`
 # (2026-12-06). The held-out loss's characters come from its file when it exists.
 SHAPES = {
     "wsm_heldout_bpb": (1, 368), "wsm_piqa": (2, 161), "wsm_arc_easy": (4, 162), "wsm_arc_challenge": (4, 206),
-    "wsm_openbookqa": (4, 76), "wsm_commonsense_qa": (5, 153), "wsm_hellaswag": (4, 197),
-    "wsm_winogrande": (2, 105), "wsm_boolq": (2, 621), "wsm_lambada": (1, 322), "wsm_basic_arithmetic": (4, 21),
+    "wsm_openbookqa": (4, 76), "wsm_commonsense_qa": (1, 153), "wsm_hellaswag": (4, 197),
+    "wsm_winogrande": (2, 105), "wsm_boolq": (2, 621), "wsm_lambada": (1, 322), "wsm_basic_arithmetic": (3.8, 22),
     "wsm_gsm8k_bpb": (1, 531), "wsm_math_bpb": (1, 525), "wsm_humaneval_bpb": (1, 540), "wsm_mbpp_bpb": (1, 538),
-    "wsm_mmlu": (4, 556), "wsm_gsm8k": (1, 2510), "wsm_math": (1, 1956), "wsm_humaneval": (1, 386),
+    "wsm_mmlu": (1, 556), "wsm_gsm8k": (1, 2510), "wsm_math": (1, 1956), "wsm_humaneval": (1, 386),
     "wsm_mbpp": (1, 358), "wsm_sft_copy": (1, 35), "wsm_sft_add": (1, 34), "wsm_sft_max": (1, 43),
 }
 DEFAULT_SHAPE = (4, 300)  # a task not measured (lm-eval's built-ins): a four-way multiple choice of ~75 tokens
@@ -73,8 +73,8 @@ DEFAULT_SHAPE = (4, 300)  # a task not measured (lm-eval's built-ins): a four-wa
 class Shape:
     """What one document of a task asks of the model."""
 
-    requests: float  # log-likelihood requests (choices) or generations per document
-    characters: float  # characters each request reads (context + continuation)
+    requests: float  # forward sequences per document: log-likelihood choices (one-letter ones share one), generations
+    characters: float  # characters each reads (context + continuation; a generation's prompt)
     generated_tokens: int = 0  # a generative task's max_gen_toks: forward passes per batch of requests
 
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 REPEATS = 3  # timed repeats per measurement at least (after one untimed warm-up)
 MAX_REPEATS = 40  # a cheap measurement stops here before its budget is spent
-SETTLED = 0.1  # a mean known to ±10% (one standard error) ends the window at its budget; else it runs on
+SETTLED = 0.1  # a mean known to ±10% (one standard error) ends the window at its budget; else it runs on (2×)
 PROBE_BUDGET_SECONDS = 2.0  # the model probe's window: every measurement taken in turn until it is spent
 UNIT_BUDGET_SECONDS = 0.3  # the Python unit's window: ~12 pieces of work on the reference machine
-PROBE_TOKENS = {"cpu": 256, "cuda": 4096}  # tokens per probe batch: a few hundred on a CPU, a GPU-sized batch
+PROBE_FLOPS = 2e9  # a CPU probe pass does about this much work (~0.1 s on 2 cores): big models get few tokens
 MAX_PROBE_PARAMETERS = 1_500_000_000  # a 2-layer probe model larger than this (a huge vocabulary) is not built
 
 
@@ -82,10 +82,12 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
     """The speed of a causal LM of ``config``'s shape (a Hugging Face config) on ``device``, or None when a
     2-layer copy would be larger than ``MAX_PROBE_PARAMETERS`` or cannot be built here.
 
-    Evaluation: a forward pass of 1 row of 16 tokens and one of ``PROBE_TOKENS`` tokens (rows of up to
-    128, at most ``eval_batch`` rows) give its latency and its seconds per token. Training (fp32, as the
-    study trains, with ``threads`` torch threads): a step at ``train_shape`` = (rows, sequence length),
-    cut to ``PROBE_TOKENS`` tokens and scaled back by tokens (None: not probed, ``train_step`` is 0).
+    Evaluation: a forward pass of 1 row of 16 tokens and one of ``eval_batch`` rows of 128 tokens (on a CPU
+    cut to ~``PROBE_FLOPS`` of work, at least one row) give its latency and its seconds per token. Training
+    (fp32, as the study trains, with ``threads`` torch threads): a step at ``train_shape`` = (rows, sequence
+    length), on a CPU cut the same way and scaled back by tokens (None: not probed, ``train_step`` is 0).
+    A small model is timed at its real batch (its cost is not proportional to tokens), a large one on a
+    few rows (where it is).
     Every measurement, ``python_work`` included (``unit``), is taken in turn, round after round, for
     ``budget`` seconds: each mean covers the whole window of the machine's load, not a moment of it."""
     import copy
@@ -97,13 +99,15 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
     layers = int(config.num_hidden_layers)
     vocab, hidden = int(config.vocab_size), int(config.hidden_size)
     inner = int(getattr(config, "intermediate_size", None) or 4 * hidden)
-    if 2 * (4 * hidden * hidden + 3 * hidden * inner) + 2 * vocab * hidden > MAX_PROBE_PARAMETERS:
+    size = 2 * (4 * hidden * hidden + 3 * hidden * inner) + 2 * vocab * hidden  # 2 layers, embedding and head
+    if size > MAX_PROBE_PARAMETERS:
         return None
-    tokens = PROBE_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
+    tokens = math.inf if device.startswith("cuda") else PROBE_FLOPS / (2 * size)  # forward: 2 FLOPs per weight
     length = min(128, int(getattr(config, "max_position_embeddings", 128) or 128))
     generator = torch.Generator().manual_seed(0)
     small = torch.randint(0, vocab, (1, 16), generator=generator).to(device)
-    large = torch.randint(0, vocab, (max(1, min(eval_batch, tokens // length)), length), generator=generator).to(device)
+    large = torch.randint(0, vocab, (max(1, min(eval_batch, int(tokens // length))), length),
+                          generator=generator).to(device)
     work, scale = {("unit", 0): python_work}, {}
     for depth in sorted({1, min(2, layers)}):
         reduced = copy.deepcopy(config)
@@ -118,7 +122,8 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
             work[name, depth] = lambda model=model, ids=ids: _forward(model, ids, device)
         if trained is not None:
             rows, seq_len = train_shape
-            batch = torch.randint(0, vocab, (max(1, min(rows, tokens // seq_len)), seq_len), generator=generator)
+            fit = max(1, min(rows, int(tokens / 3 // seq_len)))  # a step: forward + backward, ~3 passes
+            batch = torch.randint(0, vocab, (fit, seq_len), generator=generator)
             work["train", depth] = _train_step(trained, batch.to(device), device, threads)
             scale["train", depth] = rows * seq_len / batch.numel()
     seconds = _round_robin(work, budget)
@@ -134,7 +139,7 @@ def probe_model(config, *, device: str, dtype: str, eval_batch: int = 16, train_
 def _round_robin(work: dict, budget: float) -> dict:
     """Mean wall seconds of each piece of ``work``, timed in turn (after one untimed warm-up each: first-call
     costs are not the steady rate) for ``budget`` seconds, each at least ``REPEATS`` and at most ``MAX_REPEATS``
-    times, and on for up to 3 × ``budget`` while a mean is not known to ``SETTLED`` (a loaded machine). The mean, not the median: a run's duration is the sum of its steps, stalls included, and on a
+    times, and on for up to 2 × ``budget`` while a mean is not known to ``SETTLED`` (a loaded machine). The mean, not the median: a run's duration is the sum of its steps, stalls included, and on a
     shared machine the median of short pieces picks the moments another process slept."""
     for run in work.values():
         run()
@@ -147,7 +152,7 @@ def _round_robin(work: dict, budget: float) -> dict:
             seconds[key].append(time.perf_counter() - begun)
         rounds, elapsed = len(seconds[key]), time.perf_counter() - started
         settled = all(_relative_error(values) <= SETTLED for values in seconds.values())
-        if rounds >= MAX_REPEATS or (rounds >= REPEATS and elapsed >= budget and (settled or elapsed >= 3 * budget)):
+        if rounds >= MAX_REPEATS or (rounds >= REPEATS and elapsed >= budget and (settled or elapsed >= 2 * budget)):
             return {key: statistics.fmean(values) for key, values in seconds.items()}
 
 
