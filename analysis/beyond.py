@@ -20,21 +20,18 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis import beyond_claims as claims  # noqa: E402
-from analysis.beyond_claims import row  # noqa: E402
-from analysis.evidence import Evidence  # noqa: E402
-from analysis.load import model_scores, prepared  # noqa: E402
-from analysis.probe import SCALES, log_scale, probe_gains, quadratic_r2, scale_fits  # noqa: E402
-from analysis.prose import markdown as _md  # noqa: E402
-from analysis.rules import Thresholds  # noqa: E402
-from wsm_exp.study.branch_spec import Probe, parse_branch  # noqa: E402
+from analysis import beyond_claims as claims
+from analysis import beyond_figures
+from analysis.beyond_claims import row
+from analysis.evidence import Evidence
+from analysis.load import model_scores, prepared
+from analysis.probe import probe_gains, scale_fits
+from analysis.prose import markdown as _md
+from analysis.rules import Thresholds, best
+from wsm_exp.study.branch_spec import Probe, parse_branch
 
 LOSS = "heldout_bpb"
 SCORE = "overall"
@@ -114,18 +111,6 @@ def _fold(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table.join(grouped.size().rename("seeds")).reset_index()
 
 
-def _save(fig, out: Path | None, name: str) -> list[Path]:
-    if out is None:
-        plt.close(fig)
-        return []
-    path = Path(out) / "figures" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
-
-
 def _raw_and_decay(models: pd.DataFrame, branch_is_probe: bool = False) -> pd.DataFrame:
     """The newest raw checkpoint and each WSD end of the study's own branches (reference lines)."""
     ref = models[models["kind"].isin(["raw", "wsd"]) & (models["probe"] == branch_is_probe)
@@ -145,18 +130,12 @@ def _extrapolation(models: pd.DataFrame, ev: Evidence | None, out: Path | None, 
     table = _fold(family, ["extrapolate"]).sort_values("extrapolate")
     reference = _raw_and_decay(models)
     found = claims.extrapolation(ev, family, metric, thresholds.power)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, column, ylabel in ((axes[0], LOSS, "held-out bits per byte"), (axes[1], SCORE, "overall score (%)")):
-        ax.errorbar(table["extrapolate"], table[column], yerr=table[f"{column}_std"].fillna(0), marker="o",
-                    label="merge + α(merge − newest)")
-        for _, ref in reference.iterrows():
-            ax.axhline(ref[column], linestyle="--", color="black" if ref["kind"] == "wsd" else "gray",
-                       label=f"{ref['kind']} {ref['curve']} (end {ref['end_step']})")
-        ax.axvline(0, color="lightgray", linewidth=0.8)
-        ax.set_xlabel("extrapolation α")
-        ax.set_ylabel(ylabel)
-    axes[0].legend(fontsize=7)
-    figures = _save(fig, out, "beyond_extrapolate.png")
+    plain = claims.designs(family[family["extrapolate"] == 0])
+    past = claims.designs(family[family["extrapolate"] > 0])
+    intervals = {} if plain.empty or past.empty else {  # every α > 0 as the verdict compares its best (the bars)
+        candidate["extrapolate"]: c for candidate, c in ev.compare_all(past, plain.iloc[0], metric,
+                                                                       power=thresholds.power)}
+    figures = beyond_figures.extrapolation(out, table, intervals, reference, metric)
     window = family.iloc[0]
     curve = window["curve"].split("-ex")[0]
     text = (f"### Extrapolation past the merge\n\nθ_merge + α·(θ_merge − θ_newest) on the {curve} "
@@ -201,19 +180,10 @@ def _controls(models: pd.DataFrame, ev: Evidence | None, out: Path | None, thres
                 if not np.allclose(_weights(natural), _weights(design)):
                     pairs.append((f"{curve} vs its {order}", natural, design))
     found = claims.controls(ev, pairs, metric, thresholds.power)
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    labels = [f"{r['curve']}" for _, r in table.iterrows()]
-    ax.bar(labels, table[metric], yerr=table[f"{metric}_std"].fillna(0), color="tab:blue")
-    for _, ref in _raw_and_decay(models).iterrows():
-        ax.axhline(ref[metric], linestyle="--", color="black" if ref["kind"] == "wsd" else "gray",
-                   label=f"{ref['kind']} {ref['curve']}")
-    ax.set_ylabel("held-out bits per byte" if metric == LOSS else "overall score (%)")
-    if metric == LOSS:
-        ax.set_ylim(min(table[metric].min(), ax.get_ylim()[1]) * 0.995, None)
-    ax.tick_params(axis="x", rotation=30, labelsize=8)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    figures = _save(fig, out, "beyond_controls.png")
+    intervals = {(design["curve"], design["merge_order"]):  # each control − its natural-order merge (the bars)
+                 (natural["curve"], ev.compare(design, natural, metric, power=thresholds.power))
+                 for _, natural, design in pairs}
+    figures = beyond_figures.controls(out, table, intervals, _raw_and_decay(models), metric)
     text = (f"### Control merges: shape or only averaging?\n\nThe same window ({window}); reverse lays the weights "
             f"newest↔oldest, scramble in a seeded permutation (same weights, other schedule).\n\n{_md(table)}\n\n"
             f"Shape, not only averaging: **{found['verdict']}** ({found['evidence']}).")
@@ -236,24 +206,13 @@ def _noise(models: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thre
                        findings=pd.Series(row("noise", evidence="needs the noise sweep")))
     fits = pd.concat([scale_fits(gains, "merge_gain"), scale_fits(gains, "decay_gain")], ignore_index=True)
     found = claims.noise(gains, fits, thresholds)
+    merge_fits = fits[fits["gain"] == "merge_gain"].dropna(subset=["r2_adjusted"])
+    verdict_interval = None if merge_fits.empty else (  # the best scale's bootstrap interval (a panel title)
+        found["ci_low"] + thresholds.r2_collapse, found["ci_high"] + thresholds.r2_collapse,
+        merge_fits.sort_values("r2_adjusted", ascending=False).iloc[0]["scale"])
     table = gains.groupby(["lr", "batch_size", "weight_decay", "steps"])[
         ["raw", "merge", "decay", "merge_gain", "decay_gain"]].mean().reset_index()
-    fig, axes = plt.subplots(2, len(SCALES), figsize=(3.0 * len(SCALES), 5.4), sharey="row")
-    for r, target in enumerate(("merge_gain", "decay_gain")):
-        for col, (name, scale) in enumerate(SCALES.items()):
-            ax = axes[r, col]
-            raw_x = np.array([scale(p) for _, p in gains.iterrows()], dtype=float)
-            x = log_scale(raw_x)
-            ax.scatter(x, gains[target], s=14)
-            r2, coef = quadratic_r2(x, gains[target].to_numpy(dtype=float))
-            if not math.isnan(r2):
-                grid = np.linspace(x.min(), x.max(), 50)
-                ax.plot(grid, np.polyval(coef, grid), color="tab:red", linewidth=1)
-            ax.set_title(f"{name}: R² {r2:.2f}" if not math.isnan(r2) else name, fontsize=9)
-            ax.set_xlabel(f"log10 {name}")
-            ax.axhline(0, color="lightgray", linewidth=0.8)
-        axes[r, 0].set_ylabel(f"{target.replace('_', ' ')} (bpb)")
-    figures = _save(fig, out, "beyond_noise.png")
+    figures = beyond_figures.noise(out, gains, verdict_interval)
     text = (f"### Noise-scale probe\n\nEach point: the WSM branch re-trained from T_switch with constant LR η, batch "
             f"size B and weight decay λ, and its matched 1-sqrt decay (same overrides, "
             f"{int(gains['steps'].iloc[0])} steps). Gains are raw − model in held-out bpb (positive: better than "
@@ -287,26 +246,32 @@ def _long_decay(models: pd.DataFrame, ev: Evidence | None, out: Path | None, thr
     signs = np.sign(table["advantage"].to_numpy())
     crossing = next((i for i in range(1, len(signs)) if signs[i] != signs[i - 1]), None)
     longest = gains[gains["steps"] == gains["steps"].max()]
+    points = {int(steps): _probe_point(models, length) for steps, length in gains.groupby("steps")}
     where = ("the sign of the advantage does not change over the lengths tried" if crossing is None else
              f"the advantage changes sign between S = {table['steps'].iloc[crossing - 1]} and "
              f"S = {table['steps'].iloc[crossing]} ({table['fraction'].iloc[crossing - 1]:.0%} → "
              f"{table['fraction'].iloc[crossing]:.0%} of training)")
-    point = models[models["probe"] & (models["probe_steps"] == longest["steps"].iloc[0])
-                   & (models["probe_lr"] == longest["lr"].iloc[0])
-                   & (models["probe_batch_size"] == longest["batch_size"].iloc[0])
-                   & (models["probe_weight_decay"] == longest["weight_decay"].iloc[0])]
+    point = points[int(longest["steps"].iloc[0])]
     found = claims.long_decay(ev, point[point["kind"] == "wsm"], point[point["kind"] == "wsd"], LOSS,
                               thresholds.power, f"at the longest decay (S = {int(longest['steps'].iloc[0])}, "
                               f"{longest['fraction'].iloc[0]:.0%} of training); {where}")
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for column, name in (("raw", "raw constant-LR end"), ("merge", "best merge"), ("decay", "WSD 1-sqrt end")):
-        ax.plot(table["fraction"] * 100, table[column], marker="o", label=name)
-    ax.set_xlabel("decay length (% of training)")
-    ax.set_ylabel("held-out bits per byte")
-    ax.legend(fontsize=8)
-    figures = _save(fig, out, "beyond_long_decay.png")
+    intervals = {}  # the best merge − the decay at every length, as the verdict compares the longest (the bars)
+    for steps, point in points.items():
+        decay = best(claims.designs(point[point["kind"] == "wsd"]), LOSS)
+        merges = claims.designs(point[point["kind"] == "wsm"])
+        if decay is not None and not merges.empty:
+            intervals[steps] = ev.compare_best(merges, decay, LOSS, power=thresholds.power)[1]
+    figures = beyond_figures.long_decay(out, table, intervals)
     text = (f"### Long decays\n\nBranch (= decay) length S after stage 1; the merge of the equally long constant-LR "
             f"branch against the decay; advantage = decay − merge (bpb; positive: the merge is better).\n\n"
             f"{_md(table)}\n\n{where[0].upper() + where[1:]}. Merging keeps its advantage at the longest decay: "
             f"**{found['verdict']}** ({found['evidence']}).")
     return Section(text, {"beyond_long_decay": table}, figures, pd.Series(found))
+
+
+def _probe_point(models: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
+    """The models of the probe point (η, B, λ, S) that ``gains`` (one point's rows) come from."""
+    first = gains.iloc[0]
+    return models[models["probe"] & (models["probe_steps"] == first["steps"]) & (models["probe_lr"] == first["lr"])
+                  & (models["probe_batch_size"] == first["batch_size"])
+                  & (models["probe_weight_decay"] == first["weight_decay"])]

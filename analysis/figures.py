@@ -1,5 +1,5 @@
 """Figures (PNG, matplotlib Agg): weights and staircase (Fig. 2), a metric vs the sweep's own axis D, N or Δ
-with the verdicts' intervals (Figs. 3-4), merge vs real decay (Fig. 5a).
+with the verdicts' intervals (Figs. 3-4), merge vs real decay with its interval (Fig. 5a).
 
 Example:
     >>> import tempfile, pathlib
@@ -27,7 +27,7 @@ from wsm_exp.merging.weights import (  # noqa: E402
 )
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     """Lay out, write and close a figure; returns its path. The PNG's Description holds each panel's axis labels,
     y limits and legend entries as JSON (what a reader or a test can check without looking at pixels)."""
     fig.tight_layout()
@@ -55,7 +55,7 @@ def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "
     axes[0, 0].set_ylabel("merge weight")
     axes[1, 0].set_ylabel("LR multiplier")
     axes[1, 0].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 SHAPE_STYLES = [{"linestyle": "--"}, {"linestyle": ":"}, {"linestyle": "-."}, {"linestyle": (0, (5, 1, 1, 1, 1, 1))}]
@@ -90,7 +90,7 @@ def pairs_figure(path: Path, pairs: pd.DataFrame, metric: str = "heldout_bpb") -
     ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else "overall score (%)")
     ax.set_title(f"bars: 95% interval of merge − decay\n({pairs['noise'].iloc[0]})", fontsize=7)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def axis_figure(path: Path, points: pd.DataFrame, baselines: pd.DataFrame, axis: str = "duration_steps") -> Path | None:
@@ -134,7 +134,7 @@ def axis_figure(path: Path, points: pd.DataFrame, baselines: pd.DataFrame, axis:
     ax.set_title(f"bars: 95% interval of the difference from {points['reference'].iloc[0] or 'no reference'}"
                  + (f", corrected for the best of {k} merges" if k > 1 else "") + f"\n({noise})", fontsize=7)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _line_label(keys: tuple, rows: pd.DataFrame, axis: str) -> str:
@@ -147,20 +147,36 @@ def _line_label(keys: tuple, rows: pd.DataFrame, axis: str) -> str:
     return f"merge {keys[0]}"
 
 
-def fidelity_figure(path: Path, designs: pd.DataFrame, metric: str = "heldout_bpb") -> Path | None:
-    """Merge of the last D steps vs a real decay over the same D steps, by end step (Figure 5a analogue)."""
-    fidelity = designs[designs["branch"].astype(str).str.startswith("fidelity_")]
-    merges = designs[(designs["kind"] == "wsm") & designs["end_step"].isin(fidelity["end_step"])]
-    if fidelity.empty or merges.empty:
+def fidelity_figure(path: Path, points: pd.DataFrame) -> Path | None:
+    """Each merge vs the real decay over the same window, by the window's end step (Figure 5a analogue): the
+    decay as a line, each merge curve with the 95% interval of merge − decay as a bar around it
+    (``points``: analysis.figure_data.fidelity_points; the data go to ``path`` as .csv); None when empty."""
+    points = points[np.isfinite(points["value"].astype(float))] if not points.empty else points
+    if points.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in (("real decay", fidelity), ("merge", merges)):
-        rows = rows.groupby("end_step")[metric].mean()
-        ax.plot(rows.index, rows.values, marker="o", label=name)
+    metric = str(points["metric"].iloc[0])
+    points.to_csv(path.with_suffix(".csv"), index=False)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, rows in points.groupby("model", sort=False):
+        rows = rows.sort_values("end_step")
+        values = rows["value"].to_numpy(float)
+        below = np.nan_to_num(np.clip(values - rows["bar_low"].to_numpy(float), 0, None))
+        above = np.nan_to_num(np.clip(rows["bar_high"].to_numpy(float) - values, 0, None))
+        ax.errorbar(rows["end_step"], values, yerr=[below, above], marker="o", capsize=3, label=name,
+                    color="black" if name.startswith("real decay") else None)
+    shown = points[["value", "bar_low", "bar_high"]].to_numpy(float).ravel()
+    shown = shown[np.isfinite(shown)]
+    pad = max(float(shown.max() - shown.min()) * 0.08, 1e-9)
+    ax.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)  # never zoom past a bar
     ax.set_xlabel("end step of the window")
-    ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else metric)
-    ax.legend()
-    return _save(fig, path)
+    ax.set_ylabel("held-out bits per byte" if metric == "heldout_bpb" else "overall score (%)")
+    tested = points[points["ci_low"].notna()]
+    k = int(tested["candidates"].max()) if not tested.empty else 0
+    ax.set_title("bars: 95% interval of merge − the real decay over its window"
+                 + (f", corrected for the best of {k} merges" if k > 1 else "")
+                 + f"\n({tested['noise'].iloc[0] if not tested.empty else 'no interval: no seed shared'})", fontsize=7)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
 
 
 def factors_figure(path: Path, importance: pd.DataFrame) -> Path | None:
@@ -172,7 +188,7 @@ def factors_figure(path: Path, importance: pd.DataFrame) -> Path | None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("R² of overall score")
     ax.set_title("factor importance (merges)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def claims_figure(path: Path, claims: pd.DataFrame) -> Path | None:
@@ -193,4 +209,4 @@ def claims_figure(path: Path, claims: pd.DataFrame) -> Path | None:
         ax.set_title(f"{row['claim']}: {row['verdict']}", fontsize=8, loc="left")
         ax.set_xlabel(f"{row['metric']} difference ({row['noise'] or 'no interval'})", fontsize=7)
         ax.tick_params(labelsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -28,7 +28,7 @@ from analysis import beyond, figures, fitted_claim
 from analysis.design import Design, design_of, windows_line
 from analysis.evidence import Evidence
 from analysis.factors import factor_importance
-from analysis.figure_data import AXIS_NAMES, axis_points, pair_intervals
+from analysis.figure_data import AXIS_NAMES, axis_points, fidelity_points, pair_intervals
 from analysis.findings import findings
 from analysis.load import DESIGN, ReportError, eval_stages, failed, full_suite_rows, load_results, model_scores
 from analysis.paper import paper_section
@@ -163,7 +163,7 @@ def _figures(out: Path, tables: dict[str, pd.DataFrame], design: Design, suffix:
             made.append(figures.pairs_figure(folder / f"decay_pairs_{kind}{suffix}.png",
                                              pair_intervals(designs, ev, tables["pairs"], metric), metric))
     if "fidelity" in shown:
-        made.append(figures.fidelity_figure(folder / f"fidelity{suffix}.png", designs))
+        made.append(figures.fidelity_figure(folder / f"fidelity{suffix}.png", fidelity_points(designs, ev, primary)))
     if "factors" in shown:
         made.append(figures.factors_figure(folder / f"factors{suffix}.png", tables["factors"]))
     return [p for p in made if p is not None]

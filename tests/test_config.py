@@ -165,10 +165,12 @@ def test_each_default_lives_in_its_schema():
 
 
 def test_plan_prints_variants_and_cache_state_and_writes_nothing(tmp_path, capsys):
-    assert gate.run_command([f"paths.sweeps={tmp_path}", "+sweep=quantity", "plan=true"], entry.CONF) is None
+    # plan_probe=false: priors only (the probe and its timing are tests/test_plans.py's)
+    assert gate.run_command([f"paths.sweeps={tmp_path}", "+sweep=quantity", "plan=true", "plan_probe=false"],
+                            entry.CONF) is None
     out = capsys.readouterr().out
     assert "5 job(s)" in out and "wsm-mean-N16-I8" in out and "to train: wsd_1-sqrt, wsm" in out
-    assert "estimated time" in out and not any(tmp_path.iterdir())
+    assert "estimated time" in out and "the model not probed: plan_probe=false" in out and not any(tmp_path.iterdir())
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -241,7 +243,7 @@ def test_with_hydra_flags_the_callbacks_run_the_same_preflight(tmp_path):
     bad = _run("-cd", str(ROOT / "conf"), f"paths.sweeps={tmp_path}", "+sweep=duration", "merge.curve=exponential")
     assert bad.returncode == 2 and "merge.curve" in bad.stderr and "not started" in bad.stderr
     assert not (tmp_path / "duration" / "jobs").exists() and not (tmp_path / "duration" / "sweep.json").exists()
-    plan = _run("-cd", str(ROOT / "conf"), f"paths.sweeps={tmp_path}", "+sweep=duration", "plan=true")
+    plan = _run("-cd", str(ROOT / "conf"), f"paths.sweeps={tmp_path}", "+sweep=duration", "plan=true", "plan_probe=false")
     assert plan.returncode == 0 and "3 job(s)" in plan.stdout
     assert not (tmp_path / "duration" / "jobs").exists()
 

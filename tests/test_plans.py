@@ -17,8 +17,8 @@ from wsm_exp.sweep.check.preview import estimated_eval_seconds
 def test_plan_names_the_variants_the_sweep_evaluates(tmp_path):
     args = ["+sweep=quantity", "merge.interval=4", "merge.quantity=1,2,4", "logger=none"]
     common = [f"paths.sweeps={tmp_path}", f"paths.cache={tmp_path}/_cache", "sweep_name=q", *MICRO]
-    plan = subprocess.run([sys.executable, "-m", "wsm_exp", *common, *args, "plan=true"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    plan = subprocess.run([sys.executable, "-m", "wsm_exp", *common, *args, "plan=true", "plan_probe=false"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # the probe: the next test's
     assert plan.returncode == 0, plan.stderr
     assert not any(tmp_path.iterdir()), "a plan writes nothing"
     planned = set(re.findall(r"^\s+(?:run|cached)\s+(\S+)", plan.stdout, flags=re.MULTILINE))
@@ -47,17 +47,26 @@ def _evaluated_seconds(output: str) -> float:
 
 @pytest.mark.slow  # trains the micro study and evaluates three sweeps of it
 def test_plan_estimates_the_run_and_the_console_is_the_report(tmp_path):
-    """A first sweep records its timings; the plan of a second one names what the score cache holds and
-    estimates its evaluation within 2x of what that run then measured; its console equals its report."""
-    first = run_sweep(tmp_path, "+sweep=quantity", "merge.interval=4", "merge.quantity=1,2", "logger=none",
-                      name="first", cache=tmp_path / "_cache")
+    """A first sweep on a fresh cache is planned from a probe of the machine (no timings yet) and records
+    its timings; the plan of a second one names what the score cache holds; both plans estimate their
+    evaluation within 2x of what the run then measured; the console equals the report."""
+    first_args = ["+sweep=quantity", "merge.interval=4", "merge.quantity=1,2", "logger=none"]
+    cold = _plan(tmp_path, "first", *first_args)
+    assert "0 of 3 task(s) from 0 past evaluation(s)" in cold and "training: prior" in cold, cold
+    assert re.search(r"measured now: Python work [\d.]+× .*this model's forward pass .*a training step", cold), cold
+    per_model = int(re.search(r"(\d+) documents per model", cold).group(1))
+    assert f"full {per_model} for" in cold  # the staged line counts documents as the time does (one function)
+    first = run_sweep(tmp_path, *first_args, name="first", cache=tmp_path / "_cache")
     assert first.returncode == 0, first.stderr[-3000:]
+    estimated, measured = estimated_eval_seconds(cold), _evaluated_seconds(first.stdout + first.stderr)
+    assert 0.5 <= estimated / measured <= 2, (estimated, measured, cold)
     args = ["+sweep=quantity", "merge.interval=4", "merge.quantity=2,3,4,6", "logger=none"]
     plan = _plan(tmp_path, "second", *args)
     assert re.search(r"^\s+cached\s+raw-E56-s0\s.*every score in the score cache", plan, re.MULTILINE), plan
     assert re.search(r"^\s+cached\s+wsm-mean-N2-I4-E56-s0\s", plan, re.MULTILINE), plan
     assert set(re.findall(r"^\s+run\s+(\S+)", plan, re.MULTILINE)) == {f"wsm-mean-N{n}-I4-E56-s0" for n in (3, 4, 6)}
     assert "3 of 3 task(s) from" in plan  # calibrated by the first sweep's records
+    assert "this model's forward pass" not in plan  # records of this size: nothing to probe
     second = run_sweep(tmp_path, *args, name="second", cache=tmp_path / "_cache")
     assert second.returncode == 0, second.stderr[-3000:]
     output = second.stdout + second.stderr

@@ -100,6 +100,25 @@ def _write(folder: Path, sweep: str, variants: list, suite: str) -> Path:
     return folder
 
 
+INTERVAL_FIGURES = {"fidelity": "fidelity.png", "extrapolate": "beyond_extrapolate.png",
+                    "controls": "beyond_controls.png", "long_decay": "beyond_long_decay.png"}
+
+
+def _assert_bars(figure: Path) -> None:
+    """Every point compared has its interval over both seeds, a bar that holds it, and a y-axis that shows the bar."""
+    import json
+
+    from PIL import Image
+
+    points = pd.read_csv(figure.with_suffix(".csv"))
+    tested = points[points["ci_low"].notna()]
+    assert len(tested) and (tested["seeds"] == 2).all() and tested["noise"].str.contains("2 seeds").all(), points
+    assert ((tested["bar_low"] <= tested["value"]) & (tested["value"] <= tested["bar_high"])).all()
+    assert points.loc[points["ci_low"].isna(), "noise"].str.startswith("none (").all()  # the reference, or said why
+    (panel,) = json.loads(Image.open(figure).text["Description"])
+    assert panel["ylim"][0] <= tested["bar_low"].min() and panel["ylim"][1] >= tested["bar_high"].max()
+
+
 CASES = [pytest.param(sweep, suite, marks=[] if (sweep, suite) in FAST else [pytest.mark.slow])
          for sweep in SWEEPS for suite in SUITES]
 
@@ -122,6 +141,8 @@ def test_every_sweep_and_suite_gets_a_report_fitted_to_its_design(planned, tmp_p
             assert {"duration_steps", "quantity"} <= set(table.columns), name
     if sweep == "sft":
         assert "## Table 2" in text
+    if suite == "tiny" and sweep in INTERVAL_FIGURES:  # the figure's data carry their intervals (2 seeds)
+        _assert_bars(tmp_path / "figures" / INTERVAL_FIGURES[sweep])
     if sweep in EXPECTED and suite == "tiny":
         shown, hidden = EXPECTED[sweep]
         parts = {name for name, reason in design.parts.items() if reason is None}

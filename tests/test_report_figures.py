@@ -27,7 +27,7 @@ def one_seed(tmp_path_factory):
 
 
 def panels(path) -> list[dict]:
-    """Axis labels, y limits and legend entries a figure wrote into its PNG (analysis.figures._save)."""
+    """Axis labels, y limits and legend entries a figure wrote into its PNG (analysis.figures.save_figure)."""
     return json.loads(Image.open(path).text["Description"])
 
 

@@ -17,10 +17,11 @@ import json
 import struct
 from pathlib import Path
 
-from wsm_exp.evaluation.documents import documents, subtasks
+from wsm_exp.sweep.check.estimate import fixed_seconds, model_seconds, study_seconds, usable
+from wsm_exp.sweep.check.machine_now import describe, measure
+from wsm_exp.sweep.check.plan_cost import staged_cost_line, suite_documents, task_costs
+from wsm_exp.timings import TRAIN_TASK
 from wsm_exp.timings import read as read_timings
-from wsm_exp.sweep.check.estimate import (COMMAND_SECONDS, LOAD_SECONDS, STARTUP_SECONDS, STUDY_SETUP_SECONDS,
-                                          study_seconds, task_seconds)
 from wsm_exp.sweep.check.preflight import CheckedJob
 from wsm_exp.sweep.planning.variant_merge import needs_merge, variant_plan
 
@@ -40,8 +41,8 @@ def variant_done(sweep_dir: Path, name: str, suite: str) -> bool:
 
 def render(jobs: list[CheckedJob]) -> str:
     """The plan of a command's jobs as text."""
-    first = jobs[0].cfg
-    sweep_dir = Path(first.paths.sweep_dir)
+    first, source = jobs[0].cfg, jobs[0].source
+    sweep_dir, eval_cfg, suite = Path(first.paths.sweep_dir), first.eval, jobs[0].keys.suite
     lines = [f"Plan for sweep {first.sweep_name!r}: {len(jobs)} job(s) -> {sweep_dir}"]
     branches: dict[int, set[str]] = {}  # seed -> study branches the jobs need
     variants: dict[str, tuple] = {}  # name -> (variant, its job)
@@ -49,63 +50,110 @@ def render(jobs: list[CheckedJob]) -> str:
         branches.setdefault(int(job.cfg.seed), set()).update(job.plan.branches)
         for variant in [job.plan.variant, *job.plan.baselines]:
             variants.setdefault(variant.name, (variant, job))
-    train_seconds, train_origin = 0.0, "prior"
-    if jobs[0].source.trains_branches:  # the embedded study
-        trained = read_timings(jobs[0].source.cache_root)
-        for seed, names in sorted(branches.items()):
-            job = next(j for j in jobs if int(j.cfg.seed) == seed)
-            cached, missing = _study_state(job.source, sorted(names))
-            lines.append(f"  study seed {seed}: cached {', '.join(cached) or '-'}; "
-                         f"to train: {', '.join(missing) or '-'}")
-            steps = (job.source.branch_start if missing else 0) + job.source.branch_steps * len(missing)
-            seconds, train_origin = study_seconds(steps=steps, tokens_per_step=job.source.tokens_per_step,
-                                                  parameters=model_parameters(job.source), past=trained)
-            train_seconds += seconds + (STUDY_SETUP_SECONDS if missing and not train_seconds else 0.0)
-    else:
+    size, heldout = model_parameters(source), _heldout_file(source)
+    training = _training(jobs, branches, lines) if source.trains_branches else []
+    if not source.trains_branches:
         lines.append(f"  series: {first.series.path} (your own run; nothing to train)")
-    suite, source = jobs[0].keys.suite, jobs[0].source
-    heldout = _heldout_file(source)
-    eval_cfg = jobs[0].cfg.eval
-    size = model_parameters(source)
-    past = read_timings(first.paths.scores)
-    unbuilt = None if heldout or not source.trains_branches else int(source.data_cfg.heldout_docs)
-    cost = {task: _task_cost(task, eval_cfg, size, heldout, past, unbuilt) for task in eval_cfg.tasks}
     done = {name for name in variants if variant_done(sweep_dir, name, suite)}
+    states = _variant_states(variants, done, eval_cfg, heldout)
+    past = read_timings(first.paths.scores)
+    trained = read_timings(source.cache_root) if training else []
+    device = str(eval_cfg.device)
+    cold_eval = any(isinstance(todo, list) and todo for todo in states.values()) and any(
+        not usable(past, t, device, size) for t in eval_cfg.tasks)
+    cold_train = bool(training) and not usable([t for t in trained if t.tokens > 0], TRAIN_TASK,
+                                               str(source.train_cfg.device), size)
+    probe = bool(first.get("plan_probe", True))
+    machine, why_not = measure(source, eval_cfg, probe_eval=probe and cold_eval, probe_train=probe and cold_train)
+    why_not = why_not or (None if probe or not (cold_eval or cold_train) else "plan_probe=false")
+    unbuilt = None if heldout or not source.trains_branches else int(source.data_cfg.heldout_docs)
+    counts = suite_documents(eval_cfg, heldout=heldout, unbuilt=unbuilt)
+    cost = task_costs(eval_cfg, counts, parameters=size, heldout=heldout, past=past, machine=machine)
+    train_seconds, train_origin = 0.0, "prior"
+    for steps, saves, segments in training:
+        seconds, train_origin = study_seconds(steps=steps, saves=saves, segments=segments, parameters=size,
+                                              tokens_per_step=source.tokens_per_step, past=trained,
+                                              device=str(source.train_cfg.device), machine=machine)
+        train_seconds += seconds
     summary, eval_seconds, scored = len(lines), 0.0, 0
-    models: dict[tuple, str] = {}  # an unmerged checkpoint evaluated once: a second variant of it reuses the scores
-    for name, (variant, job) in variants.items():
-        if name in done:
-            lines.append(f"    done    {name:<44} {_describe(variant)}: reused, costs nothing")
+    for name, (variant, _) in variants.items():
+        todo = states[name]
+        if isinstance(todo, str):
+            lines.append(todo)
             continue
-        same = None if needs_merge(variant) else models.setdefault((variant.branch, tuple(variant.steps)), name)
-        if same not in (None, name):
-            lines.append(f"    cached  {name:<44} {_describe(variant)}: the model of {same}, scored once; ~0 s")
-            continue
-        cached = set(_cached_scores(variant, job, heldout))
-        todo = [t for t in eval_cfg.tasks if t not in cached]
-        seconds = sum(cost[t][1] for t in todo) + (LOAD_SECONDS if todo else 0.0)
+        seconds = sum(cost[t][0] for t in todo) + (
+            model_seconds(parameters=size, merged=len(variant.steps) if needs_merge(variant) else 1, machine=machine)
+            if todo else 0.0)
         eval_seconds += seconds
         scored += bool(todo)
-        state = "run " if todo else "cached"
+        cached = [t for t in eval_cfg.tasks if t not in todo]
         note = (f"scores of {', '.join(sorted(cached))} in the score cache; " if cached and todo
                 else "every score in the score cache; " if cached else "")
-        lines.append(f"    {state:<6}  {name:<44} {_describe(variant)}: {note}~{_minutes(seconds)}")
+        lines.append(f"    {'run ' if todo else 'cached':<6}  {name:<44} {_describe(variant)}: {note}~{_minutes(seconds)}")
     lines.insert(summary, f"  variants: {len(variants)} ({len(done)} already in {sweep_dir / 'jobs'}, "
                           f"{len(variants) - len(done) - scored} with every score cached, {scored} to evaluate)")
-    docs = sum(c[0] for c in cost.values())
-    measured = sum(c[2] == "measured" for c in cost.values())
-    lines.append(f"  eval suite {eval_cfg.name!r}: {len(eval_cfg.tasks)} task(s), {docs} documents per model "
-                 f"({', '.join(f'{t} {c[0]}' for t, c in cost.items())}); {size:,} parameters on {eval_cfg.device}")
-    eval_seconds += STARTUP_SECONDS if scored else 0.0
+    shown = ", ".join(f"{t} {'?' if c is None else c}" for t, c in counts.items())
+    lines.append(f"  eval suite {eval_cfg.name!r}: {len(eval_cfg.tasks)} task(s), {sum(c or 0 for c in counts.values())} "
+                 f"documents per model ({shown}); {size:,} parameters on {device}")
+    measured = sum(c[1] == "measured" for c in cost.values())
     lines.append(f"  time per document: {measured} of {len(cost)} task(s) from {len(past)} past evaluation(s) "
                  f"in {Path(first.paths.scores) / 'timings.jsonl'}, the rest from the prior (docs/config.md)"
                  + (f"; training: {train_origin}" if train_seconds else ""))
-    total = COMMAND_SECONDS + train_seconds + eval_seconds
-    lines.append(f"  estimated time: ~{_minutes(total)} (start and report ~{_minutes(COMMAND_SECONDS)}, "
-                 f"training ~{_minutes(train_seconds)}, evaluation of {scored} model(s) ~{_minutes(eval_seconds)})")
-    lines.append(staged_cost_line(jobs, [name for name in variants if name not in done]))
+    lines.append(f"  measured now: {describe(machine, why_not)}")
+    start, first_model = fixed_seconds(evaluates=bool(scored), trains=bool(training), machine=machine)
+    eval_seconds += first_model
+    lines.append(f"  estimated time: ~{_minutes(start + train_seconds + eval_seconds)} (start and report "
+                 f"~{_minutes(start)}, training ~{_minutes(train_seconds)}, evaluation of {scored} model(s) "
+                 f"~{_minutes(eval_seconds)})")
+    lines.append(_staged(jobs, eval_cfg, counts, heldout, unbuilt, [n for n in variants if n not in done]))
     lines.append("Nothing was written. Run the same command without plan=true to start.")
     return "\n".join(lines)
+
+
+def _training(jobs, branches: dict[int, set[str]], lines: list[str]) -> list[tuple[int, int, int]]:
+    """(steps, checkpoints saved, segments) per seed with branches to train; ``lines`` get each seed's cached
+    and missing branches."""
+    out = []
+    for seed, names in sorted(branches.items()):
+        source = next(j for j in jobs if int(j.cfg.seed) == seed).source
+        cached, missing = _study_state(source, sorted(names))
+        lines.append(f"  study seed {seed}: cached {', '.join(cached) or '-'}; to train: {', '.join(missing) or '-'}")
+        if missing:
+            train = source.train_cfg
+            stage1 = 0 if _study_state(source, ["stage1"])[0] else source.branch_start
+            saves = (stage1 // max(int(train.save_every), stage1 // 4, 1) if stage1 else 0) + len(missing) * (
+                -(-source.branch_steps // int(train.save_every)))
+            out.append((stage1 + source.branch_steps * len(missing), saves, len(missing) + bool(stage1)))
+    return out
+
+
+def _variant_states(variants: dict, done: set[str], eval_cfg, heldout: str | None) -> dict:
+    """Per variant: its plan line when it costs nothing (done, or the model of another variant), else the tasks to run."""
+    states: dict = {}
+    models: dict[tuple, str] = {}  # an unmerged checkpoint evaluated once: a second variant of it reuses the scores
+    for name, (variant, job) in variants.items():
+        if name in done:
+            states[name] = f"    done    {name:<44} {_describe(variant)}: reused, costs nothing"
+            continue
+        same = None if needs_merge(variant) else models.setdefault((variant.branch, tuple(variant.steps)), name)
+        if same not in (None, name):
+            states[name] = f"    cached  {name:<44} {_describe(variant)}: the model of {same}, scored once; ~0 s"
+            continue
+        cached = set(_cached_scores(variant, job, heldout))
+        states[name] = [t for t in eval_cfg.tasks if t not in cached]
+    return states
+
+
+def _staged(jobs, eval_cfg, counts: dict, heldout, unbuilt, todo: list[str]) -> str:
+    """The staged-evaluation line, from the same document counts as the time."""
+    has_file = jobs[0].source.trains_branches or bool(jobs[0].cfg.series.get("heldout"))  # no I/O: plan=true
+    heldout_screen = "wsm_heldout_bpb" in eval_cfg.tasks and has_file
+    screen = {} if heldout_screen else suite_documents(eval_cfg, heldout=heldout, unbuilt=unbuilt,
+                                                        limit=int(eval_cfg.get("screen_limit", 50)))
+    baselines = {b.name for job in jobs for b in job.plan.baselines} & set(todo)
+    candidates = [n for n in dict.fromkeys(job.plan.variant.name for job in jobs) if n in todo and n not in baselines]
+    return staged_cost_line(counts, screen, heldout_screen=heldout_screen, baselines=len(baselines),
+                            candidates=len(candidates), todo=len(todo))
 
 
 def estimated_eval_seconds(text: str) -> float:
@@ -120,20 +168,6 @@ def estimated_eval_seconds(text: str) -> float:
 
     value, unit = re.search(r"evaluation of \d+ model\(s\) ~([\d.]+) (s|min)", text).groups()
     return float(value) * (60 if unit == "min" else 1)
-
-
-def _task_cost(task: str, eval_cfg, size: int, heldout: str | None, past,
-               unbuilt: int | None) -> tuple[int, float, str]:
-    """(documents, seconds, 'measured' or 'prior') of one task for one model; ``unbuilt``: the held-out
-    articles the study will write (its file does not exist yet; each article is at least one document)."""
-    limits = dict(eval_cfg.limits or {})
-    limit = limits.get(task, eval_cfg.limit)
-    if unbuilt is not None and task.endswith("heldout_bpb"):
-        limit = unbuilt if limit is None else min(int(limit), unbuilt)
-    docs = documents(task, None if limit is None else int(limit), heldout)
-    docs = int(limit or 0) if docs is None else docs
-    seconds, origin = task_seconds(task, docs, size, str(eval_cfg.device), past, subtasks=len(subtasks(task)))
-    return docs, seconds, origin
 
 
 def model_parameters(source) -> int:
@@ -208,38 +242,6 @@ def _heldout_file(source) -> str | None:
     else:
         path = source.heldout()
     return str(path) if path and Path(path).is_file() else None
-
-
-def variant_done(sweep_dir: Path, name: str, suite: str) -> bool:
-    """True when the sweep folder has ``ok`` rows for the variant under this suite."""
-    from wsm_exp.sweep.record.results import all_ok, read_job
-
-    return all_ok(read_job(sweep_dir, name, suite))
-UNLIMITED_DOCS = 5000  # a task without a limit: counted as a full benchmark's size in the cost line
-
-
-def staged_cost_line(jobs: list[CheckedJob], todo: list[str]) -> str:
-    """Evaluation cost unstaged vs ``eval.staged=true`` in documents scored, for the variants still to run.
-
-    Staged: every merge variant's screen (held-out bpb, reused by the full suite, or each task at
-    ``eval.screen_limit``), the full suite for the baselines and for the variants the screen keeps:
-    at least the best one, at most all."""
-    suite = jobs[0].cfg.eval
-    def docs(limit_of) -> int:
-        return sum(min(int(limit_of(t) or UNLIMITED_DOCS), UNLIMITED_DOCS) for t in suite.tasks)
-    full = docs(lambda t: suite.limits.get(t, suite.limit))
-    has_file = jobs[0].source.trains_branches or bool(jobs[0].cfg.series.get("heldout"))  # no I/O: plan=true
-    heldout = "wsm_heldout_bpb" in suite.tasks and has_file
-    screen = (min(int(suite.limits.get("wsm_heldout_bpb", suite.limit) or UNLIMITED_DOCS), UNLIMITED_DOCS)
-              if heldout else docs(lambda t: suite.get("screen_limit", 50)))
-    baselines = {b.name for job in jobs for b in job.plan.baselines} & set(todo)
-    candidates = [n for n in dict.fromkeys(job.plan.variant.name for job in jobs) if n in todo and n not in baselines]
-    rest = full - screen if heldout else full  # a held-out screen is the full suite's own first task
-    low = len(candidates) * screen + len(baselines) * full + min(1, len(candidates)) * rest
-    high = len(candidates) * (screen + rest) + len(baselines) * full
-    return (f"  evaluation cost (documents scored): unstaged {len(todo) * full}; eval.staged=true "
-            f"{low}..{high} (screen {screen} per variant on {'held-out bpb' if heldout else 'every task'}, full "
-            f"{full} for {len(baselines)} baseline(s) and the variants the screen keeps, at least the best)")
 
 
 def _describe(variant) -> str:

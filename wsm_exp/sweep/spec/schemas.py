@@ -161,6 +161,7 @@ class RunConfig:
     sweep_name: str = "single"  # folder under paths.sweeps; every sweep file sets its own
     seed: int = 0  # training seed of the embedded series; sweep it with seed=0,1,2
     plan: bool = False  # true: print what the command would train, merge and evaluate, then stop
+    plan_probe: bool = True  # a plan without past timings of the model's size times it here; false off the run's machine
     merge_stage: bool = True  # before a sweep's jobs, every merge they need in one pass (each checkpoint read once)
     merge_stage_tasks: int = 0  # P ≥ 2: the stage in P parts by output shard (Slurm array or processes); 0 = one
     merge_shard_mib: float = 2048.0  # merged models' shard size (MiB): bounded memory, a few shards for 7B to split
