@@ -105,7 +105,7 @@ def test_isotonic_matches_brute_force_on_small_lists():
 
 
 # ---- the optimiser -------------------------------------------------------------------------------
-@pytest.mark.parametrize("monotone", [None, "increasing", "decreasing"])
+@pytest.mark.parametrize("monotone", [False, True])
 def test_projection_is_optimal_fuzz(monotone):
     """⟨y − P(y), z − P(y)⟩ ≤ 0 for every feasible z: the Euclidean projection onto a convex set."""
     rng = np.random.default_rng(0)
@@ -115,8 +115,7 @@ def test_projection_is_optimal_fuzz(monotone):
         p = project(y, monotone)
         assert p.min() >= 0 and p.sum() == pytest.approx(1.0)
         if monotone:
-            steps = np.diff(p) if monotone == "increasing" else -np.diff(p)
-            assert (steps >= -1e-12).all()
+            assert (np.diff(p) <= 1e-12).all()  # non-increasing, oldest first
         for _ in range(20):
             z = project(rng.normal(size=n) * 3, monotone)
             assert float(np.dot(y - p, z - p)) <= 1e-9
@@ -145,18 +144,33 @@ def test_fit_recovers_a_planted_optimum(method):
 
 
 def test_fit_recovers_an_optimum_on_a_face_and_respects_monotone():
-    optimum = [0.0, 0.2, 0.3, 0.5]  # on the simplex's boundary, and non-decreasing
-    for monotone in (None, "increasing"):
+    optimum = [0.5, 0.3, 0.2, 0.0]  # on the simplex's boundary, and non-increasing (a convex decay)
+    for monotone in (False, True):
         trace = fit_weights(planted(optimum, seed=1), 4, FitConfig(steps=300, lr=0.2, monotone=monotone))
         assert trace.weights == pytest.approx(optimum, abs=2e-3)
-    trace = fit_weights(planted(optimum, seed=1), 4, FitConfig(steps=100, lr=0.2, monotone="decreasing"))
+    rising = [0.0, 0.2, 0.3, 0.5]  # outside the monotone set: the fit stays in it, every evaluation
+    trace = fit_weights(planted(rising, seed=1), 4, FitConfig(steps=100, lr=0.2, monotone=True))
     assert all(a >= b - 1e-12 for a, b in zip(trace.weights, trace.weights[1:]))
     assert all(all(a >= b - 1e-12 for a, b in zip(h, h[1:])) for h in trace.history)
+    free = fit_weights(planted(rising, seed=1), 4, FitConfig(steps=300, lr=0.2))
+    assert free.loss < trace.loss  # the constraint binds: it costs loss where the optimum rises
+
+
+def test_monotone_means_a_convex_decay():
+    """Non-increasing weights are exactly the staircase decays whose drops never grow (Theorem 3.1)."""
+    for curve, inside in (("linear", True), ("1-sqrt", True), ("cosine", False), ("ema", False)):
+        w = merge_weights(curve, 8)
+        assert (project(np.array(w), monotone=True).tolist() == pytest.approx(w, abs=1e-12)) == inside, curve
+        drops = -np.diff([1.0, *implied_schedule(w).multipliers, 0.0])
+        assert drops == pytest.approx(w, abs=1e-12)  # each weight is one segment's drop of the decay
 
 
 def test_fit_settings_are_checked():
     with pytest.raises(WeightsError, match="monotone with method=mirror"):
-        FitConfig(method="mirror", monotone="increasing").check()
+        FitConfig(method="mirror", monotone=True).check()
+    for retired in ("increasing", "decreasing", None):  # the direction words of before: a clear refusal
+        with pytest.raises(WeightsError, match=r"monotone=.*true or false.*'decreasing' is this constraint"):
+            FitConfig(monotone=retired).check()
     with pytest.raises(WeightsError, match="fit_fraction=1.0"):
         FitConfig(fit_fraction=1.0).check()
     with pytest.raises(WeightsError, match="Unknown merge curve"):
@@ -239,7 +253,7 @@ def test_fit_on_a_real_series_lowers_the_fit_loss_and_records_provenance(series)
     assert p["test_loss_start"] > 0 and p["test_loss_end"] > 0
     again = fit_window(s.checkpoints, heldout, FitConfig(steps=3))
     assert again.weights == fitted.weights and again.key == fitted.key  # seeded and deterministic
-    other = fit_window(s.checkpoints, heldout, FitConfig(steps=1, monotone="decreasing"))
+    other = fit_window(s.checkpoints, heldout, FitConfig(steps=1, monotone=True))
     assert all(a >= b for a, b in zip(other.weights, other.weights[1:])) and other.key != fitted.key
 
 

@@ -72,7 +72,11 @@ def test_fitted_refusals_write_nothing(series, tmp_path):
                           (["--curve", "fitted", "--quantity", "2", "--heldout", tmp_path / "missing.jsonl"],
                            "missing.jsonl cannot be read"),
                           (["--curve", "fitted", "--quantity", "2", "--heldout", heldout, "--fit-monotone",
-                            "increasing", "--fit-method", "mirror"], "needs method=projected")):
+                            "--fit-method", "mirror"], "needs method=projected"),
+                          (["--curve", "fitted", "--quantity", "2", "--heldout", heldout, "--fit-monotone",
+                            "increasing"], "--fit-monotone takes no value (got 'increasing')"),
+                          (["--curve", "fitted", "--quantity", "2", "--heldout", heldout, "--fit-monotone=decreasing"],
+                           "'decreasing' is this constraint")):
         done = cli(run, *args, "--out", out)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert not out.exists()
