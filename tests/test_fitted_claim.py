@@ -94,9 +94,9 @@ def test_a_gain_at_the_margin_is_rarely_called_equivalent():
 
 @pytest.mark.slow
 def test_planted_effect_and_planted_loss_are_found_at_three_seeds():
-    """The fit 0.04 bpb better (worse) than every closed form, seed SD 0.005: reproduced (not reproduced)."""
-    assert rates(25, 1, gain=0.04, seed_sd=0.005)["reproduced"] >= 0.9
-    assert rates(25, 2, gain=-0.04, seed_sd=0.005)["not reproduced"] >= 0.9
+    """The fit 0.06 bpb better (worse) than every closed form, seed SD 0.005: reproduced (not reproduced)."""
+    assert rates(25, 1, gain=0.06, seed_sd=0.005)["reproduced"] >= 0.9
+    assert rates(25, 2, gain=-0.06, seed_sd=0.005)["not reproduced"] >= 0.9
 
 
 def test_row_names_the_best_closed_form_k_and_the_max_t_interval():
