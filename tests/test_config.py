@@ -107,6 +107,7 @@ def test_a_wrong_type_is_refused_by_name(hydra_ready, tmp_path, override, key):
     (["series.wsd={1-sqrt:/x}"], "series.path is unset"),
     (["series.path=/no/such/folder"], "series.path='/no/such/folder' is not a folder"),
     (["merge.curve=exponential"], "merge.curve"),
+    (["merge.curve=fitted", "merge.quantity=4"], "needs merge.fit.score_on=test"),
     (["+sweep=fitted", "merge.fit.monotone=decreasing"], "write merge.fit.monotone=true, or false"),
     (["+sweep=fitted", "merge.fit.monotone=increasing"], "'increasing' (newer never weighs less) is not offered"),
     (["merge_shard_mib=0"], "merge_shard_mib=0: a shard size must be a positive number"),

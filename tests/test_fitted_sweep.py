@@ -96,10 +96,3 @@ def test_rerun_with_new_rows_reuses_the_fit(fitted, root, cache):
     assert json.loads(row["weights"]) == pytest.approx(stored["weights"], abs=1e-9)
     summary = wandb_runs(again.sweep_dir)[row["variant"]]["summary"]
     assert summary["fit/test_loss_end"] == pytest.approx(stored["provenance"]["test_loss_end"])  # the reused fit's curve
-
-
-def test_fitted_needs_the_test_split_scoring(root, cache):
-    run = run_sweep(root, "merge.curve=fitted", "merge.quantity=4", name="fitted-refused", cache=cache)
-    assert run.returncode != 0
-    assert "merge.fit.score_on=test" in run.stdout + run.stderr
-    assert not (root / "fitted-refused" / "results.parquet").exists()
