@@ -14,8 +14,11 @@ from wsm_exp.merging.heldout_split import split_heldout
 
 pytestmark = pytest.mark.slow
 
+# the micro study, scored on the one task the fitted claim uses (the held-out test split): two jobs, four models
 FITTED = ["+sweep=fitted", "merge.duration=16", "merge.quantity=4", "merge.curve=fitted,mean",
-          "merge.fit.steps=2", "merge.fit.seq_len=64"]
+          "merge.fit.steps=2", "merge.fit.seq_len=64", "eval.tasks=[wsm_heldout_bpb]"]
+# the rerun asks for the fitted merge alone, without baselines: only its fit's reuse is in question
+AGAIN = [*FITTED[:3], "merge.curve=fitted", *FITTED[4:], "baselines.raw_last=false", "baselines.wsd_shapes=[]"]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,7 @@ def test_fitted_variant_is_a_normal_merge_with_its_fit(fitted, cache):
     assert row["model_hash"] != merges.loc["mean"]["model_hash"]
     stored = json.loads((fitted.sweep_dir / "fits" / f"{row['variant']}.json").read_text())
     assert stored["weights"] == pytest.approx(weights, abs=1e-9) and stored["provenance"]["key"] == fit["key"]
-    runs = wandb_runs(fitted.sweep_dir)
-    summary = runs[row["variant"]]["summary"]
+    summary = wandb_runs(fitted.sweep_dir, only=row["variant"])[row["variant"]]["summary"]
     assert summary["fit/evaluation"] == 2 and summary["fit/test_loss_end"] == pytest.approx(fit["test_loss_end"])
 
 
@@ -88,11 +90,11 @@ def test_report_has_the_fitted_section(fitted):
 def test_rerun_with_new_rows_reuses_the_fit(fitted, root, cache):
     _ok(fitted)
     fits = {p: p.stat().st_mtime_ns for p in _fits(cache)}
-    again = run_sweep(root, *FITTED, name="fitted-again", cache=cache)  # a new folder: every row computed again
+    again = run_sweep(root, *AGAIN, name="fitted-again", cache=cache)  # a new folder: every row computed again
     frame = _ok(again)
     assert {p: p.stat().st_mtime_ns for p in _fits(cache)} == fits  # no fit was written, none rewritten
     row = frame[frame["curve"] == "fitted"].iloc[0]
     stored = json.loads(next(iter(fits)).read_text())
     assert json.loads(row["weights"]) == pytest.approx(stored["weights"], abs=1e-9)
-    summary = wandb_runs(again.sweep_dir)[row["variant"]]["summary"]
+    summary = wandb_runs(again.sweep_dir, only=row["variant"])[row["variant"]]["summary"]
     assert summary["fit/test_loss_end"] == pytest.approx(stored["provenance"]["test_loss_end"])  # the reused fit's curve
