@@ -48,7 +48,7 @@ def test_fitted_variant_is_a_normal_merge_with_its_fit(fitted, cache):
     record = json.loads((cache / "merges" / row["model_hash"] / "merge.json").read_text())
     assert record["curve"] == "fitted" and record["weights"] == pytest.approx(weights, abs=1e-9)
     fit = record["fit"]
-    assert fit["key"] and fit["settings"]["steps"] == 2 and fit["evaluations"] == 3
+    assert fit["key"] and fit["settings"]["steps"] == 2 and fit["evaluations"] == len(fit["losses"]) <= 3
     assert fit["fit_loss_end"] <= fit["fit_loss_start"]
     assert set(fit["fit_documents"]).isdisjoint(fit["test_documents"])
     assert record["note"]["variant"] == row["variant"]  # the variant's provenance beside the fit's
@@ -56,7 +56,8 @@ def test_fitted_variant_is_a_normal_merge_with_its_fit(fitted, cache):
     stored = json.loads((fitted.sweep_dir / "fits" / f"{row['variant']}.json").read_text())
     assert stored["weights"] == pytest.approx(weights, abs=1e-9) and stored["provenance"]["key"] == fit["key"]
     summary = wandb_runs(fitted.sweep_dir, only=row["variant"])[row["variant"]]["summary"]
-    assert summary["fit/evaluation"] == 2 and summary["fit/test_loss_end"] == pytest.approx(fit["test_loss_end"])
+    assert summary["fit/evaluation"] == fit["evaluations"] - 1
+    assert summary["fit/test_loss_end"] == pytest.approx(fit["test_loss_end"])
 
 
 def test_every_variant_is_scored_on_the_test_split(fitted, cache):

@@ -78,7 +78,7 @@ def wandb_runs(sweep_dir: Path, only: str = "") -> dict[str, dict]:
     """Every offline W&B run of a sweep (or those whose folder names ``only``, e.g. a variant), read back with the
     wandb CLI (one process per run: seconds each): name -> inspect JSON."""
     runs = {}
-    for run_dir in sorted((sweep_dir / "wandb").glob(f"offline-run-*{only}*")):
+    for run_dir in sorted((sweep_dir / "wandb").glob(f"offline-run-*{only}*" if only else "offline-run-*")):
         out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary",
                               "--json", str(run_dir)], capture_output=True, text=True, check=True)
         record = json.loads(out.stdout)

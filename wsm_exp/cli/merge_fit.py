@@ -23,6 +23,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
                                      "seeded share of them (the fit split) and reports the loss on the rest")
     g.add_argument("--fit-steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
     g.add_argument("--fit-lr", type=float, default=d.lr, help=f"largest change of one weight per step (default {d.lr})")
+    g.add_argument("--fit-tol", type=float, default=d.tol,
+                   help=f"an accepted step gaining less loss (nats/token) ends the fit early (default {d.tol:g}; 0: "
+                        "every step)")
     g.add_argument("--fit-method", choices=["projected", "mirror"], default=d.method, help="projected or mirror descent")
     g.add_argument("--fit-monotone", action="store_true",
                    help="also keep the weights non-increasing, oldest to newest: a convex decay, like 1-sqrt "
@@ -72,7 +75,8 @@ def fitted_plan(window, args: argparse.Namespace):
     if not args.heldout:
         raise PlanError("--curve fitted needs --heldout FILE: a jsonl of {\"text\": ...} held-out documents to fit "
                         "the weights on (e.g. the study's heldout.jsonl).")
-    config = FitConfig(steps=args.fit_steps, lr=args.fit_lr, method=args.fit_method, monotone=args.fit_monotone,
+    config = FitConfig(steps=args.fit_steps, lr=args.fit_lr, tol=args.fit_tol, method=args.fit_method,
+                       monotone=args.fit_monotone,
                        init=args.fit_init, fit_fraction=args.fit_fraction, seed=args.fit_seed,
                        seq_len=args.fit_seq_len)
     fitted = fit_window(window.checkpoints, args.heldout, config, tokenizer=args.tokenizer, device=args.fit_device)

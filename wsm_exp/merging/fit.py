@@ -12,13 +12,14 @@ to the newest, see ``MONOTONE_MEANING``):
 ``d`` is the gradient centred (a constant shift does nothing on the simplex) and scaled to max-norm 1,
 so ``lr`` is the largest change of one weight (projected) or of its log (mirror) whatever the loss's
 scale. A step that does not lower the loss is refused and ``lr`` halved (the objective is evaluated
-at the candidate anyway), so the loss per accepted step never rises.
+at the candidate anyway), so the loss per accepted step never rises. An accepted step that lowers it by less
+than ``tol`` ends the fit early: the curve has flattened, and further steps would cost full evaluations.
 
 Example (a planted quadratic: minimum at (0.2, 0.3, 0.5)):
     >>> import numpy as np
     >>> target = np.array([0.2, 0.3, 0.5])
     >>> fit = fit_weights(lambda w: (float(((w - target) ** 2).sum()), 2 * (w - target)), 3,
-    ...                   FitConfig(steps=60, lr=0.2))
+    ...                   FitConfig(steps=60, lr=0.2, tol=0.0))
     >>> [round(x, 3) for x in fit.weights]
     [0.2, 0.3, 0.5]
 """
@@ -52,6 +53,7 @@ class FitConfig:
     lr: float = 0.1  # largest change of one weight in the first step (projected), or of its log (mirror)
     method: str = "projected"  # projected handles the monotone constraint; mirror keeps every weight > 0
     monotone: bool = False  # true: weights non-increasing, oldest first, i.e. a convex decay (MONOTONE_MEANING)
+    tol: float = 1e-4  # an accepted step gaining less (loss units: nats/token) ends the fit; 0 runs every step
     init: str = "linear"  # starting curve: the uniform mean, the paper's default merge
     fit_fraction: float = 0.5  # share of held-out documents the fit sees; the rest is the test split
     seed: int = 0  # seeds the fit/test split of the held-out documents
@@ -70,6 +72,8 @@ class FitConfig:
             problems.append("monotone with method=mirror (the monotone constraint needs method=projected)")
         if not isinstance(self.steps, int) or self.steps < 0:
             problems.append(f"steps={self.steps!r} (an integer ≥ 0)")
+        if not self.tol >= 0:
+            problems.append(f"tol={self.tol!r} (≥ 0: the smallest gain of an accepted step that continues the fit)")
         if not self.lr > 0:
             problems.append(f"lr={self.lr!r} (a positive step size, e.g. 0.1)")
         if not 0.0 < self.fit_fraction < 1.0:
@@ -125,11 +129,14 @@ def fit_weights(objective: Objective, quantity: int, config: FitConfig = FitConf
         trace.lrs.append(lr)
         trace.history.append(candidate.tolist())
         if accepted:
+            gain = loss - c_loss
             w, loss, grad = candidate, c_loss, c_grad
             trace.weights, trace.loss = w.tolist(), loss
         else:
             lr /= 2
         _report(on_step, trace)
+        if accepted and gain < config.tol:
+            break  # flat: the next steps would each cost an evaluation for less than tol
     return trace
 
 
@@ -149,7 +156,7 @@ def project(y: np.ndarray, monotone: bool = False) -> np.ndarray:
     >>> project(np.array([0.5, 0.5, 0.5])).round(4).tolist()
     [0.3333, 0.3333, 0.3333]
     >>> project(np.array([0.1, 0.6, 0.3]), monotone=True).round(4).tolist()
-    [0.3333, 0.3333, 0.3333]
+    [0.35, 0.35, 0.3]
     >>> project(np.array([1.0, -1.0, 0.2])).round(4).tolist()
     [0.9, 0.0, 0.1]
     """
