@@ -178,7 +178,8 @@ def section(frame: pd.DataFrame, out: Path, thresholds: Thresholds = Thresholds(
     weights = {f"fitted s{r['seed']}": r["weights"] for r in records}
     implied = implied_table(weights) if weights else pd.DataFrame()
     figure = [implied_figure(weights, out / "figures")] if weights else []
-    shown = table.reset_index().rename(columns={"seed": "seed"})
+    shown = table.reset_index()
+    shown["seed"] = shown["seed"].astype(int)  # seeds, not measurements: no decimals in the table
     lines = ["## Fitted merge weights (docs/beyond.md §5)", "", documents_line(records), "",
              "Held-out bits per byte on the test split, per seed:", "", shown.to_markdown(index=False, floatfmt=".4f"),
              "", claim[["claim", "best_closed_form", "candidates", "seeds", "difference", "ci_low", "ci_high", "sdd",
