@@ -2,29 +2,31 @@
 
 Claim: "fitted weights beat the best closed-form curve by more than the smallest detectable difference",
 on held-out bits per byte of the *test* split (``merge.fit.score_on=test``: every variant was scored on
-documents the fit never saw). The comparator is the closed-form curve (mean, 1-sqrt, cosine, WMA, …; plain
-merges of the fitted merge's window, natural order, no extrapolation) with the lowest mean bpb over the
-seeds both have. The difference ``d = bpb(best closed form) − bpb(fitted)`` (positive: fitted better) gets
-a two-sided 95% interval, Bonferroni-adjusted for the K closed-form candidates the comparator was picked
-from (the pick favours the comparator, so the adjustment only matters for the "not reproduced" side, and
-is kept for both):
+documents the fit never saw). The comparator is picked among the K closed-form curves (mean, 1-sqrt, cosine,
+WMA, …; plain merges of the fitted merge's window, natural order, no extrapolation): the one with the lowest
+bpb against the fitted merge over the seeds both have. ``d = bpb(best closed form) − bpb(fitted)`` (positive:
+fitted better) gets the project's interval (``analysis.evidence``: per-document differences clustered by
+source text, plus the spread of the per-seed differences at two or more seeds), corrected for the pick by
+max-t over the K candidates' joint differences (sharper than Bonferroni for correlated merges of one window).
+The pick favours the rival, so the correction is what keeps "not reproduced" honest and only makes
+"reproduced" conservative.
 
-- two or more seeds: the t-interval of the per-seed differences (covers training seeds and evaluation);
-- one seed with per-document values: the paired per-document interval (evaluation noise only);
-- otherwise no interval.
-
-The smallest detectable difference (SDD) is the project's (issue #24, ``stats.detectable`` on main): the
-smallest true ``d`` this run finds with 80% power, ``(critical + z_0.8) · se``, shown beside ``d``. The
-outcome follows the project's three-way rule on the interval: **reproduced** when it lies above 0 (the
-fitted merge significantly better), **not reproduced** when it lies below 0 (the best closed form
-significantly better) or below an equivalence ``margin`` when one is given, **inconclusive** otherwise
-(then ``d`` against the SDD says whether more seeds could settle it); **untested** without an interval.
+Outcomes (``RULE``): **reproduced** when the interval of d lies above 0; **not reproduced** when it lies below
+the equivalence margin m (``analysis.margin_bpb``): the best closed form significantly better, or the fit's gain
+surely smaller than m; **inconclusive** otherwise, so a null whose interval reaches past m is never "not
+reproduced". Without an interval (one seed, no per-document values) the outcome is "unconfirmed". The smallest
+detectable difference (SDD, ``stats.detectable``: (critical + z_power)·se) stands beside d, so "inconclusive"
+says whether more seeds could settle it.
 
 Example (three seeds, fitted better by about 0.01 bpb in each):
-    >>> rows = [dict(variant=f"{c}-s{s}", kind="wsm", curve=c, seed=s, steps="[1, 2]", task="wsm_heldout_bpb",
+    >>> from analysis.load import prepared
+    >>> from wsm_exp.sweep.spec.variants import merge_variant
+    >>> rows = [dict(**merge_variant(curve=c, steps=[1, 2], weights=[0.5 + 0.1 * s * (c == "fitted"), 0.5
+    ...                              - 0.1 * s * (c == "fitted")], interval=1, duration=2, seed=s).row_fields(
+    ...              tokens_per_step=1, branch_start=0, branch_steps=2), task="wsm_heldout_bpb", category="heldout",
     ...              metric="bits_per_byte", value=v + 0.003 * s, status="ok", model_hash=f"{c}{s}")
     ...         for s in range(3) for c, v in (("fitted", 2.20), ("mean", 2.21), ("1-sqrt", 2.22))]
-    >>> row = fitted_claim(pd.DataFrame(rows))
+    >>> row = fitted_claim(prepared(pd.DataFrame(rows)))
     >>> row["best_closed_form"], row["candidates"], row["outcome"]
     ('mean', 2, 'reproduced')
 """
@@ -36,17 +38,19 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
+from analysis.evidence import Evidence
 from analysis.implied_schedule import implied_figure, implied_table
-from analysis.stats import paired_difference, quantile
+from analysis.load import DESIGN, model_scores
+from analysis.rules import Thresholds
 
 CLAIM = "fitted weights beat the best closed-form curve by more than the smallest detectable difference"
-HELDOUT_TASK, BPB = "wsm_heldout_bpb", "bits_per_byte"
+RULE = ("reproduced when the 95% interval of d (max-t over the K closed forms) lies above 0; not reproduced when it "
+        "lies below the margin {margin} (a closed form significantly better, or the fit's gain surely below the "
+        "margin); else inconclusive")
+HELDOUT_TASK, BPB, METRIC = "wsm_heldout_bpb", "bits_per_byte", "heldout_bpb"
 FITTED = "fitted"
-POWER = 0.8  # the smallest detectable difference is found with this probability (the project's default)
 NOT_CLOSED_FORM = (FITTED, "explicit", "none")
 
 
@@ -62,77 +66,56 @@ def closed_form(rows: pd.DataFrame, steps: str) -> pd.DataFrame:
     plain &= ~rows["curve"].astype(str).str.contains("reverse|scramble|ex[+-]", regex=True)
     if "extrapolate" in rows:
         plain &= rows["extrapolate"].fillna(0.0) == 0.0
+    if "merge_order" in rows:
+        plain &= rows["merge_order"].fillna("natural") == "natural"
     return rows[plain]
 
 
 def fitted_claim(frame: pd.DataFrame, samples: Mapping[str, pd.DataFrame] | None = None,
-                 margin: float | None = None) -> dict:
-    """The claim's row: observed difference, interval, SDD, outcome, K, seeds, and what the interval covers.
+                 thresholds: Thresholds = Thresholds()) -> dict:
+    """The claim's row: d, its interval, the SDD, outcome and verdict, K, seeds, what the interval covers.
 
-    ``samples``: per-document values by model hash (columns doc_id, task, metric, value, weight), used for a
-    one-seed interval. ``margin``: an equivalence margin in bpb (``d``'s interval below it: not reproduced).
+    ``frame``: results rows as the report loads them (``analysis.load``). ``samples``: per-document values by
+    model hash (else read from each sweep folder's samples/), as everywhere in the report.
     """
-    rows = heldout(frame)
-    fitted = rows[(rows["kind"] == "wsm") & (rows["curve"] == FITTED)]
+    margin = thresholds.margin(METRIC)
     base = {"claim": CLAIM, "metric": "held-out bpb (test split)", "best_closed_form": "", "candidates": 0,
             "seeds": 0, "fitted_bpb": math.nan, "best_closed_form_bpb": math.nan, "difference": math.nan,
-            "ci_low": math.nan, "ci_high": math.nan, "sdd": math.nan, "covers": "", "outcome": "untested"}
+            "ci_low": math.nan, "ci_high": math.nan, "sdd": math.nan, "covers": "", "verdict": "not tested",
+            "outcome": "not tested", "rule": RULE.format(margin=margin)}
+    rows = heldout(frame)
+    fitted = rows[(rows["kind"] == "wsm") & (rows["curve"] == FITTED)]
     if fitted.empty:
         return {**base, "covers": "no fitted merge in these results"}
     steps = fitted["steps"].iloc[0]
-    fitted = fitted[fitted["steps"] == steps].set_index("seed")
     rivals = closed_form(rows, steps)
     if rivals.empty:
         return {**base, "covers": "no closed-form merge of the fitted merge's window"}
-    seeds = sorted(set(fitted.index) & set(rivals["seed"]))
-    means = rivals[rivals["seed"].isin(seeds)].groupby("curve")["value"].mean()
-    best, k = str(means.idxmin()), int(len(means))
-    rival = rivals[rivals["curve"] == best].set_index("seed")
-    seeds = sorted(set(seeds) & set(rival.index))
-    diffs = np.array([rival.loc[s, "value"] - fitted.loc[s, "value"] for s in seeds])
-    row = {**base, "best_closed_form": best, "candidates": k, "seeds": len(seeds),
-           "fitted_bpb": float(fitted.loc[seeds, "value"].mean()),
-           "best_closed_form_bpb": float(rival.loc[seeds, "value"].mean()), "difference": float(diffs.mean())}
-    if len(seeds) >= 2:
-        se, critical = float(diffs.std(ddof=1)) / math.sqrt(len(seeds)), quantile(len(seeds) - 1, k)
-        row["covers"] = f"training seeds + evaluation ({len(seeds)} seeds, t, Bonferroni K={k})"
+    variants = set(fitted.loc[fitted["steps"] == steps, "variant"]) | set(rivals["variant"])
+    scores = model_scores(frame[frame["variant"].isin(variants)])
+    scores.loc[scores["curve"] == FITTED, "weights_hash"] = FITTED  # one design: each seed fits its own weights
+    keys = [c for c in DESIGN if c in scores]
+    designs = scores.drop_duplicates(keys)
+    reference = designs[designs["curve"] == FITTED].iloc[0]
+    candidates = designs[designs["curve"] != FITTED]
+    evidence = Evidence(frame, scores, dict(samples) if samples is not None else None)
+    best, c = evidence.compare_best(candidates, reference, METRIC, power=thresholds.power)
+    if best is None:
+        return {**base, "covers": "no seed shared by the fitted merge and a closed form"}
+    fitted_seeds, rival_seeds = (evidence.models(design)[METRIC] for design in (reference, best))
+    shared = sorted(set(fitted_seeds.index) & set(rival_seeds.index))
+    if math.isnan(c.ci_low):
+        outcome = "unconfirmed"
+    elif c.ci_low > 0:
+        outcome = "reproduced"
+    elif c.ci_high < margin:
+        outcome = "not reproduced"
     else:
-        noise = _paired(samples, rival.loc[seeds[0], "model_hash"], fitted.loc[seeds[0], "model_hash"])
-        if noise is None:
-            return {**row, "covers": "none (1 seed, no per-document values)"}
-        effect, se, docs = noise
-        row["difference"] = effect
-        critical = quantile(docs - 1, k)
-        row["covers"] = f"evaluation noise only ({docs} test-split pieces, 1 seed, Bonferroni K={k})"
-    low, high = row["difference"] - critical * se, row["difference"] + critical * se
-    sdd = (critical + float(norm.ppf(POWER))) * se
-    return {**row, "ci_low": low, "ci_high": high, "sdd": sdd, "outcome": outcome(low, high, margin)}
-
-
-def outcome(low: float, high: float, margin: float | None = None) -> str:
-    """reproduced / not reproduced / inconclusive from the interval of ``d`` (positive: fitted better).
-
-    >>> outcome(0.001, 0.02), outcome(-0.02, -0.001), outcome(-0.01, 0.01), outcome(-0.001, 0.002, margin=0.005)
-    ('reproduced', 'not reproduced', 'inconclusive', 'not reproduced')
-    """
-    if low > 0:
-        return "reproduced"
-    if high < 0 or (margin is not None and high < margin):
-        return "not reproduced"
-    return "inconclusive"
-
-
-def _paired(samples: Mapping[str, pd.DataFrame] | None, a: str, b: str) -> tuple[float, float, int] | None:
-    """(effect, se, documents) of the paired per-document bpb difference a − b, byte-weighted; None if unknown."""
-    if not samples or a not in samples or b not in samples:
-        return None
-    da, db = (s[(s["task"] == HELDOUT_TASK) & (s["metric"] == BPB)] for s in (samples[a], samples[b]))
-    joined = da.merge(db, on="doc_id", suffixes=("_a", "_b"))
-    if len(joined) < 2:
-        return None
-    effect, se = paired_difference(joined["value_a"].to_numpy(), joined["value_b"].to_numpy(),
-                                   joined["weight_a"].to_numpy())
-    return float(effect), float(se), len(joined)
+        outcome = "inconclusive"
+    return {**base, "best_closed_form": str(best["curve"]), "candidates": c.candidates, "seeds": len(shared),
+            "fitted_bpb": float(fitted_seeds[shared].mean()), "best_closed_form_bpb": float(rival_seeds[shared].mean()),
+            "difference": c.mean, "ci_low": c.ci_low, "ci_high": c.ci_high, "sdd": c.detectable,
+            "covers": f"{c.noise}; max-t over K={c.candidates}", "verdict": c.phrase(outcome), "outcome": outcome}
 
 
 def seed_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -183,22 +166,25 @@ def documents_line(records: list[dict]) -> str:
             f"({len(p['test_documents'])}){'' if same else ' (the split differs between fits: check the settings)'}.")
 
 
-def section(frame: pd.DataFrame, out: Path) -> tuple[str, dict[str, pd.DataFrame], list[Path]]:
+def section(frame: pd.DataFrame, out: Path, thresholds: Thresholds = Thresholds()) \
+        -> tuple[str, dict[str, pd.DataFrame], list[Path]]:
     """The report's fitted-weights part: the claim, the per-seed table, the implied schedule (table and
     ``figures/implied_schedule.png``) and which documents each used; ("", {}, []) without a fitted merge."""
     table = seed_table(frame)
     if table.empty:
         return "", {}, []
-    claim = pd.DataFrame([fitted_claim(frame)])
+    claim = pd.DataFrame([fitted_claim(frame, thresholds=thresholds)])
     records = fit_records(frame)
     weights = {f"fitted s{r['seed']}": r["weights"] for r in records}
     implied = implied_table(weights) if weights else pd.DataFrame()
     figure = [implied_figure(weights, out / "figures")] if weights else []
-    shown = table.reset_index().rename(columns={"seed": "seed"})
+    shown = table.reset_index()
+    shown["seed"] = shown["seed"].astype(int)  # seeds, not measurements: no decimals in the table
     lines = ["## Fitted merge weights (docs/beyond.md §5)", "", documents_line(records), "",
              "Held-out bits per byte on the test split, per seed:", "", shown.to_markdown(index=False, floatfmt=".4f"),
              "", claim[["claim", "best_closed_form", "candidates", "seeds", "difference", "ci_low", "ci_high", "sdd",
-                        "covers", "outcome"]].to_markdown(index=False, floatfmt="+.4f"), "",
+                        "covers", "verdict"]].to_markdown(index=False, floatfmt="+.4f"), "",
+             f"d = bpb(best closed form) − bpb(fitted), positive when the fit wins; rule: {claim['rule'].iloc[0]}.", "",
              "Implied learning-rate multipliers of the fitted weights (Theorem 3.1 inverted):", "",
              implied.to_markdown(index=False, floatfmt=".4f") if not implied.empty else "(no fit records)", "",
              *[f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figure]]

@@ -112,7 +112,7 @@ def write_report(sweep_dirs: list[str | Path], out_dir: str | Path | None = None
         for name, table in extra.tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table
-        fitted_md, fitted_tables, fitted_figures = fitted_claim.section(part, out)  # curve=fitted (docs/beyond.md §5)
+        fitted_md, fitted_tables, fitted_figures = fitted_claim.section(part, out, thresholds)  # curve=fitted (docs/beyond.md §5)
         for name, table in fitted_tables.items():
             table.to_csv(out / "tables" / f"{name}{suffix}.csv", index=False)
             all_tables[f"{name}{suffix}"] = table

@@ -58,6 +58,12 @@ def test_every_sweep_composes_checks_and_plans_without_writing(hydra_ready, tmp_
     assert not any(tmp_path.iterdir()), "checking writes nothing"
 
 
+def test_fitted_monotone_is_a_switch(hydra_ready, tmp_path):
+    jobs = jobs_of(tmp_path, "+sweep=fitted", "merge.curve=fitted", "merge.fit.monotone=true")
+    assert jobs[0].plan.variant.name.startswith("wsm-fitted-fit")  # other settings: another variant
+    assert '"monotone": true' in jobs[0].plan.variant.fit
+
+
 def test_command_line_value_wins_over_the_sweep_file(hydra_ready, tmp_path):
     jobs = jobs_of(tmp_path, "+sweep=duration", "merge.duration=32,64", "seed=0,1")
     assert sorted((j.plan.variant.duration, j.cfg.seed) for j in jobs) == [(32, 0), (32, 1), (64, 0), (64, 1)]
@@ -101,6 +107,9 @@ def test_a_wrong_type_is_refused_by_name(hydra_ready, tmp_path, override, key):
     (["series.wsd={1-sqrt:/x}"], "series.path is unset"),
     (["series.path=/no/such/folder"], "series.path='/no/such/folder' is not a folder"),
     (["merge.curve=exponential"], "merge.curve"),
+    (["merge.curve=fitted", "merge.quantity=4"], "needs merge.fit.score_on=test"),
+    (["+sweep=fitted", "merge.fit.monotone=decreasing"], "write merge.fit.monotone=true, or false"),
+    (["+sweep=fitted", "merge.fit.monotone=increasing"], "'increasing' (newer never weighs less) is not offered"),
     (["merge_shard_mib=0"], "merge_shard_mib=0: a shard size must be a positive number"),
     (["+sweep=duration", "merge.duration=8,10", "merge.quantity=null", "merge.interval=4"], "merge.quantity"),
 ])

@@ -29,7 +29,7 @@ def test_nested_keys_are_built_and_named_in_full():
 @pytest.mark.parametrize("merge, tasks, has_heldout, match", [
     (MergeConfig(curve="fitted"), TASKS, True, r"needs merge\.fit\.score_on=test"),
     (_fitted(steps=-1), TASKS, True, r"merge\.fit: .*steps=-1"),
-    (_fitted(monotone="up"), TASKS, True, r"monotone='up'"),
+    (_fitted(monotone="increasing"), TASKS, True, r"merge\.fit: .*monotone='increasing' \(true or false"),
     (MergeConfig(curve="fitted", weights=[1, 2], fit=TEST), TASKS, True, r"merge\.weights cannot be set"),
     (MergeConfig(curve="fitted", extrapolate=0.5, order="reverse", fit=TEST), TASKS, True,
      r"merge\.extrapolate, merge\.order"),
@@ -44,6 +44,7 @@ def test_refusals_name_the_key(merge, tasks, has_heldout, match):
 
 def test_settings_only_for_a_fitted_curve():
     assert fitted_settings(MergeConfig(curve="mean", fit=TEST), True, TASKS) is None
+    assert fitted_settings(_fitted(monotone=True), True, TASKS)["monotone"] is True
     settings = fitted_settings(_fitted(steps=3, device="cuda"), True, TASKS)
     assert settings == fit_config(MergeFitConfig(steps=3)).settings() and "device" not in settings
 

@@ -12,7 +12,7 @@ import pytest
 from helpers.fitting import heldout_file, lm_series
 
 from wsm_exp.merging.fit import FitConfig, fit_weights, project
-from wsm_exp.merging.fit_lm import LmObjective, fit_or_reuse, fit_window, wandb_logger
+from wsm_exp.merging.fit_lm import LmObjective, batches, fit_or_reuse, fit_window, wandb_logger
 from wsm_exp.merging.heldout_split import HeldoutError, split_heldout
 from wsm_exp.merging.implied import implied_schedule, isotonic
 from wsm_exp.merging.series import load_series
@@ -105,7 +105,7 @@ def test_isotonic_matches_brute_force_on_small_lists():
 
 
 # ---- the optimiser -------------------------------------------------------------------------------
-@pytest.mark.parametrize("monotone", [None, "increasing", "decreasing"])
+@pytest.mark.parametrize("monotone", [False, True])
 def test_projection_is_optimal_fuzz(monotone):
     """⟨y − P(y), z − P(y)⟩ ≤ 0 for every feasible z: the Euclidean projection onto a convex set."""
     rng = np.random.default_rng(0)
@@ -115,8 +115,7 @@ def test_projection_is_optimal_fuzz(monotone):
         p = project(y, monotone)
         assert p.min() >= 0 and p.sum() == pytest.approx(1.0)
         if monotone:
-            steps = np.diff(p) if monotone == "increasing" else -np.diff(p)
-            assert (steps >= -1e-12).all()
+            assert (np.diff(p) <= 1e-12).all()  # non-increasing, oldest first
         for _ in range(20):
             z = project(rng.normal(size=n) * 3, monotone)
             assert float(np.dot(y - p, z - p)) <= 1e-9
@@ -138,25 +137,54 @@ def planted(optimum, dim=40, seed=0):
 @pytest.mark.parametrize("method", ["projected", "mirror"])
 def test_fit_recovers_a_planted_optimum(method):
     optimum = [0.1, 0.45, 0.05, 0.4]
-    trace = fit_weights(planted(optimum), 4, FitConfig(steps=300, lr=0.2, method=method))
+    trace = fit_weights(planted(optimum), 4, FitConfig(steps=300, lr=0.2, tol=0.0, method=method))
     assert trace.weights == pytest.approx(optimum, abs=2e-3)
     accepted = [loss for loss, ok in zip(trace.losses, trace.accepted) if ok]
     assert accepted == sorted(accepted, reverse=True)  # the loss of accepted steps never rises
 
 
 def test_fit_recovers_an_optimum_on_a_face_and_respects_monotone():
-    optimum = [0.0, 0.2, 0.3, 0.5]  # on the simplex's boundary, and non-decreasing
-    for monotone in (None, "increasing"):
-        trace = fit_weights(planted(optimum, seed=1), 4, FitConfig(steps=300, lr=0.2, monotone=monotone))
+    optimum = [0.5, 0.3, 0.2, 0.0]  # on the simplex's boundary, and non-increasing (a convex decay)
+    for monotone in (False, True):
+        trace = fit_weights(planted(optimum, seed=1), 4, FitConfig(steps=300, lr=0.2, tol=0.0, monotone=monotone))
         assert trace.weights == pytest.approx(optimum, abs=2e-3)
-    trace = fit_weights(planted(optimum, seed=1), 4, FitConfig(steps=100, lr=0.2, monotone="decreasing"))
+    rising = [0.0, 0.2, 0.3, 0.5]  # outside the monotone set: the fit stays in it, every evaluation
+    trace = fit_weights(planted(rising, seed=1), 4, FitConfig(steps=100, lr=0.2, tol=0.0, monotone=True))
     assert all(a >= b - 1e-12 for a, b in zip(trace.weights, trace.weights[1:]))
     assert all(all(a >= b - 1e-12 for a, b in zip(h, h[1:])) for h in trace.history)
+    free = fit_weights(planted(rising, seed=1), 4, FitConfig(steps=300, lr=0.2, tol=0.0))
+    assert free.loss < trace.loss  # the constraint binds: it costs loss where the optimum rises
+
+
+def test_monotone_means_a_convex_decay():
+    """Non-increasing weights are exactly the staircase decays whose drops never grow (Theorem 3.1)."""
+    for curve, inside in (("linear", True), ("1-sqrt", True), ("cosine", False), ("ema", False)):
+        w = merge_weights(curve, 8)
+        assert (project(np.array(w), monotone=True).tolist() == pytest.approx(w, abs=1e-12)) == inside, curve
+        drops = -np.diff([1.0, *implied_schedule(w).multipliers, 0.0])
+        assert drops == pytest.approx(w, abs=1e-12)  # each weight is one segment's drop of the decay
+
+
+def test_a_flat_curve_ends_the_fit_early():
+    """An accepted step gaining less than tol ends the fit; every earlier accepted step gained at least tol."""
+    objective = planted([0.1, 0.45, 0.05, 0.4])
+    full = fit_weights(objective, 4, FitConfig(steps=40, lr=0.2, tol=0.0))
+    short = fit_weights(objective, 4, FitConfig(steps=40, lr=0.2, tol=1e-2))
+    assert len(full.losses) == 41 and len(short.losses) < len(full.losses)
+    accepted = [loss for loss, ok in zip(short.losses, short.accepted) if ok]
+    gains = -np.diff(accepted)
+    assert gains[-1] < 1e-2 and (gains[:-1] >= 1e-2).all()
+    assert short.losses == full.losses[:len(short.losses)]  # the same path, cut where it flattened
+    with pytest.raises(WeightsError, match="tol=-1"):
+        FitConfig(tol=-1).check()
 
 
 def test_fit_settings_are_checked():
     with pytest.raises(WeightsError, match="monotone with method=mirror"):
-        FitConfig(method="mirror", monotone="increasing").check()
+        FitConfig(method="mirror", monotone=True).check()
+    for retired in ("increasing", "decreasing", None):  # the direction words of before: a clear refusal
+        with pytest.raises(WeightsError, match=r"monotone=.*true or false.*'decreasing' is this constraint"):
+            FitConfig(monotone=retired).check()
     with pytest.raises(WeightsError, match="fit_fraction=1.0"):
         FitConfig(fit_fraction=1.0).check()
     with pytest.raises(WeightsError, match="Unknown merge curve"):
@@ -222,13 +250,29 @@ def test_gradient_equals_finite_differences_on_a_real_llama(series, tied, tmp_pa
         fd = (objective.loss(w + eps * d) - objective.loss(w - eps * d)) / (2 * eps)
         assert fd == pytest.approx(float(grad @ d), rel=1e-4, abs=1e-6)
     assert np.abs(grad).min() > 1e-3  # a gradient that could be wrong (not all zero)
+    texts = split_heldout(heldout).fit_texts()
+    alone = LmObjective(s.checkpoints, texts, FitConfig(dtype="float64", batch_sequences=1))  # no padding at all
+    assert alone.loss(w) == pytest.approx(loss, rel=1e-9)  # batches sorted by length change only the rounding
+
+
+def test_batches_group_similar_lengths_and_keep_every_sequence():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        sequences = [[int(i)] * int(n) for i, n in enumerate(rng.integers(2, 257, int(rng.integers(1, 60))))]
+        size = int(rng.integers(1, 12))
+        grouped = batches(sequences, size)
+        assert sorted(map(tuple, (s for b in grouped for s in b))) == sorted(map(tuple, sequences))
+        assert all(len(b) == size for b in grouped[:-1])
+        padded = sum(len(b) * max(map(len, b)) for b in grouped)
+        given = sum(len(b) * max(map(len, b)) for b in (sequences[i:i + size] for i in range(0, len(sequences), size)))
+        assert padded <= given  # sorted contiguous groups pad least
 
 
 @pytest.mark.slow
 def test_fit_on_a_real_series_lowers_the_fit_loss_and_records_provenance(series):
     s, heldout = series
     logged = []
-    fitted = fit_window(s.checkpoints, heldout, FitConfig(steps=3), on_step=lambda i, r: logged.append((i, r)))
+    fitted = fit_window(s.checkpoints, heldout, FitConfig(steps=3, tol=0.0), on_step=lambda i, r: logged.append((i, r)))
     p = fitted.provenance
     assert sum(fitted.weights) == pytest.approx(1.0) and min(fitted.weights) >= 0
     assert p["fit_loss_end"] < p["fit_loss_start"] == p["losses"][0]
@@ -237,9 +281,9 @@ def test_fit_on_a_real_series_lowers_the_fit_loss_and_records_provenance(series)
     assert not set(p["fit_documents"]) & set(p["test_documents"])
     assert p["documents_used"] == len(p["fit_documents"]) == 6 and p["settings"]["steps"] == 3
     assert p["test_loss_start"] > 0 and p["test_loss_end"] > 0
-    again = fit_window(s.checkpoints, heldout, FitConfig(steps=3))
+    again = fit_window(s.checkpoints, heldout, FitConfig(steps=3, tol=0.0))
     assert again.weights == fitted.weights and again.key == fitted.key  # seeded and deterministic
-    other = fit_window(s.checkpoints, heldout, FitConfig(steps=1, monotone="decreasing"))
+    other = fit_window(s.checkpoints, heldout, FitConfig(steps=1, monotone=True))
     assert all(a >= b for a, b in zip(other.weights, other.weights[1:])) and other.key != fitted.key
 
 

@@ -11,6 +11,7 @@ from helpers.fitting import heldout_file, lm_series
 from helpers.merging import cli
 from safetensors.numpy import load_file
 
+from wsm_exp.cli.merge import main
 from wsm_exp.merging.plan import PlanError, build_plan
 from wsm_exp.merging.series import load_series, select_window
 
@@ -72,10 +73,20 @@ def test_fitted_refusals_write_nothing(series, tmp_path):
                           (["--curve", "fitted", "--quantity", "2", "--heldout", tmp_path / "missing.jsonl"],
                            "missing.jsonl cannot be read"),
                           (["--curve", "fitted", "--quantity", "2", "--heldout", heldout, "--fit-monotone",
-                            "increasing", "--fit-method", "mirror"], "needs method=projected")):
+                            "--fit-method", "mirror"], "needs method=projected")):
         done = cli(run, *args, "--out", out)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert not out.exists()
+
+
+@pytest.mark.parametrize("given, message", [(["--fit-monotone", "increasing"], "takes no value (got 'increasing')"),
+                                             (["--fit-monotone=decreasing"], "'decreasing' is this constraint")])
+def test_the_monotone_direction_words_are_refused_in_process(tmp_path, capsys, given, message):
+    """The switch took a direction before: the old words get the explanation, exit 2, nothing read or written."""
+    out = tmp_path / "never"
+    assert main([str(tmp_path / "no-series"), "--curve", "fitted", "--heldout", "h.jsonl", *given, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "non-increasing from the oldest checkpoint" in err and not out.exists()
 
 
 def test_plan_key_includes_the_fit(series):

@@ -74,10 +74,11 @@ def micro_study(root: Path, cache: Path) -> tuple[Path, Path]:
     return micro_branch(cache, "wsm"), EmbeddedSource.from_cfg(cfg).heldout()
 
 
-def wandb_runs(sweep_dir: Path) -> dict[str, dict]:
-    """Every offline W&B run of a sweep, read back with the wandb CLI: name -> inspect JSON."""
+def wandb_runs(sweep_dir: Path, only: str = "") -> dict[str, dict]:
+    """Every offline W&B run of a sweep (or those whose folder names ``only``, e.g. a variant), read back with the
+    wandb CLI (one process per run: seconds each): name -> inspect JSON."""
     runs = {}
-    for run_dir in sorted((sweep_dir / "wandb").glob("offline-run-*")):
+    for run_dir in sorted((sweep_dir / "wandb").glob(f"offline-run-*{only}*" if only else "offline-run-*")):
         out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary",
                               "--json", str(run_dir)], capture_output=True, text=True, check=True)
         record = json.loads(out.stdout)

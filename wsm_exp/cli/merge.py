@@ -32,8 +32,9 @@ EPILOG = """examples:
   # past the merge (ExPO): θ_merge + 0.5 (θ_merge − θ_newest); control: the 1-sqrt weights reversed
   wsm-merge ckpts/run --quantity 4 --extrapolate 0.5 --out merged/mean4-ex0.5
   wsm-merge ckpts/run --curve 1-sqrt --quantity 8 --order reverse --out merged/1sqrt-8-reverse
-  # weights fitted to minimise held-out loss on a fit split of heldout.jsonl (monotone: newer weighs more)
-  wsm-merge ckpts/run --curve fitted --quantity 4 --heldout heldout.jsonl --fit-monotone increasing --out merged/fit-4
+  # weights fitted to minimise held-out loss on a fit split of heldout.jsonl (monotone: older never weighs
+  # less, so the emulated decay is convex, like 1-sqrt)
+  wsm-merge ckpts/run --curve fitted --quantity 4 --heldout heldout.jsonl --fit-monotone --out merged/fit-4
 
 Weights follow the WSM paper (arXiv 2507.17634): w_i = f(i/N) for i = 1..N-1, then Theorem 3.1.
 The series folder holds children named step_<n>, step<n>, checkpoint-<n>, iter_<n> or
@@ -173,9 +174,14 @@ def in_cli_terms(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wsm_exp.cli.merge_fit import retired_monotone
     from wsm_exp.merging.plan import PlanError
     from wsm_exp.merging.series import validate_window
 
+    retired = retired_monotone(sys.argv[1:] if argv is None else argv)
+    if retired:
+        print(f"wsm-merge: error: {retired}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         if not args.dry_run and not args.out:

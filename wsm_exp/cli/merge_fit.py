@@ -23,9 +23,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
                                      "seeded share of them (the fit split) and reports the loss on the rest")
     g.add_argument("--fit-steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
     g.add_argument("--fit-lr", type=float, default=d.lr, help=f"largest change of one weight per step (default {d.lr})")
+    g.add_argument("--fit-tol", type=float, default=d.tol,
+                   help=f"an accepted step gaining less loss (nats/token) ends the fit early (default {d.tol:g}; 0: "
+                        "every step)")
     g.add_argument("--fit-method", choices=["projected", "mirror"], default=d.method, help="projected or mirror descent")
-    g.add_argument("--fit-monotone", choices=["increasing", "decreasing"],
-                   help="also keep the weights monotone, oldest to newest (projected descent only)")
+    g.add_argument("--fit-monotone", action="store_true",
+                   help="also keep the weights non-increasing, oldest to newest: a convex decay, like 1-sqrt "
+                        "(projected descent only)")
     g.add_argument("--fit-init", default=d.init, help=f"curve the fit starts from (default {d.init})")
     g.add_argument("--fit-fraction", type=float, default=d.fit_fraction,
                    help=f"share of the held-out documents in the fit split (default {d.fit_fraction})")
@@ -33,6 +37,25 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fit-seq-len", type=int, default=d.seq_len, help=f"tokens per sequence (default {d.seq_len})")
     g.add_argument("--fit-device", default="cpu", help="device the model runs on during the fit (e.g. cuda)")
     g.add_argument("--tokenizer", help="folder holding the tokenizer (default: the newest checkpoint's)")
+
+
+def retired_monotone(argv: list[str]) -> str | None:
+    """The error for ``--fit-monotone increasing|decreasing`` (a direction before, a switch now), else None.
+
+    >>> retired_monotone(["run", "--fit-monotone", "--out", "x"]) is None
+    True
+    >>> retired_monotone(["run", "--fit-monotone=decreasing"]).split(":")[0]
+    "--fit-monotone takes no value (got 'decreasing')"
+    """
+    from wsm_exp.merging.fit import MONOTONE_MEANING
+
+    for i, arg in enumerate(argv):
+        value = arg.partition("=")[2] if arg.startswith("--fit-monotone=") else \
+            argv[i + 1] if arg == "--fit-monotone" and i + 1 < len(argv) else None
+        if value in ("increasing", "decreasing", "true", "false"):
+            return (f"--fit-monotone takes no value (got {value!r}): it is a switch now; give --fit-monotone alone "
+                    f"for the constraint, or leave it out. {MONOTONE_MEANING}.")
+    return None
 
 
 def fitted_plan(window, args: argparse.Namespace):
@@ -52,7 +75,8 @@ def fitted_plan(window, args: argparse.Namespace):
     if not args.heldout:
         raise PlanError("--curve fitted needs --heldout FILE: a jsonl of {\"text\": ...} held-out documents to fit "
                         "the weights on (e.g. the study's heldout.jsonl).")
-    config = FitConfig(steps=args.fit_steps, lr=args.fit_lr, method=args.fit_method, monotone=args.fit_monotone,
+    config = FitConfig(steps=args.fit_steps, lr=args.fit_lr, tol=args.fit_tol, method=args.fit_method,
+                       monotone=args.fit_monotone,
                        init=args.fit_init, fit_fraction=args.fit_fraction, seed=args.fit_seed,
                        seq_len=args.fit_seq_len)
     fitted = fit_window(window.checkpoints, args.heldout, config, tokenizer=args.tokenizer, device=args.fit_device)

@@ -23,7 +23,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from wsm_exp.merging.fit import MONOTONE_MEANING
 from wsm_exp.sweep.spec.schemas import ConfigError, schemas
+
+VALUE_HELP = {  # keys whose values changed meaning: what to write now (the generic fix names only the type)
+    "merge.fit.monotone": f"It is a switch now: write merge.fit.monotone=true, or false (the default). {MONOTONE_MEANING}.",
+}
 
 
 def expand_jobs(params: Mapping[str, Any], task_overrides: Iterable[str]) -> list[list[str]]:
@@ -121,8 +126,9 @@ def explain(err: Exception) -> str:
                                                 if difflib.get_close_matches(name, allowed, n=1) else "")
                 + f". Allowed under {parent or 'the root'}: {', '.join(allowed)}. Fix the spelling of the override.")
     if full_key:
-        return (f"{full_key.group(1)}: {first}. Give a value of the key's type (docs/config.md lists every key "
-                "with its type and default).")
+        fix = VALUE_HELP.get(full_key.group(1), "Give a value of the key's type (docs/config.md lists every key "
+                                                "with its type and default).")
+        return f"{full_key.group(1)}: {first}. {fix}"
     return " ".join(line.strip() for line in str(err).splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line)
 
 

@@ -34,7 +34,8 @@ class MergeFitConfig:
     steps: int = 6  # a handful: each step costs one forward/backward plus two streaming passes over the window
     lr: float = 0.1  # largest change of one weight in the first step (projected), or of its log (mirror)
     method: str = "projected"  # projected handles the monotone constraint; mirror keeps every weight > 0
-    monotone: str | None = None  # increasing or decreasing (oldest to newest); null: any point of the simplex
+    monotone: bool = False  # true: weights non-increasing oldest→newest (a convex decay, like 1-sqrt); false: any simplex point
+    tol: float = 1e-4  # an accepted step gaining less than this (nats/token) ends the fit: the curve is flat; 0: every step
     init: str = "linear"  # starting curve: the uniform mean, the paper's default merge
     fit_fraction: float = 0.5  # share of held-out documents the fit sees; the rest is the test split
     seed: int = 0  # seeds the fit/test split (fixed across training seeds: every seed is judged on the same text)
