@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.null_study import null_bound
+from helpers.null_claims import null_bound
 
 from analysis import load_results, write_report
 from analysis.fitted_claim import fitted_claim, section, seed_table
@@ -94,9 +94,9 @@ def test_a_gain_at_the_margin_is_rarely_called_equivalent():
 
 @pytest.mark.slow
 def test_planted_effect_and_planted_loss_are_found_at_three_seeds():
-    """The fit 0.06 bpb better (worse) than every closed form, seed SD 0.005: reproduced (not reproduced)."""
-    assert rates(25, 1, gain=0.06, seed_sd=0.005)["reproduced"] >= 0.9
-    assert rates(25, 2, gain=-0.06, seed_sd=0.005)["not reproduced"] >= 0.9
+    """The fit 0.1 bpb better (worse) than every closed form, seed SD 0.005: reproduced (not reproduced)."""
+    assert rates(25, 1, gain=0.1, seed_sd=0.005)["reproduced"] >= 0.9
+    assert rates(25, 2, gain=-0.1, seed_sd=0.005)["not reproduced"] >= 0.9
 
 
 def test_row_names_the_best_closed_form_k_and_the_max_t_interval():
