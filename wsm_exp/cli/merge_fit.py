@@ -8,7 +8,6 @@ normal merge's, plus the fit (the key includes the split and the settings).
 from __future__ import annotations
 
 import argparse
-import sys
 
 FITTED = "fitted"
 
