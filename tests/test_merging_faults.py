@@ -250,6 +250,22 @@ def test_outputs_are_recorded_for_overwrite(series, tmp_path):
     assert "config.json" in output["side_files"]
 
 
+def completed_calls(trace: str) -> list[str]:
+    """The successful calls of an ``strace -f`` trace in the order they returned, a call that another thread
+    interrupted (``<unfinished ...>`` … ``<... fsync resumed>``) joined back into one line."""
+    pending, calls = {}, []
+    for line in trace.splitlines():
+        pid, call = line.split(None, 1)
+        if call.endswith("<unfinished ...>"):
+            pending[pid] = call[: -len("<unfinished ...>")].rstrip()
+            continue
+        if call.startswith("<... ") and pid in pending:
+            call = pending.pop(pid) + call.split(">", 1)[1]
+        if " = 0" in call:
+            calls.append(call)
+    return calls
+
+
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the real syscalls")
 def test_outputs_are_fsynced_before_the_rename_and_the_folder_after(series, tmp_path):
     """Traced syscalls of the real command: every output file and the temporary folder are fsynced before
@@ -259,7 +275,7 @@ def test_outputs_are_fsynced_before_the_rename_and_the_folder_after(series, tmp_
                            WSM_MERGE, series, "--quantity", "2", "--quiet", "--out", tmp_path / "m"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if " = 0" in line]
+    calls = completed_calls(trace.read_text())
     rename = next(i for i, c in enumerate(calls) if c.startswith("rename") and f'"{tmp_path / "m"}"' in c)
     tmp = calls[rename].split('"')[1]
     synced = {c.split("<", 1)[1].split(">", 1)[0] for c in calls[:rename] if c.startswith("fsync(")}
