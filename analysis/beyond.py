@@ -30,7 +30,7 @@ from analysis.evidence import Evidence
 from analysis.load import model_scores, prepared
 from analysis.probe import probe_gains, scale_fits
 from analysis.prose import markdown as _md
-from analysis.rules import Thresholds, best
+from analysis.rules import Thresholds
 from wsm_exp.study.branch_spec import Probe, parse_branch
 
 LOSS = "heldout_bpb"
@@ -129,12 +129,7 @@ def _extrapolation(models: pd.DataFrame, ev: Evidence | None, out: Path | None, 
     metric = _metric(family)
     table = _fold(family, ["extrapolate"]).sort_values("extrapolate")
     reference = _raw_and_decay(models)
-    found = claims.extrapolation(ev, family, metric, thresholds.power)
-    plain = claims.designs(family[family["extrapolate"] == 0])
-    past = claims.designs(family[family["extrapolate"] > 0])
-    intervals = {} if plain.empty or past.empty else {  # every α > 0 as the verdict compares its best (the bars)
-        candidate["extrapolate"]: c for candidate, c in ev.compare_all(past, plain.iloc[0], metric,
-                                                                       power=thresholds.power)}
+    found, intervals = claims.extrapolation(ev, family, metric, thresholds.power)  # intervals: every α's bar
     figures = beyond_figures.extrapolation(out, table, intervals, reference, metric)
     window = family.iloc[0]
     curve = window["curve"].split("-ex")[0]
@@ -251,16 +246,12 @@ def _long_decay(models: pd.DataFrame, ev: Evidence | None, out: Path | None, thr
              f"the advantage changes sign between S = {table['steps'].iloc[crossing - 1]} and "
              f"S = {table['steps'].iloc[crossing]} ({table['fraction'].iloc[crossing - 1]:.0%} → "
              f"{table['fraction'].iloc[crossing]:.0%} of training)")
-    point = points[int(longest["steps"].iloc[0])]
-    found = claims.long_decay(ev, point[point["kind"] == "wsm"], point[point["kind"] == "wsd"], LOSS,
-                              thresholds.power, f"at the longest decay (S = {int(longest['steps'].iloc[0])}, "
+    compared = {steps: claims.merge_against_decay(ev, point[point["kind"] == "wsm"], point[point["kind"] == "wsd"],
+                                                  LOSS, thresholds.power) for steps, point in points.items()}
+    found = claims.long_decay(compared[int(longest["steps"].iloc[0])], LOSS,
+                              f"at the longest decay (S = {int(longest['steps'].iloc[0])}, "
                               f"{longest['fraction'].iloc[0]:.0%} of training); {where}")
-    intervals = {}  # the best merge − the decay at every length, as the verdict compares the longest (the bars)
-    for steps, point in points.items():
-        decay = best(claims.designs(point[point["kind"] == "wsd"]), LOSS)
-        merges = claims.designs(point[point["kind"] == "wsm"])
-        if decay is not None and not merges.empty:
-            intervals[steps] = ev.compare_best(merges, decay, LOSS, power=thresholds.power)[1]
+    intervals = {steps: c for steps, (_, chosen, c) in compared.items() if chosen is not None}  # the bars
     figures = beyond_figures.long_decay(out, table, intervals)
     text = (f"### Long decays\n\nBranch (= decay) length S after stage 1; the merge of the equally long constant-LR "
             f"branch against the decay; advantage = decay − merge (bpb; positive: the merge is better).\n\n"

@@ -52,17 +52,20 @@ def designs(models: pd.DataFrame) -> pd.DataFrame:
     return models.drop_duplicates([c for c in DESIGN if c in models])
 
 
-def extrapolation(ev: Evidence, family: pd.DataFrame, metric: str, power: float) -> dict:
-    """The best α > 0 of one window against α = 0, the pick corrected by max-t over every α > 0."""
+def extrapolation(ev: Evidence, family: pd.DataFrame, metric: str, power: float) -> tuple[dict, dict]:
+    """The best α > 0 of one window against α = 0, the pick corrected by max-t over every α > 0; and every
+    α > 0's comparison under that same correction (α -> Comparison: the figure's bars)."""
     plain, past = designs(family[family["extrapolate"] == 0]), designs(family[family["extrapolate"] > 0])
     if plain.empty or past.empty:
-        return row("extrapolate", evidence="needs α = 0 and some α > 0 on the same window")
-    chosen, c = ev.compare_best(past, plain.iloc[0], metric, power=power)
-    if chosen is None:
-        return row("extrapolate", evidence="no α > 0 shares a seed with α = 0")
-    return row("extrapolate", c, f"best α > 0 = {chosen['extrapolate']:g} of {len(past)} α > 0 ({metric} "
-               f"{chosen[metric]:.4f} vs α = 0 {plain.iloc[0][metric]:.4f}; the pick corrected by max-t, "
-               f"K = {c.candidates})", metric=metric)
+        return row("extrapolate", evidence="needs α = 0 and some α > 0 on the same window"), {}
+    compared = ev.compare_all(past, plain.iloc[0], metric, power=power)
+    if not compared:
+        return row("extrapolate", evidence="no α > 0 shares a seed with α = 0"), {}
+    chosen, c = max(compared, key=lambda pair: pair[1].advantage)  # the best in the claimed direction
+    found = row("extrapolate", c, f"best α > 0 = {chosen['extrapolate']:g} of {len(past)} α > 0 ({metric} "
+                f"{chosen[metric]:.4f} vs α = 0 {plain.iloc[0][metric]:.4f}; the pick corrected by max-t, "
+                f"K = {c.candidates})", metric=metric)
+    return found, {candidate["extrapolate"]: comparison for candidate, comparison in compared}
 
 
 def controls(ev: Evidence, pairs: list[tuple[str, pd.Series, pd.Series]], metric: str, power: float) -> dict:
@@ -77,14 +80,23 @@ def controls(ev: Evidence, pairs: list[tuple[str, pd.Series, pd.Series]], metric
                metric, ALL_PARTS_RULE)
 
 
-def long_decay(ev: Evidence, merges: pd.DataFrame, decays: pd.DataFrame, metric: str, power: float,
-               where: str) -> dict:
-    """The best merge of the longest probe branch against its decay (the best decay: no correction, it works
-    against the claim), the merge pick corrected by max-t over the branch's merges."""
+def merge_against_decay(ev: Evidence, merges: pd.DataFrame, decays: pd.DataFrame, metric: str, power: float) \
+        -> tuple[pd.Series | None, pd.Series | None, Comparison | None]:
+    """(the best decay, the best merge, merge − decay) at one branch length: the best decay needs no
+    correction (it works against the claim), the merge pick is corrected by max-t over the merges.
+    (None, None, None) without a merge or a decay; a merge of None when none shares a seed with the decay."""
     decay = best(designs(decays), metric)
     if decay is None or merges.empty:
-        return row("long_decay", evidence="needs a merge and a decay at the longest branch length")
+        return None, None, None
     chosen, c = ev.compare_best(designs(merges), decay, metric, power=power)
+    return decay, chosen, c
+
+
+def long_decay(found: tuple, metric: str, where: str) -> dict:
+    """The claim at the longest probe branch from its ``merge_against_decay``."""
+    decay, chosen, c = found
+    if decay is None:
+        return row("long_decay", evidence="needs a merge and a decay at the longest branch length")
     if chosen is None:
         return row("long_decay", evidence="no merge shares a seed with the decay")
     return row("long_decay", c, f"best of {c.candidates} merges (corrected by max-t) {chosen[metric]:.4f} vs the "

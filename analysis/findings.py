@@ -109,8 +109,8 @@ def _wsm_beats_wsd(ev: Evidence, wsm, wsd, primary: str, t: Thresholds) -> list[
     other = _other(primary)
     other_c = ev.compare(best_wsm, best_wsd, other, power=t.power)
     beside = f"{other}: {_chance(ev, other)}" if _chance(ev, other) else say(other_c, other)
-    evidence = (f"best merge {label(best_wsm)} among {len(pool)} merges (N ≥ 2; the pick is corrected) vs best "
-                f"decay {label(best_wsd)} among {len(wsd)} decays (picking the best decay works against the "
+    evidence = (f"best merge: {label(best_wsm)}, among {len(pool)} merges (N ≥ 2; the pick is corrected), vs best "
+                f"decay: {label(best_wsd)}, among {len(wsd)} decays (picking the best decay works against the "
                 f"claim: no correction); beside it, {beside}")
     rows = [_row(WSM_BEATS_WSD, c, evidence, outcome=_chance(ev, primary), metric=primary)]
     # higher loss (merge − decay > 0) and better score (> 0): both parts needed

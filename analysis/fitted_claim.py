@@ -179,9 +179,10 @@ def section(frame: pd.DataFrame, out: Path, thresholds: Thresholds = Thresholds(
     implied = implied_table(weights) if weights else pd.DataFrame()
     figure = [implied_figure(weights, out / "figures")] if weights else []
     shown = table.reset_index()
-    shown["seed"] = shown["seed"].astype(int)  # seeds, not measurements: no decimals in the table
+    shown["seed"] = shown["seed"].astype(int)
+    markdown = shown.astype({"seed": str}).to_markdown(index=False, floatfmt=".4f")  # a float frame would print seed 0.0000
     lines = ["## Fitted merge weights (docs/beyond.md §5)", "", documents_line(records), "",
-             "Held-out bits per byte on the test split, per seed:", "", shown.to_markdown(index=False, floatfmt=".4f"),
+             "Held-out bits per byte on the test split, per seed:", "", markdown,
              "", claim[["claim", "best_closed_form", "candidates", "seeds", "difference", "ci_low", "ci_high", "sdd",
                         "covers", "verdict"]].to_markdown(index=False, floatfmt="+.4f"), "",
              f"d = bpb(best closed form) − bpb(fitted), positive when the fit wins; rule: {claim['rule'].iloc[0]}.", "",

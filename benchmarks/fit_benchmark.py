@@ -1,8 +1,10 @@
 """Cost of fitted merge weights: ``wsm-merge --curve fitted`` vs one ``wsm-merge`` of the same window.
 
     .venv/bin/python benchmarks/fit_benchmark.py [--model small|smollm2] [--quantities 4,8] [--docs 40]
+    .venv/bin/python benchmarks/fit_benchmark.py --series ~/.cache/wsm_exp/smollm2-testbed --quantities 4,8
 
-Builds a random-initialised Llama series (``small``: the study's 11M model, h384 × 6 layers, vocab 4096;
+With ``--series``, an existing checkpoint series (e.g. the SmolLM2 test bed of benchmarks/smollm2_testbed.py,
+real pretrained weights and tokenizer) is merged as it is. Otherwise the script builds a random-initialised Llama series (``small``: the study's 11M model, h384 × 6 layers, vocab 4096;
 ``smollm2``: SmolLM2-135M's shape, h576 × 30 layers, vocab 49152, tied) of ``max(quantities)`` fp32
 checkpoints that differ by seeded noise, with a BPE tokenizer trained on the held-out text: ``--docs``
 paragraphs of this repository's docs/*.md (real English; half fit, half test). Then, per N, one
@@ -79,12 +81,21 @@ def main() -> None:
     parser.add_argument("--quantities", default="4,8")
     parser.add_argument("--docs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=6, help="fit steps (the default of FitConfig)")
+    parser.add_argument("--series", type=Path, help="an existing series to merge instead of a random one")
     args = parser.parse_args()
     quantities = [int(q) for q in args.quantities.split(",")]
     with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
         work = Path(tmp)
-        series, heldout, params = build(work, args.model, max(quantities), heldout_docs(args.docs))
-        print(f"{args.model}: {params / 1e6:.1f}M parameters, fp32, {args.docs} held-out documents\n")
+        if args.series:
+            series, heldout = args.series.expanduser(), work / "heldout.jsonl"
+            heldout.write_text("".join(json.dumps({"text": d}) + "\n" for d in heldout_docs(args.docs)))
+            newest = sorted(series.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+            params = LlamaForCausalLM.from_pretrained(newest).num_parameters()
+            name = f"{series} (newest {newest.name})"
+        else:
+            series, heldout, params = build(work, args.model, max(quantities), heldout_docs(args.docs))
+            name = args.model
+        print(f"{name}: {params / 1e6:.1f}M parameters, {args.docs} held-out documents\n")
         print("| N | one merge s (CPU s) | merge MiB | fitted merge s (CPU s) | of which fit s | fitted MiB | "
               "time ratio (CPU) | memory ratio | evaluations | fit tokens | fit loss start → end | "
               "test loss start → end |")

@@ -9,8 +9,8 @@ console's ``computed … (x s)``), their ratios, and the 1-minute load average b
     PYTHONPATH=.:tests .venv/bin/python benchmarks/plan_vs_run.py --root /tmp/pvr          # the micro study
     PYTHONPATH=.:tests .venv/bin/python benchmarks/plan_vs_run.py --root /tmp/pvr --tiny   # the tiny study
 
-The sweeps: S1 the quantity sweep (N = 1, 2 at Δ = 4; trains the study), S2 the duration sweep
-(N = 2, D = 8, 16, 32), S3 the study's WSM branch as a user series on ``eval=benchmarks`` (ARC-Easy, PIQA
+The sweeps (Δ the study's save spacing: 4 steps micro, 8 tiny): S1 the quantity sweep (N = 1, 2 at Δ;
+trains the study), S2 the duration sweep (N = 2, D = 2Δ, 4Δ, 8Δ), S3 the study's WSM branch as a user series on ``eval=benchmarks`` (ARC-Easy, PIQA
 and MMLU at ``eval.limit=2``: 57 subjects; N = 2, 4). Warm: S2 after S1 in S1's cache, S3 with N = 3, 6
 after N = 2, 4, S1 with ``seed=1`` (a new study seed to train) after S2 in S2's cache.
 """
@@ -27,10 +27,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS = {
-    "S1": ["+sweep=quantity", "merge.interval=4", "merge.quantity=1,2"],
-    "S2": ["+sweep=duration", "merge.quantity=2", "merge.duration=8,16,32"],
-}
+def sweeps(spacing: int) -> dict[str, list[str]]:
+    """S1 and S2 on a study that saves every ``spacing`` steps (the micro study 4, the tiny one 8)."""
+    return {"S1": ["+sweep=quantity", f"merge.interval={spacing}", "merge.quantity=1,2"],
+            "S2": ["+sweep=duration", "merge.quantity=2", f"merge.duration={2 * spacing},{4 * spacing},{8 * spacing}"]}
+
+
 BENCHMARKS = ["eval=benchmarks", "eval.limit=2", "eval.limits={}", "eval.tasks=[wsm_arc_easy,wsm_piqa,wsm_mmlu]"]
 
 
@@ -79,25 +81,26 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the embedded tiny study (default: the micro one)")
     args = parser.parse_args()
     if args.tiny:
-        preset = []
+        preset, spacing = [], 8
     else:
         from helpers.sweep import MICRO
 
-        preset = list(MICRO)
+        preset, spacing = list(MICRO), 4
+    runs = sweeps(spacing)
     print("| sweep | plan from | plan s: total / training / evaluation | run s: wall / training / evaluation "
           "| ratio plan / run | load |\n|---|---|---|---|---|---|")
     cold = {key: args.root / f"cold-{key}" / "cache" for key in ("S1", "S2", "S3")}
     for key in ("S1", "S2"):
-        print(measure(f"{key} cold", cold[key], key, SWEEPS[key], preset), flush=True)
+        print(measure(f"{key} cold", cold[key], key, runs[key], preset), flush=True)
     series = next((cold["S1"] / "studies").glob("*-s0")) / "wsm"
     heldout = next((cold["S1"] / "studies").rglob("heldout.jsonl"))
     own = [f"series.path={series}", f"series.heldout={heldout}", "baselines.wsd_shapes=[]", "+sweep=quantity",
-           "merge.interval=4", *BENCHMARKS]
+           f"merge.interval={spacing}", *BENCHMARKS]
     print(measure("S3 cold", cold["S3"], "S3", [*own, "merge.quantity=2,4"], preset), flush=True)
-    print(measure("S2 warm (after S1)", cold["S1"], "S2", SWEEPS["S2"], preset), flush=True)
+    print(measure("S2 warm (after S1)", cold["S1"], "S2", runs["S2"], preset), flush=True)
     print(measure("S3 warm (N = 3, 6 after N = 2, 4)", cold["S3"], "S3w", [*own, "merge.quantity=3,6"], preset),
           flush=True)
-    print(measure("S1 warm (seed 1, after S2)", cold["S2"], "S1", [*SWEEPS["S1"], "seed=1"], preset), flush=True)
+    print(measure("S1 warm (seed 1, after S2)", cold["S2"], "S1", [*runs["S1"], "seed=1"], preset), flush=True)
 
 
 if __name__ == "__main__":

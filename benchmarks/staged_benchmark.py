@@ -12,7 +12,7 @@ folder with its own empty merge and score caches (nothing one arm computed is re
   loading excluded, the same count both ways); tokens do not depend on the machine's load, seconds
   do; wall seconds cover everything (merges too). ``eval.primary`` is held-out bpb by default: at
   CPU-affordable limits the test bed's downstream accuracies cannot tell merges apart (a standard
-  error of ~0.08 at 30 questions against gaps of a few points), so verdicts on them read "at chance"
+  error of ~0.05 at 100 questions against gaps of a few points), so verdicts on them read "at chance"
   unstaged and "not tested" staged (the merges they compare were screened out); ``--primary overall``
   shows that.
 - ``keep-true`` and ``keep-false``: the same grid with evaluation cut to held-out bits per byte on
@@ -241,7 +241,8 @@ def main() -> None:
     parser.add_argument("--quantity", default="2,4,6,10", help="N values (D = N·Δ)")
     parser.add_argument("--curve", default="mean,1-sqrt,ema")
     parser.add_argument("--tasks", default="wsm_arc_easy,wsm_piqa", help="the full suite's tasks besides held-out bpb")
-    parser.add_argument("--limit", type=int, default=30, help="documents per task of the full suite")
+    parser.add_argument("--limit", type=int, default=100,
+                        help="documents per task of the full suite (the screen's cost does not grow with it)")
     parser.add_argument("--heldout-docs", type=int, default=16, help="held-out documents (the screen)")
     parser.add_argument("--primary", default="heldout_bpb", choices=["heldout_bpb", "overall"],
                         help="eval.primary, what the verdicts judge (see the module docstring)")

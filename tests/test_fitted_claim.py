@@ -166,6 +166,8 @@ def test_the_report_judges_a_planted_effect(tmp_path, gain, outcome):
     text = report.path.read_text()
     assert "## Fitted merge weights" in text and "max-t over K=4" in text and "rule: reproduced when" in text
     assert "test documents [1, 3]" in text and "fit used documents [0, 2]" in text
+    per_seed = text.split("per seed:")[1].split("\n\n")[1].splitlines()
+    assert [line.split("|")[1].strip() for line in per_seed[2:]] == ["0", "1", "2"]  # seeds, not 0.0000
     assert (folder / "figures" / "implied_schedule.png").stat().st_size > 0
     implied = pd.read_csv(folder / "tables" / "implied_schedule.csv")
     assert sorted(implied["name"].unique()) == ["fitted s0", "fitted s1", "fitted s2"]

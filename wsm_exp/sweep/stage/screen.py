@@ -29,25 +29,18 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import NamedTuple
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from analysis.selection import detectable
+from analysis.stats import cluster_influence
 from wsm_exp.atomic import write_json_atomic
 from wsm_exp.sweep.planning.screen_record import RECORD
 
 log = logging.getLogger(__name__)
 
 ACCURACY = ("acc_norm", "acc", "exact_match")  # a task's screen metric: the first of these it reports
-
-def detectable(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Smallest true difference a two-sided test at ``alpha`` finds with ``power`` given a difference's
-    standard error ``se``: (z_{1−α/2} + z_power)·se (the rule of analysis.stats.detectable).
-
-    >>> round(detectable(0.01), 4)
-    0.028
-    """
-    normal = NormalDist()
-    return (normal.inv_cdf(1 - alpha / 2) + normal.inv_cdf(power)) * se
-
+Z_95 = NormalDist().inv_cdf(0.975)  # the screen's gap is one pre-set pair (no selection): a two-sided z test at 5%
 
 class Decision(NamedTuple):
     """One variant's stage, the reason in words, and the smallest detectable difference its gap was held to."""
@@ -87,7 +80,8 @@ def select(screens: dict[str, tuple[float, float]], *, higher_is_better: bool, p
         gap = abs(value - best) if math.isfinite(value) else math.inf
         paired = paired_se(documents.get(name, {}), documents.get(best_name, {}))
         how = "paired over the documents" if math.isfinite(paired) else "unpaired"
-        threshold = detectable(paired if math.isfinite(paired) else math.sqrt(se**2 + best_se**2), power=power)
+        se_gap = paired if math.isfinite(paired) else math.sqrt(se**2 + best_se**2)
+        threshold = detectable(se_gap, Z_95, power=power)
         if not math.isfinite(threshold) or gap <= threshold:
             out[name] = Decision("full", f"screen {value:.4f} within {threshold:.4f} (smallest detectable difference, "
                                          f"{how}) of the best {best:.4f}", threshold)
@@ -113,19 +107,14 @@ def paired_se(a: dict[str, tuple[float, float, str]], b: dict[str, tuple[float, 
 
 
 def weighted_se(values, weights, clusters) -> float:
-    """Standard error of the weighted mean Σ v·w / Σ w (ratio estimator, clustered: pieces of one source text
-    move together; the estimator of analysis.stats.cluster_influence). NaN with fewer than two clusters.
+    """Standard error of the weighted mean Σ v·w / Σ w, clustered (pieces of one source text move together):
+    the report's estimator, ``analysis.stats.cluster_influence``. NaN with fewer than two clusters.
 
     >>> round(weighted_se([1.0, 1.0, 0.0, 1.0], [1, 1, 1, 1], ["a", "b", "c", "d"]), 4)
     0.25
     """
-    total = sum(weights)
-    mean = sum(v * w for v, w in zip(values, weights)) / total
-    sums: dict[str, float] = {}
-    for v, w, c in zip(values, weights, clusters):
-        sums[c] = sums.get(c, 0.0) + (v - mean) * w / total
-    groups = len(sums)
-    return math.sqrt(groups / (groups - 1) * sum(x * x for x in sums.values())) if groups > 1 else math.nan
+    _, influence = cluster_influence(values, weights, clusters)
+    return float(np.sqrt((influence ** 2).sum()))
 
 
 def screen_value(scores, samples=None) -> tuple[float, float, bool]:
@@ -235,7 +224,8 @@ def run_screen(config: DictConfig, config_name: str | None = None) -> dict[str, 
         documents[variant.name] = screen_documents(evaluation.scores, evaluation.samples)
         log.info("screened %s: %.4f ± %.4f", variant.name, value, se)
     screens = {n: v for n, v in screens.items() if n not in baselines}
-    picked = select(screens, higher_is_better=higher, documents=documents)
+    power = float(OmegaConf.select(config, "analysis.power", default=0.8))  # the report's power, where it states SDDs
+    picked = select(screens, higher_is_better=higher, documents=documents, power=power)
     sweep_dir = Path(config.paths.sweep_dir)
     write_json_atomic(sweep_dir / RECORD, {"higher_is_better": higher,
                                            "seconds": round(time.perf_counter() - started, 2), "variants": {
@@ -258,5 +248,5 @@ def log_screen(config: DictConfig, config_name: str | None = None) -> None:
     log.info("screen: %d of %d variants get the full suite", full, len(picked))
 
 
-__all__ = ["Decision", "detectable", "log_screen", "paired_se", "run_screen", "screen_documents", "screen_value",
+__all__ = ["Decision", "log_screen", "paired_se", "run_screen", "screen_documents", "screen_value",
            "select", "weighted_se"]
