@@ -7,10 +7,11 @@ Both read the same documents (the held-out pieces of the embedded study's Wikipe
 the ``wsm_heldout_bpb`` task cuts them), with the same model, dtype and batch size, in the same
 process, alternating, ``--repeats`` times; the table gives medians and their ratio. The harness
 figure is what a sweep job pays per task (``Score.tokens_per_second``: lm-eval's task setup,
-tokenisation and scoring included, model loading not); the bare loop times only its forward passes
-(documents in order, padded to the longest of each batch, ``inference_mode``, cross-entropy of
-each document's tokens after lm-eval's prefix token). Their bits per byte must agree, which checks
-that both measured the same work. ``--tasks`` adds other tasks' harness tokens/s (one run each).
+tokenisation and scoring included, model loading not); the bare loops time only their forward passes
+(padded to the longest of each batch, ``inference_mode``, cross-entropy of each document's tokens after
+lm-eval's prefix token), once with the documents in order and once sorted by length (the harness sorts
+too, so the sorted loop is the strict peer). Their bits per byte must agree, which checks that all
+measured the same work. ``--tasks`` adds other tasks' harness tokens/s (one run each).
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ def bare_loop(model, batches: list[torch.Tensor], targets: list[torch.Tensor]) -
     return time.perf_counter() - started, nats
 
 
-def padded_batches(tokenizer, texts: list[str], batch_size: int, prefix: int):
-    """Inputs ([prefix] + tokens[:-1]) and targets (tokens), right-padded per batch, documents in order."""
+def padded_batches(tokenizer, texts: list[str], batch_size: int, prefix: int, by_length: bool = False):
+    """Inputs ([prefix] + tokens[:-1]) and targets (tokens), right-padded per batch; documents in order, or
+    longest first with ``by_length`` (so each batch pads to a near neighbour)."""
+    encoded = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    if by_length:
+        encoded.sort(key=len, reverse=True)
     batches, targets, count = [], [], 0
-    for start in range(0, len(texts), batch_size):
-        docs = [tokenizer(t, add_special_tokens=False).input_ids for t in texts[start:start + batch_size]]
+    for start in range(0, len(encoded), batch_size):
+        docs = encoded[start:start + batch_size]
         width = max(len(d) for d in docs)
         ids = torch.zeros(len(docs), width, dtype=torch.long)
         target = torch.full((len(docs), width), -100, dtype=torch.long)
@@ -79,25 +84,31 @@ def main() -> None:
     suite = SuiteConfig(tasks=["wsm_heldout_bpb"], limit=args.docs, batch_size=args.batch_size, dtype=args.dtype)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    batches, targets, tokens = padded_batches(tokenizer, texts, args.batch_size, prefix)
+    loops = {order: padded_batches(tokenizer, texts, args.batch_size, prefix, by_length=order == "sorted")
+             for order in ("in order", "sorted")}
+    tokens = loops["in order"][2]
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     n_bytes = sum(len(t.encode()) for t in texts)
-    harness, bare = [], []
+    harness, bare, bpb = [], {order: [] for order in loops}, {}
     for _ in range(args.repeats):
         (score,) = [s for s in evaluate(args.model, suite, cache_dir=None, extra_data={"heldout": heldout}).scores
                     if s.metric == "bits_per_byte"]  # no score cache: every repeat evaluates
         harness.append(score.tokens_per_second)
-        seconds, nats = bare_loop(model, batches, targets)
-        bare.append(tokens / seconds)
-    bare_bpb = nats / n_bytes / torch.log(torch.tensor(2.0)).item()
+        for order, (batches, targets, _) in loops.items():
+            seconds, nats = bare_loop(model, batches, targets)
+            bare[order].append(tokens / seconds)
+            bpb[order] = nats / n_bytes / torch.log(torch.tensor(2.0)).item()
     print(f"model {args.model}, {args.dtype}, batch {args.batch_size}, {len(texts)} documents, {tokens} tokens "
           f"(harness counted {score.tokens}), {args.repeats} repeats, {torch.get_num_threads()} threads")
     print("| path | median tokens/s | runs | bits per byte |\n|---|---|---|---|")
     print(f"| harness (wsm_heldout_bpb) | {statistics.median(harness):.0f} | "
           f"{', '.join(f'{r:.0f}' for r in harness)} | {score.value:.6f} |")
-    print(f"| bare forward loop | {statistics.median(bare):.0f} | {', '.join(f'{r:.0f}' for r in bare)} | "
-          f"{bare_bpb:.6f} |")
-    print(f"ratio harness / bare (medians): {statistics.median(harness) / statistics.median(bare):.2f}")
+    for order, runs in bare.items():
+        print(f"| bare forward loop, documents {order} | {statistics.median(runs):.0f} | "
+              f"{', '.join(f'{r:.0f}' for r in runs)} | {bpb[order]:.6f} |")
+    for order, runs in bare.items():
+        print(f"ratio harness / bare, documents {order} (medians): "
+              f"{statistics.median(harness) / statistics.median(runs):.2f}")
     for task in filter(None, args.tasks.split(",")):
         other = SuiteConfig(tasks=[task], limit=args.docs, batch_size=args.batch_size, dtype=args.dtype)
         first = evaluate(args.model, other, cache_dir=None).scores[0]
