@@ -180,7 +180,7 @@ def section(frame: pd.DataFrame, out: Path, thresholds: Thresholds = Thresholds(
     figure = [implied_figure(weights, out / "figures")] if weights else []
     shown = table.reset_index()
     shown["seed"] = shown["seed"].astype(int)
-    markdown = shown.astype({"seed": str}).to_markdown(index=False, floatfmt=".4f")  # a float frame would print seed 0.0000
+    markdown = shown.astype({"seed": str}).to_markdown(index=False, floatfmt=".4f")  # as floats: "0.0000"
     lines = ["## Fitted merge weights (docs/beyond.md §5)", "", documents_line(records), "",
              "Held-out bits per byte on the test split, per seed:", "", markdown,
              "", claim[["claim", "best_closed_form", "candidates", "seeds", "difference", "ci_low", "ci_high", "sdd",

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 ACCURACY = ("acc_norm", "acc", "exact_match")  # a task's screen metric: the first of these it reports
 Z_95 = NormalDist().inv_cdf(0.975)  # the screen's gap is one pre-set pair (no selection): a two-sided z test at 5%
 
+
 class Decision(NamedTuple):
     """One variant's stage, the reason in words, and the smallest detectable difference its gap was held to."""
 
