@@ -97,6 +97,9 @@ def test_noise_rule_finds_a_planted_peak_in_eta_over_b():
     assert merge["r2_adjusted"].idxmax() == "η/B" and merge.loc["η/B", "r2_adjusted"] > 0.95
     assert merge.loc["η/B", "peak_inside"] and merge.loc["η/B", "peak_at"] == pytest.approx(0.01 / 8, rel=0.05)
     assert part.findings.iloc[2]["outcome"] == "reproduced"
+    first_table = part.markdown.split("### Noise-scale probe")[1].split("\n\n")[2]
+    rows = first_table.splitlines()
+    assert {line.split("|")[1].strip() for line in rows[2:]} == {"0.005", "0.01", "0.02"}  # η not rounded away
 
 
 def test_noise_rule_calls_a_null_inconclusive_and_refutes_only_on_a_finding():
