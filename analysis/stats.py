@@ -28,33 +28,7 @@ import numpy as np
 
 from analysis.selection import Intervals, detectable, intervals, quantile
 from analysis.verdicts import AT_CHANCE, sign
-
-
-def cluster_influence(diff, weights=None, clusters=None):
-    """(effect, per-cluster influence) of the weighted mean difference Σ d·w / Σ w over the last axis
-    (documents; leading axes are studies): the effect's squared standard error is the sum of squared
-    influences (ratio estimator, clustered, with G/(G−1)); each document is its own cluster when ``clusters``
-    is None.
-
-    >>> effect, u = cluster_influence([1.0, 1.0, 0.0, 1.0])
-    >>> float(effect), round(float(np.sqrt((u ** 2).sum())), 4)
-    (0.75, 0.25)
-    >>> round(float(np.sqrt((cluster_influence([1.0, 1.0, 0.0, 1.0], clusters=[0, 0, 1, 1])[1] ** 2).sum())), 4)
-    0.25
-    """
-    d = np.asarray(diff, dtype=float)
-    w = np.ones(d.shape[-1]) if weights is None else np.asarray(weights, dtype=float)
-    total = w.sum(-1, keepdims=True)
-    effect = (d * w).sum(-1) / total[..., 0]
-    residual = (d - effect[..., None]) * w / total
-    if clusters is None:
-        sums = residual
-    else:
-        _, index = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
-        sums = residual @ (index[:, None] == np.arange(index.max() + 1)).astype(float)
-    groups = sums.shape[-1]
-    influence = sums * math.sqrt(groups / (groups - 1)) if groups > 1 else np.full(sums.shape, math.nan)
-    return (float(effect) if effect.ndim == 0 else effect), influence
+from wsm_exp.evaluation.clustered import cluster_influence
 
 
 def paired_difference(a, b, weights=None) -> tuple[np.ndarray, np.ndarray]:

@@ -32,9 +32,8 @@ from typing import NamedTuple
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from analysis.selection import detectable
-from analysis.stats import cluster_influence
 from wsm_exp.atomic import write_json_atomic
+from wsm_exp.evaluation.clustered import cluster_influence
 from wsm_exp.sweep.planning.screen_record import RECORD
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def select(screens: dict[str, tuple[float, float]], *, higher_is_better: bool, p
         paired = paired_se(documents.get(name, {}), documents.get(best_name, {}))
         how = "paired over the documents" if math.isfinite(paired) else "unpaired"
         se_gap = paired if math.isfinite(paired) else math.sqrt(se**2 + best_se**2)
-        threshold = detectable(se_gap, Z_95, power=power)
+        threshold = (Z_95 + NormalDist().inv_cdf(power)) * se_gap  # analysis.selection.detectable's rule
         if not math.isfinite(threshold) or gap <= threshold:
             out[name] = Decision("full", f"screen {value:.4f} within {threshold:.4f} (smallest detectable difference, "
                                          f"{how}) of the best {best:.4f}", threshold)
@@ -109,7 +108,7 @@ def paired_se(a: dict[str, tuple[float, float, str]], b: dict[str, tuple[float, 
 
 def weighted_se(values, weights, clusters) -> float:
     """Standard error of the weighted mean Σ v·w / Σ w, clustered (pieces of one source text move together):
-    the report's estimator, ``analysis.stats.cluster_influence``. NaN with fewer than two clusters.
+    the report's estimator, ``wsm_exp.evaluation.clustered.cluster_influence``. NaN with fewer than two clusters.
 
     >>> round(weighted_se([1.0, 1.0, 0.0, 1.0], [1, 1, 1, 1], ["a", "b", "c", "d"]), 4)
     0.25
