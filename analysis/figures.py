@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 from pathlib import Path
 
@@ -27,20 +29,28 @@ from wsm_exp.merging.weights import (  # noqa: E402
 )
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Lay out, write and close a figure; returns its path. The PNG's Description holds each panel's axis labels,
-    y limits and legend entries as JSON (what a reader or a test can check without looking at pixels)."""
+def save_figure(fig, path):
+    """Lay out, write as PNG and close a figure; returns ``path`` (a file path or a binary buffer). The PNG's
+    Description holds each panel's axis labels, y limits and legend entries as JSON (what a reader or a test can
+    check without looking at pixels)."""
     fig.tight_layout()
     panels = [{"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "ylim": [float(v) for v in ax.get_ylim()],
                "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []}
               for ax in fig.axes]
-    fig.savefig(path, dpi=110, metadata={"Description": json.dumps(panels, ensure_ascii=False)})
+    fig.savefig(path, format="png", dpi=110, metadata={"Description": json.dumps(panels, ensure_ascii=False)})
     plt.close(fig)
     return path
 
 
 def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "1-sqrt", "ema")) -> Path:
-    """For each curve: merge weights as bars (top) and the emulated LR staircase over f(t) (bottom)."""
+    """For each curve: merge weights as bars (top) and the emulated LR staircase over f(t) (bottom). The figure
+    depends on its arguments alone, so a process draws it once and writes the same bytes to every report."""
+    path.write_bytes(_weights_png(quantity, tuple(curves)))
+    return path
+
+
+@functools.cache
+def _weights_png(quantity: int, curves: tuple[str, ...]) -> bytes:
     fig, axes = plt.subplots(2, len(curves), figsize=(3.2 * len(curves), 5.2), sharey="row")
     t = np.linspace(0, 1, 200)
     for col, curve in enumerate(curves):
@@ -55,7 +65,7 @@ def weights_figure(path: Path, quantity: int = 10, curves=("linear", "cosine", "
     axes[0, 0].set_ylabel("merge weight")
     axes[1, 0].set_ylabel("LR multiplier")
     axes[1, 0].legend(fontsize=8)
-    return save_figure(fig, path)
+    return save_figure(fig, io.BytesIO()).getvalue()
 
 
 SHAPE_STYLES = [{"linestyle": "--"}, {"linestyle": ":"}, {"linestyle": "-."}, {"linestyle": (0, (5, 1, 1, 1, 1, 1))}]

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis import ReportError, findings, load_results, loss_table, model_scores, write_report
+from analysis.report import build_tables
 from analysis.stats import cluster_influence, paired_difference
 from analysis.tables import by_design
 from helpers.analysis import write_doc_sweep, write_sweep
@@ -17,6 +18,11 @@ from helpers.analysis import write_doc_sweep, write_sweep
 def claim(folder, name="WSM beats WSD", **load):
     frame = load_results(folder, **load)
     return findings(model_scores(frame), frame).set_index("claim").loc[name]
+
+
+def report_tables(folder) -> dict[str, pd.DataFrame]:
+    """The tables ``write_report`` writes for a one-group folder, without drawing its figures."""
+    return build_tables(load_results(folder))
 
 
 def test_clustered_standard_error_grows_with_correlated_pieces():
@@ -93,12 +99,11 @@ ACCURACY = {"wsm_arc_easy": ("general_knowledge", 0.25), "wsm_piqa": ("language"
 
 def test_tasks_at_chance_carry_no_verdict(tmp_path):
     folder = write_doc_sweep(tmp_path, accuracy=ACCURACY, primary="overall", suite="benchmarks")
-    frame = load_results(folder)
-    report = write_report([folder])
-    tasks = report.tables["tasks"].set_index("task")
+    tables = report_tables(folder)
+    tasks = tables["tasks"].set_index("task")
     assert tasks.loc["wsm_arc_easy", "at_chance"] and tasks.loc["wsm_piqa", "at_chance"]
     assert not tasks.loc["wsm_heldout_bpb", "at_chance"]  # a loss has no chance level
-    table = findings(model_scores(frame), frame).set_index("claim")
+    table = tables["findings"].set_index("claim")
     assert table.loc["WSM beats WSD", "verdict"] == "at chance (no verdict)"
     assert "at chance" in table.loc["merged models can have higher loss yet better scores", "verdict"]
 
@@ -107,16 +112,17 @@ def test_tasks_below_chance_carry_no_verdict(tmp_path):
     """Significantly below chance is not signal: such a task is marked at chance (one-sided test)."""
     folder = write_doc_sweep(tmp_path, accuracy={"wsm_arc_easy": ("general_knowledge", 0.05)}, primary="overall",
                              suite="benchmarks")
-    assert write_report([folder]).tables["tasks"].set_index("task").loc["wsm_arc_easy", "at_chance"]
-    assert claim(folder)["verdict"] == "at chance (no verdict)"
+    tables = report_tables(folder)
+    assert tables["tasks"].set_index("task").loc["wsm_arc_easy", "at_chance"]
+    assert tables["findings"].set_index("claim").loc["WSM beats WSD", "verdict"] == "at chance (no verdict)"
 
 
 def test_tasks_above_chance_keep_their_verdicts(tmp_path):
     folder = write_doc_sweep(tmp_path, accuracy={"wsm_piqa": ("language", 0.8)}, primary="overall",
                              suite="benchmarks")
-    frame = load_results(folder)
-    assert not write_report([folder]).tables["tasks"].set_index("task").loc["wsm_piqa", "at_chance"]
-    assert "at chance" not in claim(folder)["verdict"]
+    tables = report_tables(folder)
+    assert not tables["tasks"].set_index("task").loc["wsm_piqa", "at_chance"]
+    assert "at chance" not in tables["findings"].set_index("claim").loc["WSM beats WSD", "verdict"]
 
 
 @pytest.mark.parametrize("ema_gain, expected", [(-0.05, "reproduced"), (0.0, "inconclusive")])
