@@ -199,6 +199,20 @@ def test_command_line_mistake_is_one_paragraph_exit_2_no_traceback(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_refused_command_never_imports_the_model_stack(tmp_path):
+    """The entry and the pre-flight read suites and schemas without torch, transformers or lm-eval (seconds of
+    start-up together): a mistake is refused before any of them loads."""
+    code = ("import sys, wsm_exp.__main__ as entry\n"
+            "from wsm_exp.sweep.check import gate\n"
+            "from wsm_exp.sweep.spec.schemas import ConfigError\n"
+            "try:\n"
+            f"    gate.run_command(['paths.sweeps={tmp_path}', '+sweep=duration', 'merge.quantitiy=3'], config_dir=entry.CONF)\n"
+            "except ConfigError:\n"
+            "    print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
 def _flat(key: str, value) -> list[str]:
     """``merge: {fit: {score_on: test}}`` -> ``merge.fit.score_on`` (every level of a nested schema)."""
     if not isinstance(value, dict):

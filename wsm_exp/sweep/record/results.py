@@ -104,7 +104,7 @@ def make_row(**fields: Any) -> dict[str, Any]:
 
 
 def score_rows(scores, **fields: Any) -> list[dict[str, Any]]:
-    """One row per score of an evaluation (``wsm_exp.evaluation.Score``) with the model's ``fields``; a
+    """One row per score of an evaluation (``wsm_exp.evaluation.harness.Score``) with the model's ``fields``; a
     score taken from the cache cost no evaluation time.
 
     >>> from types import SimpleNamespace as Score
