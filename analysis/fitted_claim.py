@@ -15,8 +15,8 @@ Outcomes (``RULE``): **reproduced** when the interval of d lies above 0; **not r
 the equivalence margin m (``analysis.margin_bpb``): the best closed form significantly better, or the fit's gain
 surely smaller than m; **inconclusive** otherwise, so a null whose interval reaches past m is never "not
 reproduced". Without an interval (one seed, no per-document values) the outcome is "unconfirmed". The smallest
-detectable difference (SDD, ``stats.detectable``: (critical + z_power)·se) stands beside d, so "inconclusive"
-says whether more seeds could settle it.
+detectable difference (SDD, ``wsm_exp.evaluation.clustered.detectable``: (critical + z_power)·se) stands
+beside d, so "inconclusive" says whether more seeds could settle it.
 
 Example (three seeds, fitted better by about 0.01 bpb in each):
     >>> from analysis.load import prepared

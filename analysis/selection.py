@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm, t
 
+from wsm_exp.evaluation.clustered import detectable
+
 LEVEL = 0.95  # two-sided confidence of every interval in the report
 DRAWS = 20_000  # Monte-Carlo draws of the max-t quantile (its MC error is ~0.01 in the critical value)
 
@@ -46,16 +48,6 @@ def quantile(dof, candidates: int = 1):
     """
     value = t.ppf(1 - (1 - LEVEL) / (2 * candidates), dof)
     return float(value) if np.ndim(value) == 0 else value
-
-
-def detectable(se, critical, power: float = 0.8):
-    """Smallest true difference this test finds with probability ``power``: (critical + z_power)·se.
-
-    >>> round(detectable(0.01, 1.96), 4)
-    0.028
-    """
-    value = (np.asarray(critical, dtype=float) + float(norm.ppf(power))) * np.asarray(se, dtype=float)
-    return float(value) if value.ndim == 0 else value
 
 
 def max_t_quantile(correlation, draws: int = DRAWS, seed: int = 0) -> np.ndarray:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.selection import Intervals, detectable, intervals, quantile
+from analysis.selection import Intervals, intervals, quantile
 from analysis.verdicts import AT_CHANCE, sign
-from wsm_exp.evaluation.clustered import cluster_influence
+from wsm_exp.evaluation.clustered import cluster_influence, detectable
 
 
 def paired_difference(a, b, weights=None) -> tuple[np.ndarray, np.ndarray]:

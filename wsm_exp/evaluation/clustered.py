@@ -1,5 +1,6 @@
-"""Clustered standard errors of a weighted mean over documents (pure numpy): the one estimator behind the
-report's intervals (analysis.stats) and the staged screen's thresholds (wsm_exp.sweep.stage.screen).
+"""Clustered standard errors of a weighted mean over documents, and the smallest difference a test detects
+from one (pure numpy and scipy.special): the one estimator and power rule behind the report's intervals
+(analysis.stats, analysis.selection) and the staged screen's thresholds (wsm_exp.sweep.stage.screen).
 
 Pieces cut from one source text move together, so their residuals are summed per text before squaring
 (a ratio estimator with the G/(G−1) small-sample factor); every document is its own cluster where none is
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import ndtri  # the standard normal's quantile function (scipy.stats.norm.ppf's own)
 
 
 def cluster_influence(diff, weights=None, clusters=None):
@@ -42,3 +44,13 @@ def cluster_influence(diff, weights=None, clusters=None):
     groups = sums.shape[-1]
     influence = sums * math.sqrt(groups / (groups - 1)) if groups > 1 else np.full(sums.shape, math.nan)
     return (float(effect) if effect.ndim == 0 else effect), influence
+
+
+def detectable(se, critical, power: float = 0.8):
+    """Smallest true difference this test finds with probability ``power``: (critical + z_power)·se.
+
+    >>> round(detectable(0.01, 1.96), 4)
+    0.028
+    """
+    value = (np.asarray(critical, dtype=float) + float(ndtri(power))) * np.asarray(se, dtype=float)
+    return float(value) if value.ndim == 0 else value

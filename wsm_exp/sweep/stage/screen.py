@@ -33,7 +33,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from wsm_exp.atomic import write_json_atomic
-from wsm_exp.evaluation.clustered import cluster_influence
+from wsm_exp.evaluation.clustered import cluster_influence, detectable
 from wsm_exp.sweep.planning.screen_record import RECORD
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def select(screens: dict[str, tuple[float, float]], *, higher_is_better: bool, p
         paired = paired_se(documents.get(name, {}), documents.get(best_name, {}))
         how = "paired over the documents" if math.isfinite(paired) else "unpaired"
         se_gap = paired if math.isfinite(paired) else math.sqrt(se**2 + best_se**2)
-        threshold = (Z_95 + NormalDist().inv_cdf(power)) * se_gap  # analysis.selection.detectable's rule
+        threshold = detectable(se_gap, Z_95, power)
         if not math.isfinite(threshold) or gap <= threshold:
             out[name] = Decision("full", f"screen {value:.4f} within {threshold:.4f} (smallest detectable difference, "
                                          f"{how}) of the best {best:.4f}", threshold)
