@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/fit_benchmark.py --series ~/.cache/wsm_exp/smollm2-testbed --quantities 4,8
 
 With ``--series``, an existing checkpoint series (e.g. the SmolLM2 test bed of benchmarks/smollm2_testbed.py,
-real pretrained weights and tokenizer) is merged as it is. Otherwise the script builds a random-initialised Llama series (``small``: the study's 11M model, h384 × 6 layers, vocab 4096;
+real pretrained weights and tokenizer) is merged as it is. Otherwise the script builds a random-initialised
+Llama series (``small``: the study's 11M model, h384 × 6 layers, vocab 4096;
 ``smollm2``: SmolLM2-135M's shape, h576 × 30 layers, vocab 49152, tied) of ``max(quantities)`` fp32
 checkpoints that differ by seeded noise, with a BPE tokenizer trained on the held-out text: ``--docs``
 paragraphs of this repository's docs/*.md (real English; half fit, half test). Then, per N, one
@@ -29,6 +30,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 sys.path.insert(0, str(Path(__file__).parent))
 from merge_benchmark import BIN, run_measured  # noqa: E402
 
+from wsm_exp.merging.series import load_series  # noqa: E402
 from wsm_exp.study.tokenizer import train_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +91,7 @@ def main() -> None:
         if args.series:
             series, heldout = args.series.expanduser(), work / "heldout.jsonl"
             heldout.write_text("".join(json.dumps({"text": d}) + "\n" for d in heldout_docs(args.docs)))
-            newest = sorted(series.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+            newest = load_series(series).checkpoints[-1].path  # the merger's own discovery and order
             params = LlamaForCausalLM.from_pretrained(newest).num_parameters()
             name = f"{series} (newest {newest.name})"
         else:

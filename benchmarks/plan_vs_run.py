@@ -10,9 +10,10 @@ console's ``computed … (x s)``), their ratios, and the 1-minute load average b
     PYTHONPATH=.:tests .venv/bin/python benchmarks/plan_vs_run.py --root /tmp/pvr --tiny   # the tiny study
 
 The sweeps (Δ the study's save spacing: 4 steps micro, 8 tiny): S1 the quantity sweep (N = 1, 2 at Δ;
-trains the study), S2 the duration sweep (N = 2, D = 2Δ, 4Δ, 8Δ), S3 the study's WSM branch as a user series on ``eval=benchmarks`` (ARC-Easy, PIQA
-and MMLU at ``eval.limit=2``: 57 subjects; N = 2, 4). Warm: S2 after S1 in S1's cache, S3 with N = 3, 6
-after N = 2, 4, S1 with ``seed=1`` (a new study seed to train) after S2 in S2's cache.
+trains the study), S2 the duration sweep (N = 2, D = 2Δ, 4Δ, 8Δ), S3 the study's WSM branch as a user
+series on ``eval=benchmarks`` (ARC-Easy, PIQA and MMLU at ``eval.limit=2``: 57 subjects; N = 2, 4).
+Warm: S2 after S1 in S1's cache, S3 with N = 3, 6 after N = 2, 4, S1 with ``seed=1`` (a new study seed
+to train) after S2 in S2's cache.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 def sweeps(spacing: int) -> dict[str, list[str]]:
     """S1 and S2 on a study that saves every ``spacing`` steps (the micro study 4, the tiny one 8)."""
     return {"S1": ["+sweep=quantity", f"merge.interval={spacing}", "merge.quantity=1,2"],
-            "S2": ["+sweep=duration", "merge.quantity=2", f"merge.duration={2 * spacing},{4 * spacing},{8 * spacing}"]}
+            "S2": ["+sweep=duration", "merge.quantity=2",
+                   f"merge.duration={2 * spacing},{4 * spacing},{8 * spacing}"]}
 
 
 BENCHMARKS = ["eval=benchmarks", "eval.limit=2", "eval.limits={}", "eval.tasks=[wsm_arc_easy,wsm_piqa,wsm_mmlu]"]
