@@ -211,7 +211,8 @@ def _noise(models: pd.DataFrame, out: Path | None, thresholds: Thresholds = Thre
     text = (f"### Noise-scale probe\n\nEach point: the WSM branch re-trained from T_switch with constant LR η, batch "
             f"size B and weight decay λ, and its matched 1-sqrt decay (same overrides, "
             f"{int(gains['steps'].iloc[0])} steps). Gains are raw − model in held-out bpb (positive: better than "
-            f"the raw constant-LR checkpoint).\n\n{_md(table, places=4)}\n\nOne quadratic in log10(scale) per candidate "
+            f"the raw constant-LR checkpoint).\n\n{_md(table, places=4)}\n\n"
+            "One quadratic in log10(scale) per candidate "
             f"(λ = 0 sits half a decade below the smallest λ > 0; a scale with two levels gets a line; "
             f"the adjusted R² charges each scale for its fitted terms, so scales with more levels compete "
             f"fairly):\n\n{_md(fits)}\n\n"
@@ -255,7 +256,8 @@ def _long_decay(models: pd.DataFrame, ev: Evidence | None, out: Path | None, thr
     figures = beyond_figures.long_decay(out, table, intervals)
     text = (f"### Long decays\n\nBranch (= decay) length S after stage 1; the merge of the equally long constant-LR "
             f"branch against the decay; advantage = decay − merge (bpb; positive: the merge is better).\n\n"
-            f"{_md(table, places=4)}\n\n{where[0].upper() + where[1:]}. Merging keeps its advantage at the longest decay: "
+            f"{_md(table, places=4)}\n\n{where[0].upper() + where[1:]}. "
+            "Merging keeps its advantage at the longest decay: "
             f"**{found['verdict']}** ({found['evidence']}).")
     return Section(text, {"beyond_long_decay": table}, figures, pd.Series(found))
 

@@ -206,7 +206,8 @@ def test_a_refused_command_never_imports_the_model_stack(tmp_path):
             "from wsm_exp.sweep.check import gate\n"
             "from wsm_exp.sweep.spec.schemas import ConfigError\n"
             "try:\n"
-            f"    gate.run_command(['paths.sweeps={tmp_path}', '+sweep=duration', 'merge.quantitiy=3'], config_dir=entry.CONF)\n"
+            f"    gate.run_command(['paths.sweeps={tmp_path}', '+sweep=duration', 'merge.quantitiy=3'],\n"
+            "                     config_dir=entry.CONF)\n"
             "except ConfigError:\n"
             "    print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
